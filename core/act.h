@@ -1,0 +1,19 @@
+/* act.h (private to core/): activation buffers (NHWC float32) and the cheap layers between
+ * the convolutions that need no oneDNN: concatenation, nearest upsampling, 2x2 average pooling,
+ * addition. Plain loops, parallel with OpenMP. */
+#pragma once
+
+#include "dnn.h"
+
+/* Allocates an n x h x w x c activation; FALSE (and a GError) when memory runs out. */
+gboolean act_alloc (Act *a, int n, int h, int w, int c, GError **error);
+void     act_free  (Act *a);  /* frees a->data and clears it; safe on a cleared Act */
+
+/* out (n x h x w x (a.c + b.c)) = [a | b] along channels. */
+void act_concat_channels (const Act *a, const Act *b, Act *out);
+/* out (n x 2h x 2w x c): nearest-neighbour 2x upsampling. */
+void act_upsample_nearest2x (const Act *in, Act *out);
+/* out (n x h/2 x w/2 x c): 2x2 average pooling, stride 2 (floor). */
+void act_avgpool2x2 (const Act *in, Act *out);
+/* y += x, element-wise over n floats. */
+void act_add (float *y, const float *x, size_t n);

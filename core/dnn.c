@@ -1,0 +1,850 @@
+/* dnn.c: oneDNN engine, primitive cache and weight layouts. See dnn.h.
+ *
+ * Every primitive is made once per shape and kept: a Prim holds the primitive and one memory
+ * object per argument; a call only swaps the data handles and executes. All primitives share
+ * one scratchpad (they run one at a time on one stream).
+ */
+#include "dnn.h"
+
+#include <oneapi/dnnl/dnnl.h>
+#include <string.h>
+
+#define MAX_ARGS 8
+
+typedef struct {
+    dnnl_primitive_t prim;
+    int              n_args;
+    dnnl_exec_arg_t  args[MAX_ARGS + 1]; /* + the scratchpad */
+} Prim;
+
+struct Dnn {
+    dnnl_engine_t engine;
+    dnnl_stream_t stream;
+    GHashTable   *prims;        /* key string -> Prim * */
+    void         *scratch;      /* shared scratchpad */
+    size_t        scratch_size;
+    dnnl_memory_t scratch_mem;
+    float        *scores;       /* attention scores, grown as needed */
+    size_t        scores_len;
+};
+
+static const char *
+status_text (dnnl_status_t status)
+{
+    switch (status) {
+    case dnnl_success: return "success";
+    case dnnl_out_of_memory: return "out of memory";
+    case dnnl_invalid_arguments: return "invalid arguments";
+    case dnnl_unimplemented: return "no implementation for these parameters";
+    case dnnl_last_impl_reached: return "no more implementations";
+    case dnnl_runtime_error: return "runtime error";
+    case dnnl_not_required: return "not required";
+    default: return "unknown error";
+    }
+}
+
+static gboolean
+check (dnnl_status_t status, const char *what, GError **error)
+{
+    if (status == dnnl_success)
+        return TRUE;
+    g_set_error (error, LDM_ERROR,
+                 status == dnnl_out_of_memory ? LDM_ERROR_NO_MEMORY : LDM_ERROR_UNSUPPORTED,
+                 "oneDNN: %s: %s", what, status_text (status));
+    return FALSE;
+}
+
+#define CHECK(call, what)                                                                      \
+    do {                                                                                       \
+        if (!check ((call), (what), error))                                                    \
+            goto fail;                                                                         \
+    } while (0)
+
+static void
+prim_free (gpointer data)
+{
+    Prim *p = data;
+    if (!p)
+        return;
+    for (int i = 0; i < p->n_args; i++)
+        dnnl_memory_destroy (p->args[i].memory);
+    dnnl_primitive_destroy (p->prim);
+    g_free (p);
+}
+
+/* Makes a Prim from a primitive descriptor (taking ownership of it): one memory object per
+ * argument in arg_ids, with the descriptor the primitive chose, and no data yet. */
+static Prim *
+prim_new (Dnn *dnn, dnnl_primitive_desc_t pd, const int *arg_ids, int n_args, GError **error)
+{
+    Prim *p = g_new0 (Prim, 1);
+    CHECK (dnnl_primitive_create (&p->prim, pd), "creating a primitive");
+    for (int i = 0; i < n_args; i++) {
+        const_dnnl_memory_desc_t md = dnnl_primitive_desc_query_md (pd, dnnl_query_exec_arg_md,
+                                                                    arg_ids[i]);
+        p->args[i].arg = arg_ids[i];
+        CHECK (dnnl_memory_create (&p->args[i].memory, md, dnn->engine, DNNL_MEMORY_NONE),
+               "creating a memory object");
+        p->n_args = i + 1;
+    }
+    const_dnnl_memory_desc_t scratch_md = dnnl_primitive_desc_query_md (pd, dnnl_query_scratchpad_md, 0);
+    size_t scratch = scratch_md ? dnnl_memory_desc_get_size (scratch_md) : 0;
+    if (scratch > dnn->scratch_size) {
+        dnnl_memory_destroy (dnn->scratch_mem);
+        dnn->scratch_mem = NULL;
+        g_free (dnn->scratch);
+        dnn->scratch = g_try_malloc (scratch);
+        dnn->scratch_size = dnn->scratch ? scratch : 0;
+        if (!dnn->scratch) {
+            g_set_error (error, LDM_ERROR, LDM_ERROR_NO_MEMORY,
+                         "not enough memory for a %zu-byte oneDNN scratchpad", scratch);
+            goto fail;
+        }
+        dnnl_memory_desc_t md;
+        dnnl_dims_t dims = { (dnnl_dim_t) scratch };
+        CHECK (dnnl_memory_desc_create_with_tag (&md, 1, dims, dnnl_u8, dnnl_a), "scratchpad");
+        dnnl_status_t s = dnnl_memory_create (&dnn->scratch_mem, md, dnn->engine, dnn->scratch);
+        dnnl_memory_desc_destroy (md);
+        CHECK (s, "scratchpad memory");
+    }
+    dnnl_primitive_desc_destroy (pd);
+    return p;
+fail:
+    dnnl_primitive_desc_destroy (pd);
+    prim_free (p);
+    return NULL;
+}
+
+/* Runs a Prim with new data handles (NULL keeps the one already set). */
+static gboolean
+prim_run (Dnn *dnn, Prim *p, void *const *handles, GError **error)
+{
+    for (int i = 0; i < p->n_args; i++)
+        if (handles[i])
+            CHECK (dnnl_memory_set_data_handle (p->args[i].memory, handles[i]), "data handle");
+    int n = p->n_args;
+    if (dnn->scratch_mem) {
+        p->args[n].arg = DNNL_ARG_SCRATCHPAD;
+        p->args[n].memory = dnn->scratch_mem;
+        n++;
+    }
+    CHECK (dnnl_primitive_execute (p->prim, dnn->stream, n, p->args), "executing a primitive");
+    CHECK (dnnl_stream_wait (dnn->stream), "waiting for the stream");
+    return TRUE;
+fail:
+    return FALSE;
+}
+
+static dnnl_primitive_attr_t
+attr_new (void)
+{
+    dnnl_primitive_attr_t attr = NULL;
+    if (dnnl_primitive_attr_create (&attr) != dnnl_success)
+        return NULL;
+    dnnl_primitive_attr_set_scratchpad_mode (attr, dnnl_scratchpad_mode_user);
+    return attr;
+}
+
+static dnnl_memory_desc_t
+md_tag (int ndims, const dnnl_dim_t *dims, dnnl_format_tag_t tag)
+{
+    dnnl_memory_desc_t md = NULL;
+    dnnl_memory_desc_create_with_tag (&md, ndims, dims, dnnl_f32, tag);
+    return md;
+}
+
+static dnnl_memory_desc_t
+md_strides (int ndims, const dnnl_dim_t *dims, const dnnl_dim_t *strides)
+{
+    dnnl_memory_desc_t md = NULL;
+    dnnl_memory_desc_create_with_strides (&md, ndims, dims, dnnl_f32, strides);
+    return md;
+}
+
+Dnn *
+dnn_new (GError **error)
+{
+    Dnn *dnn = g_new0 (Dnn, 1);
+    dnn->prims = g_hash_table_new_full (g_str_hash, g_str_equal, g_free, prim_free);
+    CHECK (dnnl_engine_create (&dnn->engine, dnnl_cpu, 0), "creating the CPU engine");
+    CHECK (dnnl_stream_create (&dnn->stream, dnn->engine, dnnl_stream_default_flags),
+           "creating a stream");
+    return dnn;
+fail:
+    dnn_free (dnn);
+    return NULL;
+}
+
+void
+dnn_free (Dnn *dnn)
+{
+    if (!dnn)
+        return;
+    g_hash_table_unref (dnn->prims);
+    dnnl_memory_destroy (dnn->scratch_mem);
+    g_free (dnn->scratch);
+    g_free (dnn->scores);
+    if (dnn->stream)
+        dnnl_stream_destroy (dnn->stream);
+    if (dnn->engine)
+        dnnl_engine_destroy (dnn->engine);
+    g_free (dnn);
+}
+
+static void
+prim_store (Dnn *dnn, char *key, Prim *p)
+{
+    g_hash_table_insert (dnn->prims, key, p);
+}
+
+/* ------------------------------------------------------------ convolution */
+
+typedef struct {
+    int           n, h, w;
+    bool          channel_add, accumulate;
+    Prim         *prim;
+    dnnl_memory_t own_weights; /* only when this shape wants another weight layout */
+} ConvEntry;
+
+struct DnnConv {
+    Dnn          *dnn;
+    int           out_c, in_c, kh, kw, stride, pad_t, pad_l, pad_b, pad_r;
+    dnnl_memory_t plain_weights; /* OIHW, until the first layout is chosen */
+    float        *plain_data;
+    dnnl_memory_t weights;       /* in the layout the first primitive chose */
+    void         *weights_data;
+    dnnl_memory_t bias;
+    float        *bias_data;
+    GPtrArray    *entries;       /* ConvEntry * */
+};
+
+static void
+conv_entry_free (gpointer data)
+{
+    ConvEntry *e = data;
+    prim_free (e->prim);
+    if (e->own_weights) {
+        void *handle = NULL;
+        dnnl_memory_get_data_handle (e->own_weights, &handle);
+        dnnl_memory_destroy (e->own_weights);
+        g_free (handle);
+    }
+    g_free (e);
+}
+
+DnnConv *
+dnn_conv_new (Dnn *dnn, const float *weight, const float *bias, int out_c, int in_c, int kh,
+              int kw, int stride, int pad_top, int pad_left, int pad_bottom, int pad_right,
+              GError **error)
+{
+    DnnConv *conv = g_new0 (DnnConv, 1);
+    *conv = (DnnConv) { .dnn = dnn, .out_c = out_c, .in_c = in_c, .kh = kh, .kw = kw,
+                        .stride = stride, .pad_t = pad_top, .pad_l = pad_left,
+                        .pad_b = pad_bottom, .pad_r = pad_right };
+    conv->entries = g_ptr_array_new_with_free_func (conv_entry_free);
+
+    size_t n_weights = (size_t) out_c * in_c * kh * kw;
+    conv->plain_data = g_memdup2 (weight, n_weights * sizeof (float));
+    dnnl_dims_t wdims = { out_c, in_c, kh, kw };
+    dnnl_memory_desc_t wmd = md_tag (4, wdims, dnnl_oihw);
+    dnnl_status_t s = dnnl_memory_create (&conv->plain_weights, wmd, dnn->engine, conv->plain_data);
+    dnnl_memory_desc_destroy (wmd);
+    CHECK (s, "convolution weights");
+
+    conv->bias_data = g_new0 (float, out_c);
+    if (bias)
+        memcpy (conv->bias_data, bias, out_c * sizeof (float));
+    dnnl_dims_t bdims = { out_c };
+    dnnl_memory_desc_t bmd = md_tag (1, bdims, dnnl_a);
+    s = dnnl_memory_create (&conv->bias, bmd, dnn->engine, conv->bias_data);
+    dnnl_memory_desc_destroy (bmd);
+    CHECK (s, "convolution bias");
+    return conv;
+fail:
+    dnn_conv_free (conv);
+    return NULL;
+}
+
+void
+dnn_conv_free (DnnConv *conv)
+{
+    if (!conv)
+        return;
+    g_ptr_array_unref (conv->entries);
+    dnnl_memory_destroy (conv->plain_weights);
+    dnnl_memory_destroy (conv->weights);
+    dnnl_memory_destroy (conv->bias);
+    g_free (conv->plain_data);
+    g_free (conv->weights_data);
+    g_free (conv->bias_data);
+    g_free (conv);
+}
+
+int
+dnn_conv_out_channels (const DnnConv *conv)
+{
+    return conv->out_c;
+}
+
+void
+dnn_conv_out_size (const DnnConv *conv, int h, int w, int *out_h, int *out_w)
+{
+    *out_h = (h + conv->pad_t + conv->pad_b - conv->kh) / conv->stride + 1;
+    *out_w = (w + conv->pad_l + conv->pad_r - conv->kw) / conv->stride + 1;
+}
+
+/* Reorders `from` into a new memory object of layout `md` that owns its data. */
+static dnnl_memory_t
+reorder_new (Dnn *dnn, dnnl_memory_t from, const_dnnl_memory_desc_t md, void **data,
+             GError **error)
+{
+    dnnl_memory_t to = NULL;
+    dnnl_primitive_desc_t pd = NULL;
+    dnnl_primitive_t prim = NULL;
+    *data = g_try_malloc (dnnl_memory_desc_get_size (md));
+    if (!*data) {
+        g_set_error (error, LDM_ERROR, LDM_ERROR_NO_MEMORY, "not enough memory for weights");
+        return NULL;
+    }
+    const_dnnl_memory_desc_t from_md;
+    dnnl_memory_get_memory_desc (from, &from_md);
+    CHECK (dnnl_memory_create (&to, md, dnn->engine, *data), "weights memory");
+    CHECK (dnnl_reorder_primitive_desc_create (&pd, from_md, dnn->engine, md, dnn->engine, NULL),
+           "weights reorder");
+    CHECK (dnnl_primitive_create (&prim, pd), "weights reorder");
+    dnnl_exec_arg_t args[2] = { { DNNL_ARG_FROM, from }, { DNNL_ARG_TO, to } };
+    CHECK (dnnl_primitive_execute (prim, dnn->stream, 2, args), "weights reorder");
+    CHECK (dnnl_stream_wait (dnn->stream), "weights reorder");
+    dnnl_primitive_destroy (prim);
+    dnnl_primitive_desc_destroy (pd);
+    return to;
+fail:
+    if (prim)
+        dnnl_primitive_destroy (prim);
+    if (pd)
+        dnnl_primitive_desc_destroy (pd);
+    dnnl_memory_destroy (to);
+    g_free (*data);
+    *data = NULL;
+    return NULL;
+}
+
+static ConvEntry *
+conv_entry_new (DnnConv *conv, const Act *in, bool channel_add, bool accumulate, GError **error)
+{
+    Dnn *dnn = conv->dnn;
+    int oh, ow;
+    dnn_conv_out_size (conv, in->h, in->w, &oh, &ow);
+    dnnl_dims_t src_dims = { in->n, conv->in_c, in->h, in->w };
+    dnnl_dims_t dst_dims = { in->n, conv->out_c, oh, ow };
+    dnnl_dims_t w_dims = { conv->out_c, conv->in_c, conv->kh, conv->kw };
+    dnnl_dims_t b_dims = { conv->out_c };
+    dnnl_dims_t strides = { conv->stride, conv->stride };
+    dnnl_dims_t dilates = { 0, 0 };
+    dnnl_dims_t pad_l = { conv->pad_t, conv->pad_l };
+    dnnl_dims_t pad_r = { conv->pad_b, conv->pad_r };
+
+    dnnl_memory_desc_t src_md = md_tag (4, src_dims, dnnl_nhwc);
+    dnnl_memory_desc_t dst_md = md_tag (4, dst_dims, dnnl_nhwc);
+    dnnl_memory_desc_t w_md = md_tag (4, w_dims, dnnl_format_tag_any);
+    dnnl_memory_desc_t b_md = md_tag (1, b_dims, dnnl_a);
+    dnnl_dims_t add_dims = { in->n, conv->out_c, 1, 1 };
+    dnnl_memory_desc_t add_md = md_tag (4, add_dims, dnnl_nchw);
+
+    dnnl_primitive_attr_t attr = attr_new ();
+    dnnl_post_ops_t po = NULL;
+    dnnl_post_ops_create (&po);
+    if (accumulate)
+        dnnl_post_ops_append_sum (po, 1.0f, 0, dnnl_data_type_undef);
+    if (channel_add)
+        dnnl_post_ops_append_binary (po, dnnl_binary_add, add_md);
+    dnnl_primitive_attr_set_post_ops (attr, po);
+    dnnl_post_ops_destroy (po);
+
+    dnnl_primitive_desc_t pd = NULL;
+    ConvEntry *e = NULL;
+    dnnl_status_t s = dnnl_convolution_forward_primitive_desc_create (
+        &pd, dnn->engine, dnnl_forward_inference, dnnl_convolution_direct, src_md, w_md, b_md,
+        dst_md, strides, dilates, pad_l, pad_r, attr);
+    dnnl_primitive_attr_destroy (attr);
+    dnnl_memory_desc_destroy (src_md);
+    dnnl_memory_desc_destroy (dst_md);
+    dnnl_memory_desc_destroy (w_md);
+    dnnl_memory_desc_destroy (b_md);
+    dnnl_memory_desc_destroy (add_md);
+    CHECK (s, "convolution");
+
+    /* The layout of the weights this primitive wants: reorder once, on first use. */
+    const_dnnl_memory_desc_t want = dnnl_primitive_desc_query_md (pd, dnnl_query_weights_md, 0);
+    e = g_new0 (ConvEntry, 1);
+    e->n = in->n;
+    e->h = in->h;
+    e->w = in->w;
+    e->channel_add = channel_add;
+    e->accumulate = accumulate;
+    dnnl_memory_t weights = conv->weights;
+    if (!conv->weights) {
+        conv->weights = reorder_new (dnn, conv->plain_weights, want, &conv->weights_data, error);
+        if (!conv->weights)
+            goto fail;
+        weights = conv->weights;
+        /* The plain copy is no longer needed: other layouts reorder from this one. */
+        dnnl_memory_destroy (conv->plain_weights);
+        conv->plain_weights = NULL;
+        g_clear_pointer (&conv->plain_data, g_free);
+    } else {
+        const_dnnl_memory_desc_t have;
+        dnnl_memory_get_memory_desc (conv->weights, &have);
+        if (!dnnl_memory_desc_equal (have, want)) {
+            void *data;
+            e->own_weights = reorder_new (dnn, conv->weights, want, &data, error);
+            if (!e->own_weights)
+                goto fail;
+            weights = e->own_weights;
+        }
+    }
+
+    int ids[5] = { DNNL_ARG_SRC, DNNL_ARG_WEIGHTS, DNNL_ARG_BIAS, DNNL_ARG_DST,
+                   DNNL_ARG_ATTR_MULTIPLE_POST_OP (accumulate ? 1 : 0) | DNNL_ARG_SRC_1 };
+    e->prim = prim_new (dnn, pd, ids, channel_add ? 5 : 4, error);
+    pd = NULL;
+    if (!e->prim)
+        goto fail;
+    void *wh = NULL, *bh = NULL;
+    dnnl_memory_get_data_handle (weights, &wh);
+    dnnl_memory_get_data_handle (conv->bias, &bh);
+    CHECK (dnnl_memory_set_data_handle (e->prim->args[1].memory, wh), "weights");
+    CHECK (dnnl_memory_set_data_handle (e->prim->args[2].memory, bh), "bias");
+    return e;
+fail:
+    if (pd)
+        dnnl_primitive_desc_destroy (pd);
+    if (e)
+        conv_entry_free (e);
+    return NULL;
+}
+
+gboolean
+dnn_conv_forward (DnnConv *conv, const Act *in, Act *out, const DnnConvPost *post,
+                  GError **error)
+{
+    bool channel_add = post && post->channel_add;
+    bool accumulate = post && post->accumulate;
+    int oh, ow;
+    dnn_conv_out_size (conv, in->h, in->w, &oh, &ow);
+    if (in->c != conv->in_c || out->n != in->n || out->c != conv->out_c || out->h != oh
+        || out->w != ow) {
+        g_set_error (error, LDM_ERROR, LDM_ERROR_ARGUMENT,
+                     "convolution %dx%d %d->%d: input %dx%dx%d does not fit output %dx%dx%d",
+                     conv->kh, conv->kw, conv->in_c, conv->out_c, in->h, in->w, in->c, out->h,
+                     out->w, out->c);
+        return FALSE;
+    }
+    ConvEntry *e = NULL;
+    for (guint i = 0; i < conv->entries->len; i++) {
+        ConvEntry *c = g_ptr_array_index (conv->entries, i);
+        if (c->n == in->n && c->h == in->h && c->w == in->w && c->channel_add == channel_add
+            && c->accumulate == accumulate) {
+            e = c;
+            break;
+        }
+    }
+    if (!e) {
+        e = conv_entry_new (conv, in, channel_add, accumulate, error);
+        if (!e)
+            return FALSE;
+        g_ptr_array_add (conv->entries, e);
+    }
+    void *handles[5] = { in->data, NULL, NULL, out->data,
+                         channel_add ? (void *) post->channel_add : NULL };
+    return prim_run (conv->dnn, e->prim, handles, error);
+}
+
+/* --------------------------------------------------------- linear layers */
+
+struct DnnLinear {
+    Dnn          *dnn;
+    int           out_f, in_f;
+    dnnl_memory_t plain_weights;
+    float        *plain_data;
+    dnnl_memory_t weights;
+    void         *weights_data;
+    float        *bias_data;
+    dnnl_memory_t bias;
+    GHashTable   *entries; /* rows * 2 + accumulate -> Prim * */
+};
+
+DnnLinear *
+dnn_linear_new (Dnn *dnn, const float *weight, const float *bias, int out_features,
+                int in_features, GError **error)
+{
+    DnnLinear *l = g_new0 (DnnLinear, 1);
+    l->dnn = dnn;
+    l->out_f = out_features;
+    l->in_f = in_features;
+    l->entries = g_hash_table_new_full (g_direct_hash, g_direct_equal, NULL, prim_free);
+    l->plain_data = g_memdup2 (weight, (size_t) out_features * in_features * sizeof (float));
+    /* PyTorch stores [out x in]; matmul wants weights as K x N = in x out: the same bytes. */
+    dnnl_dims_t wdims = { in_features, out_features };
+    dnnl_memory_desc_t wmd = md_tag (2, wdims, dnnl_ba);
+    dnnl_status_t s = dnnl_memory_create (&l->plain_weights, wmd, dnn->engine, l->plain_data);
+    dnnl_memory_desc_destroy (wmd);
+    CHECK (s, "linear weights");
+    l->bias_data = g_new0 (float, out_features);
+    if (bias)
+        memcpy (l->bias_data, bias, out_features * sizeof (float));
+    dnnl_dims_t bdims = { 1, out_features };
+    dnnl_memory_desc_t bmd = md_tag (2, bdims, dnnl_ab);
+    s = dnnl_memory_create (&l->bias, bmd, dnn->engine, l->bias_data);
+    dnnl_memory_desc_destroy (bmd);
+    CHECK (s, "linear bias");
+    return l;
+fail:
+    dnn_linear_free (l);
+    return NULL;
+}
+
+void
+dnn_linear_free (DnnLinear *l)
+{
+    if (!l)
+        return;
+    g_hash_table_unref (l->entries);
+    dnnl_memory_destroy (l->plain_weights);
+    dnnl_memory_destroy (l->weights);
+    dnnl_memory_destroy (l->bias);
+    g_free (l->plain_data);
+    g_free (l->weights_data);
+    g_free (l->bias_data);
+    g_free (l);
+}
+
+gboolean
+dnn_linear_forward (DnnLinear *l, const float *x, float *y, int rows, bool accumulate,
+                    GError **error)
+{
+    gpointer key = GINT_TO_POINTER (rows * 2 + (accumulate ? 1 : 0));
+    Prim *p = g_hash_table_lookup (l->entries, key);
+    if (!p) {
+        dnnl_dims_t sdims = { rows, l->in_f }, wdims = { l->in_f, l->out_f },
+                    bdims = { 1, l->out_f }, ddims = { rows, l->out_f };
+        dnnl_memory_desc_t smd = md_tag (2, sdims, dnnl_ab);
+        /* Keep the first layout for every row count: weights are reordered once. */
+        dnnl_memory_desc_t wmd = NULL;
+        if (l->weights) {
+            const_dnnl_memory_desc_t have;
+            dnnl_memory_get_memory_desc (l->weights, &have);
+            dnnl_memory_desc_clone (&wmd, have);
+        } else {
+            wmd = md_tag (2, wdims, dnnl_format_tag_any);
+        }
+        dnnl_memory_desc_t bmd = md_tag (2, bdims, dnnl_ab);
+        dnnl_memory_desc_t dmd = md_tag (2, ddims, dnnl_ab);
+        dnnl_primitive_attr_t attr = attr_new ();
+        if (accumulate) {
+            dnnl_post_ops_t po = NULL;
+            dnnl_post_ops_create (&po);
+            dnnl_post_ops_append_sum (po, 1.0f, 0, dnnl_data_type_undef);
+            dnnl_primitive_attr_set_post_ops (attr, po);
+            dnnl_post_ops_destroy (po);
+        }
+        dnnl_primitive_desc_t pd = NULL;
+        dnnl_status_t s = dnnl_matmul_primitive_desc_create (&pd, l->dnn->engine, smd, wmd, bmd,
+                                                             dmd, attr);
+        dnnl_primitive_attr_destroy (attr);
+        dnnl_memory_desc_destroy (smd);
+        dnnl_memory_desc_destroy (wmd);
+        dnnl_memory_desc_destroy (bmd);
+        dnnl_memory_desc_destroy (dmd);
+        CHECK (s, "linear layer");
+        if (!l->weights) {
+            const_dnnl_memory_desc_t want = dnnl_primitive_desc_query_md (pd, dnnl_query_weights_md, 0);
+            l->weights = reorder_new (l->dnn, l->plain_weights, want, &l->weights_data, error);
+            if (!l->weights) {
+                dnnl_primitive_desc_destroy (pd);
+                return FALSE;
+            }
+            dnnl_memory_destroy (l->plain_weights);
+            l->plain_weights = NULL;
+            g_clear_pointer (&l->plain_data, g_free);
+        }
+        int ids[4] = { DNNL_ARG_SRC, DNNL_ARG_WEIGHTS, DNNL_ARG_BIAS, DNNL_ARG_DST };
+        p = prim_new (l->dnn, pd, ids, 4, error);
+        if (!p)
+            return FALSE;
+        CHECK (dnnl_memory_set_data_handle (p->args[1].memory, l->weights_data), "weights");
+        CHECK (dnnl_memory_set_data_handle (p->args[2].memory, l->bias_data), "bias");
+        g_hash_table_insert (l->entries, key, p);
+    }
+    void *handles[4] = { (void *) x, NULL, NULL, y };
+    return prim_run (l->dnn, p, handles, error);
+fail:
+    return FALSE;
+}
+
+/* ------------------------------------------------------------ normalisation */
+
+gboolean
+dnn_group_norm (Dnn *dnn, const Act *in, Act *out, const float *gamma, const float *beta,
+                int groups, float eps, bool silu, GError **error)
+{
+    char *key = g_strdup_printf ("gn %d %d %d %d %d %a %d", in->n, in->h, in->w, in->c, groups,
+                                 eps, silu);
+    Prim *p = g_hash_table_lookup (dnn->prims, key);
+    if (!p) {
+        dnnl_dims_t dims = { in->n, in->c, in->h, in->w }, cdims = { in->c };
+        dnnl_memory_desc_t md = md_tag (4, dims, dnnl_nhwc);
+        dnnl_memory_desc_t cmd = md_tag (1, cdims, dnnl_a);
+        dnnl_primitive_attr_t attr = attr_new ();
+        if (silu) {
+            dnnl_post_ops_t po = NULL;
+            dnnl_post_ops_create (&po);
+            dnnl_post_ops_append_eltwise (po, dnnl_eltwise_swish, 1.0f, 0.0f);
+            dnnl_primitive_attr_set_post_ops (attr, po);
+            dnnl_post_ops_destroy (po);
+        }
+        dnnl_primitive_desc_t pd = NULL;
+        dnnl_status_t s = dnnl_group_normalization_forward_primitive_desc_create (
+            &pd, dnn->engine, dnnl_forward_inference, md, md, groups, eps,
+            dnnl_use_scale | dnnl_use_shift, attr);
+        dnnl_primitive_attr_destroy (attr);
+        dnnl_memory_desc_destroy (md);
+        dnnl_memory_desc_destroy (cmd);
+        if (!check (s, "group normalisation", error)) {
+            g_free (key);
+            return FALSE;
+        }
+        int ids[4] = { DNNL_ARG_SRC, DNNL_ARG_DST, DNNL_ARG_SCALE, DNNL_ARG_SHIFT };
+        p = prim_new (dnn, pd, ids, 4, error);
+        if (!p) {
+            g_free (key);
+            return FALSE;
+        }
+        prim_store (dnn, key, p);
+    } else {
+        g_free (key);
+    }
+    void *handles[4] = { in->data, out->data, (void *) gamma, (void *) beta };
+    return prim_run (dnn, p, handles, error);
+}
+
+gboolean
+dnn_layer_norm (Dnn *dnn, const float *in, float *out, int rows, int cols, const float *gamma,
+                const float *beta, float eps, GError **error)
+{
+    char *key = g_strdup_printf ("ln %d %d %a", rows, cols, eps);
+    Prim *p = g_hash_table_lookup (dnn->prims, key);
+    if (!p) {
+        dnnl_dims_t dims = { rows, cols };
+        dnnl_memory_desc_t md = md_tag (2, dims, dnnl_ab);
+        dnnl_primitive_attr_t attr = attr_new ();
+        dnnl_primitive_desc_t pd = NULL;
+        dnnl_status_t s = dnnl_layer_normalization_forward_primitive_desc_create (
+            &pd, dnn->engine, dnnl_forward_inference, md, md, NULL, eps,
+            dnnl_use_scale | dnnl_use_shift, attr);
+        dnnl_primitive_attr_destroy (attr);
+        dnnl_memory_desc_destroy (md);
+        if (!check (s, "layer normalisation", error)) {
+            g_free (key);
+            return FALSE;
+        }
+        int ids[4] = { DNNL_ARG_SRC, DNNL_ARG_DST, DNNL_ARG_SCALE, DNNL_ARG_SHIFT };
+        p = prim_new (dnn, pd, ids, 4, error);
+        if (!p) {
+            g_free (key);
+            return FALSE;
+        }
+        prim_store (dnn, key, p);
+    } else {
+        g_free (key);
+    }
+    void *handles[4] = { (void *) in, out, (void *) gamma, (void *) beta };
+    return prim_run (dnn, p, handles, error);
+}
+
+/* ----------------------------------------------------------------- matmul */
+
+gboolean
+dnn_matmul (Dnn *dnn, const DnnMatmulShape *sh, const float *a, const float *b, float *c,
+            GError **error)
+{
+    char *key = g_strdup_printf (
+        "mm %d %d %d %d %" G_GINT64_FORMAT " %" G_GINT64_FORMAT " %" G_GINT64_FORMAT
+        " %" G_GINT64_FORMAT " %" G_GINT64_FORMAT " %" G_GINT64_FORMAT " %" G_GINT64_FORMAT
+        " %" G_GINT64_FORMAT " %" G_GINT64_FORMAT " %a",
+        sh->batch, sh->m, sh->n, sh->k, sh->a_strides[0], sh->a_strides[1], sh->a_strides[2],
+        sh->b_strides[0], sh->b_strides[1], sh->b_strides[2], sh->c_strides[0], sh->c_strides[1],
+        sh->c_strides[2], sh->alpha);
+    Prim *p = g_hash_table_lookup (dnn->prims, key);
+    if (!p) {
+        dnnl_dims_t adims = { sh->batch, sh->m, sh->k }, bdims = { sh->batch, sh->k, sh->n },
+                    cdims = { sh->batch, sh->m, sh->n };
+        dnnl_dims_t as = { sh->a_strides[0], sh->a_strides[1], sh->a_strides[2] };
+        dnnl_dims_t bs = { sh->b_strides[0], sh->b_strides[1], sh->b_strides[2] };
+        dnnl_dims_t cs = { sh->c_strides[0], sh->c_strides[1], sh->c_strides[2] };
+        dnnl_memory_desc_t amd = md_strides (3, adims, as);
+        dnnl_memory_desc_t bmd = md_strides (3, bdims, bs);
+        dnnl_memory_desc_t cmd = md_strides (3, cdims, cs);
+        dnnl_primitive_attr_t attr = attr_new ();
+        if (sh->alpha != 1.0f) {
+            dnnl_post_ops_t po = NULL;
+            dnnl_post_ops_create (&po);
+            dnnl_post_ops_append_eltwise (po, dnnl_eltwise_linear, sh->alpha, 0.0f);
+            dnnl_primitive_attr_set_post_ops (attr, po);
+            dnnl_post_ops_destroy (po);
+        }
+        dnnl_primitive_desc_t pd = NULL;
+        dnnl_status_t s = dnnl_matmul_primitive_desc_create (&pd, dnn->engine, amd, bmd, NULL,
+                                                             cmd, attr);
+        dnnl_primitive_attr_destroy (attr);
+        dnnl_memory_desc_destroy (amd);
+        dnnl_memory_desc_destroy (bmd);
+        dnnl_memory_desc_destroy (cmd);
+        if (!check (s, "matrix product", error)) {
+            g_free (key);
+            return FALSE;
+        }
+        int ids[3] = { DNNL_ARG_SRC, DNNL_ARG_WEIGHTS, DNNL_ARG_DST };
+        p = prim_new (dnn, pd, ids, 3, error);
+        if (!p) {
+            g_free (key);
+            return FALSE;
+        }
+        prim_store (dnn, key, p);
+    } else {
+        g_free (key);
+    }
+    void *handles[3] = { (void *) a, (void *) b, c };
+    return prim_run (dnn, p, handles, error);
+}
+
+/* ------------------------------------------------------------ element-wise */
+
+gboolean
+dnn_softmax_rows (Dnn *dnn, float *x, int64_t rows, int64_t cols, GError **error)
+{
+    char *key = g_strdup_printf ("softmax %" G_GINT64_FORMAT " %" G_GINT64_FORMAT, rows, cols);
+    Prim *p = g_hash_table_lookup (dnn->prims, key);
+    if (!p) {
+        dnnl_dims_t dims = { rows, cols };
+        dnnl_memory_desc_t md = md_tag (2, dims, dnnl_ab);
+        dnnl_primitive_attr_t attr = attr_new ();
+        dnnl_primitive_desc_t pd = NULL;
+        dnnl_status_t s = dnnl_softmax_forward_primitive_desc_create (
+            &pd, dnn->engine, dnnl_forward_inference, dnnl_softmax_accurate, md, md, 1, attr);
+        dnnl_primitive_attr_destroy (attr);
+        dnnl_memory_desc_destroy (md);
+        if (!check (s, "softmax", error)) {
+            g_free (key);
+            return FALSE;
+        }
+        int ids[2] = { DNNL_ARG_SRC, DNNL_ARG_DST };
+        p = prim_new (dnn, pd, ids, 2, error);
+        if (!p) {
+            g_free (key);
+            return FALSE;
+        }
+        prim_store (dnn, key, p);
+    } else {
+        g_free (key);
+    }
+    void *handles[2] = { x, x };
+    return prim_run (dnn, p, handles, error);
+}
+
+gboolean
+dnn_eltwise (Dnn *dnn, DnnEltwise kind, const float *x, float *y, int64_t n, GError **error)
+{
+    char *key = g_strdup_printf ("eltwise %d %" G_GINT64_FORMAT, kind, n);
+    Prim *p = g_hash_table_lookup (dnn->prims, key);
+    if (!p) {
+        dnnl_dims_t dims = { n };
+        dnnl_memory_desc_t md = md_tag (1, dims, dnnl_a);
+        dnnl_primitive_attr_t attr = attr_new ();
+        dnnl_primitive_desc_t pd = NULL;
+        dnnl_status_t s = dnnl_eltwise_forward_primitive_desc_create (
+            &pd, dnn->engine, dnnl_forward_inference,
+            kind == DNN_SILU ? dnnl_eltwise_swish : dnnl_eltwise_gelu_erf, md, md,
+            kind == DNN_SILU ? 1.0f : 0.0f, 0.0f, attr);
+        dnnl_primitive_attr_destroy (attr);
+        dnnl_memory_desc_destroy (md);
+        if (!check (s, "element-wise", error)) {
+            g_free (key);
+            return FALSE;
+        }
+        int ids[2] = { DNNL_ARG_SRC, DNNL_ARG_DST };
+        p = prim_new (dnn, pd, ids, 2, error);
+        if (!p) {
+            g_free (key);
+            return FALSE;
+        }
+        prim_store (dnn, key, p);
+    } else {
+        g_free (key);
+    }
+    void *handles[2] = { (void *) x, y };
+    return prim_run (dnn, p, handles, error);
+}
+
+/* -------------------------------------------------------------- attention */
+
+/* Queries are processed in chunks so that the score matrix stays below this many floats. */
+#define ATTENTION_SCORES_MAX (64u << 20)
+
+static float *
+scores_buffer (Dnn *dnn, size_t len, GError **error)
+{
+    if (len > dnn->scores_len) {
+        g_free (dnn->scores);
+        dnn->scores = g_try_malloc_n (len, sizeof (float));
+        dnn->scores_len = dnn->scores ? len : 0;
+        if (!dnn->scores) {
+            g_set_error (error, LDM_ERROR, LDM_ERROR_NO_MEMORY,
+                         "not enough memory for attention scores");
+            return NULL;
+        }
+    }
+    return dnn->scores;
+}
+
+gboolean
+dnn_attention (Dnn *dnn, const float *q, int64_t q_row, const float *k, int64_t k_row,
+               const float *v, int64_t v_row, int64_t head_stride, int heads, int d, int tq,
+               int tk, float *out, int64_t out_row, float scale, GError **error)
+{
+    int group = (int) MIN ((size_t) heads, MAX ((size_t) 1, ATTENTION_SCORES_MAX / ((size_t) tq * tk)));
+    int chunk = tq;
+    if ((size_t) chunk * tk > ATTENTION_SCORES_MAX)
+        chunk = MAX (1, (int) (ATTENTION_SCORES_MAX / tk));
+    float *scores = scores_buffer (dnn, (size_t) group * chunk * tk, error);
+    if (!scores)
+        return FALSE;
+    for (int h0 = 0; h0 < heads; h0 += group) {
+        int g = MIN (group, heads - h0);
+        for (int q0 = 0; q0 < tq; q0 += chunk) {
+            int m = MIN (chunk, tq - q0);
+            DnnMatmulShape qk = {
+                .batch = g, .m = m, .n = tk, .k = d,
+                .a_strides = { head_stride, q_row, 1 },
+                .b_strides = { head_stride, 1, k_row },
+                .c_strides = { (int64_t) m * tk, tk, 1 },
+                .alpha = scale,
+            };
+            DnnMatmulShape pv = {
+                .batch = g, .m = m, .n = d, .k = tk,
+                .a_strides = { (int64_t) m * tk, tk, 1 },
+                .b_strides = { head_stride, v_row, 1 },
+                .c_strides = { d, out_row, 1 },
+                .alpha = 1.0f,
+            };
+            if (!dnn_matmul (dnn, &qk, q + h0 * head_stride + (int64_t) q0 * q_row,
+                             k + h0 * head_stride, scores, error)
+                || !dnn_softmax_rows (dnn, scores, (int64_t) g * m, tk, error)
+                || !dnn_matmul (dnn, &pv, scores, v + h0 * head_stride,
+                                out + (int64_t) h0 * d + (int64_t) q0 * out_row, error))
+                return FALSE;
+        }
+    }
+    return TRUE;
+}
+

@@ -1,0 +1,193 @@
+/* ldm.h: the public interface of libldm-core, the engine of gimp-ldm.
+ *
+ * Clients (the GIMP plug-in, the `ldm` program, the tests) include only this header.
+ * Every function that can fail takes a GError **; nothing aborts on bad input.
+ */
+#pragma once
+
+#include <glib.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+G_BEGIN_DECLS
+
+/* ---------------------------------------------------------------- errors */
+
+#define LDM_ERROR (ldm_error_quark ())
+GQuark ldm_error_quark (void);
+
+typedef enum {
+    LDM_ERROR_IO,          /* the file cannot be opened or read */
+    LDM_ERROR_FORMAT,      /* the file is not what it claims to be, or is damaged */
+    LDM_ERROR_UNSUPPORTED, /* valid, but something this engine does not handle */
+    LDM_ERROR_MODEL,       /* the tensors do not fit the architecture */
+    LDM_ERROR_ARGUMENT,    /* a bad argument from the caller */
+    LDM_ERROR_CANCELLED,   /* the caller's cancel flag was set */
+    LDM_ERROR_NO_MEMORY,   /* an allocation failed */
+} LdmError;
+
+/* --------------------------------------------------------- tensor files */
+
+typedef enum {
+    LDM_DTYPE_BOOL,
+    LDM_DTYPE_U8,
+    LDM_DTYPE_I8,
+    LDM_DTYPE_I16,
+    LDM_DTYPE_U16,
+    LDM_DTYPE_F16,
+    LDM_DTYPE_BF16,
+    LDM_DTYPE_I32,
+    LDM_DTYPE_U32,
+    LDM_DTYPE_F32,
+    LDM_DTYPE_F64,
+    LDM_DTYPE_I64,
+    LDM_DTYPE_U64,
+    LDM_DTYPE_F8_E4M3,
+    LDM_DTYPE_F8_E5M2,
+    LDM_DTYPE_COUNT
+} LdmDType;
+
+const char *ldm_dtype_name (LdmDType dtype); /* "F32", "F16", ... as safetensors spells them */
+size_t      ldm_dtype_size (LdmDType dtype); /* bytes per element */
+
+#define LDM_MAX_DIMS 8
+
+/* One named tensor of a file. `data` points into the read-only mapped file at the tensor's
+ * first element; `stride` is in elements (PyTorch tensors may be views of a larger storage). */
+typedef struct {
+    const char    *name;
+    LdmDType       dtype;
+    int            ndim;
+    int64_t        shape[LDM_MAX_DIMS];
+    int64_t        stride[LDM_MAX_DIMS];
+    const uint8_t *data;
+} LdmTensor;
+
+typedef enum {
+    LDM_FILE_SAFETENSORS,
+    LDM_FILE_TORCH_ZIP,
+} LdmFileFormat;
+
+typedef struct LdmTensorFile LdmTensorFile;
+
+/* Opens a .safetensors or PyTorch (.ckpt/.pt/.pth, zip) file. The file is mapped, never read
+ * whole; a checkpoint's pickle is interpreted by a restricted machine that executes nothing. */
+LdmTensorFile   *ldm_tensor_file_open   (const char *path, GError **error);
+void             ldm_tensor_file_free   (LdmTensorFile *file);
+const char      *ldm_tensor_file_path   (const LdmTensorFile *file);
+LdmFileFormat    ldm_tensor_file_format (const LdmTensorFile *file);
+size_t           ldm_tensor_file_count  (const LdmTensorFile *file);
+const LdmTensor *ldm_tensor_file_at     (const LdmTensorFile *file, size_t index);
+const LdmTensor *ldm_tensor_file_lookup (const LdmTensorFile *file, const char *name);
+
+int64_t  ldm_tensor_numel    (const LdmTensor *tensor);
+/* Converts any dtype to float32 into dst (dst_len elements, C order of `shape`). */
+gboolean ldm_tensor_read_f32 (const LdmTensor *tensor, float *dst, size_t dst_len,
+                              GError **error);
+
+G_DEFINE_AUTOPTR_CLEANUP_FUNC (LdmTensorFile, ldm_tensor_file_free)
+
+/* --------------------------------------------------------------- sampling */
+
+typedef enum {
+    LDM_SAMPLER_DDIM,       /* DDIM with eta, as the CompVis scripts (eta 0 deterministic) */
+    LDM_SAMPLER_DDPM,       /* DDPM ancestral sampling over the same timesteps */
+    LDM_SAMPLER_DPMPP_2M,   /* DPM-Solver++(2M): good results in 15-25 steps */
+} LdmSampler;
+
+const char *ldm_sampler_name  (LdmSampler sampler); /* "ddim", "ddpm", "dpmpp-2m" */
+/* Parses a sampler name; FALSE for an unknown one. */
+gboolean    ldm_sampler_parse (const char *name, LdmSampler *sampler);
+
+/* ---------------------------------------------------------------- models */
+
+typedef enum {
+    LDM_MODEL_UNKNOWN,
+    LDM_MODEL_LDM_INPAINT, /* CompVis LatentDiffusion, concat [x_t | enc(masked) | mask] */
+    LDM_MODEL_LDM_SR,      /* CompVis LatentDiffusion, concat [x_t | low-res image] */
+    LDM_MODEL_SD_INPAINT,  /* Stable Diffusion 1.x inpainting, hybrid [x_t | mask | masked latent] */
+} LdmModelKind;
+
+const char *ldm_model_kind_name (LdmModelKind kind);
+
+typedef struct LdmModel LdmModel;
+
+/* Loads a model file and its architecture: from a CompVis config.yaml beside the file when one
+ * is there, otherwise recognised from the tensor names and shapes. Every tensor the
+ * architecture needs is checked for presence and shape. EMA weights are preferred. */
+LdmModel     *ldm_model_load     (const char *path, GError **error);
+void          ldm_model_free     (LdmModel *model);
+LdmModelKind  ldm_model_kind     (const LdmModel *model);
+/* A human-readable, multi-line description (kind, sub-models, parameters, dtype, source). */
+char         *ldm_model_describe (const LdmModel *model);
+
+G_DEFINE_AUTOPTR_CLEANUP_FUNC (LdmModel, ldm_model_free)
+
+/* ---------------------------------------------------------------- images */
+
+/* An 8-bit image: `channels` (1 grey, 3 RGB, 4 RGBA) interleaved bytes per pixel, rows top to
+ * bottom without padding. Whoever fills `pixels` owns it (ldm_image_clear frees it). */
+typedef struct {
+    int      width, height, channels;
+    uint8_t *pixels;
+} LdmImage;
+
+void ldm_image_clear (LdmImage *image);
+
+/* --------------------------------------------------------------- pipelines */
+
+/* Called after each denoising step; return FALSE to cancel (the pipeline then fails with
+ * LDM_ERROR_CANCELLED and writes nothing). */
+typedef gboolean (*LdmProgressFn) (void *data, int step, int steps);
+
+typedef struct {
+    LdmSampler    sampler;
+    int           steps;
+    float         eta;           /* DDIM only: 0 deterministic, 1 = DDPM-like */
+    uint64_t      seed;          /* for the initial noise and eta > 0 */
+    /* Optional initial latent x_T, NCHW (1 x C x h x w) as the fixtures store it; its size
+     * must be the padded latent size. NULL = drawn from the seed. */
+    const float  *x_T;
+    size_t        x_T_len;
+    /* Optional per-step noise (eta > 0, DDPM): fills n standard normal values, NCHW like x_T,
+     * for step `step` (0 = the first, noisiest). NULL = drawn from the seed. For replaying a
+     * reference run. */
+    gboolean    (*noise) (void *data, int step, float *out, size_t n, GError **error);
+    void         *noise_data;
+    /* Stable Diffusion: cross-attention contexts (tokens x dim floats) and the guidance
+     * scale; with uncond_context and guidance != 1 the U-Net runs a [uncond, cond] batch. */
+    const float  *context, *uncond_context;
+    int           context_tokens;
+    float         guidance;
+    LdmProgressFn progress;
+    void         *progress_data;
+} LdmSampleParams;
+
+/* Defaults: DDIM, 50 steps, eta 0, seed 0, guidance 7.5 (the CompVis inpainting script). */
+void ldm_sample_params_init (LdmSampleParams *params);
+
+/* A model made ready to run: its networks built on oneDNN, weights reordered once. The
+ * model may be freed afterwards. */
+typedef struct LdmEngine LdmEngine;
+
+LdmEngine   *ldm_engine_new   (const LdmModel *model, GError **error);
+void         ldm_engine_free  (LdmEngine *engine);
+LdmModelKind ldm_engine_kind  (const LdmEngine *engine);
+/* Side lengths of an input are padded up to a multiple of this (then cropped back). */
+int          ldm_engine_alignment (const LdmEngine *engine);
+
+/* Inpaints `image` (RGB or RGBA) where `mask` (1 channel, same size) is >= 128 (the authors'
+ * 0.5 threshold). `out` gets a new RGB(A) image of the same size whose pixels outside the mask
+ * are the input's, bit for bit (alpha is kept everywhere). */
+gboolean ldm_inpaint (LdmEngine *engine, const LdmImage *image, const LdmImage *mask,
+                      const LdmSampleParams *params, LdmImage *out, GError **error);
+
+/* Upscales `image` (RGB or RGBA) 4x with an LDM super-resolution model. `out` gets a new RGB
+ * image (alpha, when present, is scaled up by nearest neighbour). */
+gboolean ldm_upscale (LdmEngine *engine, const LdmImage *image, const LdmSampleParams *params,
+                      LdmImage *out, GError **error);
+
+G_DEFINE_AUTOPTR_CLEANUP_FUNC (LdmEngine, ldm_engine_free)
+
+G_END_DECLS

@@ -1,0 +1,260 @@
+/* test_unet: the U-Net on oneDNN against the authors' PyTorch outputs stored in the fixtures
+ * (timestep embedding, time MLP, U-Net outputs at several t, EMA vs raw weights, CFG batch). */
+#include "testutil.h"
+#include "unet.h"
+
+#include <string.h>
+
+#define TOLERANCE 1e-4
+
+typedef struct {
+    const char   *fixture;
+    const char   *weights_file;
+    LdmUnetConfig config;
+} UnetCase;
+
+static LdmUnetConfig
+base_config (void)
+{
+    return (LdmUnetConfig) { .num_heads = -1, .num_head_channels = -1, .num_heads_upsample = -1,
+                             .conv_resample = true, .legacy = true, .transformer_depth = 1 };
+}
+
+/* The fixtures' configs (their config.yaml), written out here. */
+static LdmUnetConfig
+inpaint_tiny_config (void)
+{
+    LdmUnetConfig c = base_config ();
+    c.in_channels = 7;
+    c.out_channels = 3;
+    c.model_channels = 32;
+    c.channel_mult[0] = 1;
+    c.channel_mult[1] = 2;
+    c.n_levels = 2;
+    c.num_res_blocks = 2;
+    c.attention_resolutions[0] = 2;
+    c.n_attention_resolutions = 1;
+    c.num_heads = 2;
+    c.resblock_updown = true;
+    return c;
+}
+
+static LdmUnetConfig
+sr_tiny_config (void)
+{
+    LdmUnetConfig c = base_config ();
+    c.in_channels = 6;
+    c.out_channels = 3;
+    c.model_channels = 32;
+    c.channel_mult[0] = 1;
+    c.channel_mult[1] = 2;
+    c.channel_mult[2] = 2;
+    c.n_levels = 3;
+    c.num_res_blocks = 1;
+    c.attention_resolutions[0] = 2;
+    c.n_attention_resolutions = 1;
+    c.num_head_channels = 8;
+    return c;
+}
+
+static LdmUnetConfig
+sd_tiny_config (void)
+{
+    LdmUnetConfig c = base_config ();
+    c.in_channels = 9;
+    c.out_channels = 4;
+    c.model_channels = 32;
+    c.channel_mult[0] = 1;
+    c.channel_mult[1] = 2;
+    c.n_levels = 2;
+    c.num_res_blocks = 1;
+    c.attention_resolutions[0] = 1;
+    c.n_attention_resolutions = 1;
+    c.num_heads = 4;
+    c.use_spatial_transformer = true;
+    c.context_dim = 64;
+    c.legacy = false;
+    return c;
+}
+
+typedef struct {
+    LdmTensorFile *model, *ref;
+    Dnn           *dnn;
+    Unet          *unet;
+    TestWeights    tw;
+} Fixture;
+
+static gboolean
+fixture_open (Fixture *f, const char *fixture, const char *weights_file,
+              const LdmUnetConfig *config, bool ema)
+{
+    memset (f, 0, sizeof *f);
+    g_autofree char *model_path = fixture_path (fixture, weights_file);
+    g_autofree char *ref_path = fixture_path (fixture, "reference.safetensors");
+    if (!model_path || !ref_path)
+        return FALSE;
+    g_autoptr (GError) error = NULL;
+    f->model = ldm_tensor_file_open (model_path, &error);
+    g_assert_no_error (error);
+    f->ref = ldm_tensor_file_open (ref_path, &error);
+    g_assert_no_error (error);
+    f->dnn = dnn_new (&error);
+    g_assert_no_error (error);
+    f->tw = (TestWeights) { f->model, "model.diffusion_model.", ema ? "model_ema." : NULL };
+    Weights w = test_weights (&f->tw);
+    f->unet = unet_new (f->dnn, config, &w, &error);
+    g_assert_no_error (error);
+    return TRUE;
+}
+
+static void
+fixture_close (Fixture *f)
+{
+    unet_free (f->unet);
+    dnn_free (f->dnn);
+    ldm_tensor_file_free (f->ref);
+    ldm_tensor_file_free (f->model);
+}
+
+/* eps for input tensor `in_name` at t, compared with `eps_name`; returns the relative error. */
+static double
+check_unet (Fixture *f, const char *in_name, float t, const char *eps_name, gboolean must_match)
+{
+    Act in = { 0 }, out = { 0 };
+    ref_read_act (f->ref, in_name, &in);
+    size_t n_want;
+    g_autofree float *want = ref_read (f->ref, eps_name, &n_want);
+    g_autoptr (GError) error = NULL;
+    g_assert_true (act_alloc (&out, in.n, in.h, in.w, (int) (n_want / ((size_t) in.h * in.w)),
+                              NULL));
+    g_assert_true (unet_forward (f->unet, &in, &t, NULL, 0, &out, &error));
+    g_assert_no_error (error);
+    g_autofree float *got = act_to_nchw (&out);
+    double rel;
+    if (must_match) {
+        rel = assert_close (eps_name, got, want, n_want, TOLERANCE);
+    } else {
+        double worst = 0;
+        for (size_t i = 0; i < n_want; i++)
+            worst = MAX (worst, ABS (got[i] - want[i]));
+        rel = worst;
+        g_test_message ("%s: differs by %.3g (must differ)", eps_name, worst);
+        g_assert_cmpfloat (worst, >, 1e-3);
+    }
+    act_free (&in);
+    act_free (&out);
+    return rel;
+}
+
+static void
+test_tembed (gconstpointer data)
+{
+    const UnetCase *c = data;
+    Fixture f;
+    if (!fixture_open (&f, c->fixture, c->weights_file, &c->config, true))
+        return;
+    int mc = c->config.model_channels;
+    float emb[64];
+    unet_timestep_embedding (981.0f, mc, emb);
+    g_autofree float *want = ref_read (f.ref, "tembed.t981", NULL);
+    assert_close ("tembed.t981", emb, want, mc, 1e-6);
+
+    g_autofree float *mlp = g_new (float, 4 * mc);
+    g_autoptr (GError) error = NULL;
+    g_assert_true (unet_time_mlp (f.unet, 981.0f, mlp, &error));
+    g_autofree float *want_mlp = ref_read (f.ref, "tembed.t981.mlp", NULL);
+    assert_close ("tembed.t981.mlp", mlp, want_mlp, 4 * mc, TOLERANCE);
+    fixture_close (&f);
+}
+
+static void
+test_unet_outputs (gconstpointer data)
+{
+    const UnetCase *c = data;
+    Fixture f;
+    if (!fixture_open (&f, c->fixture, c->weights_file, &c->config, true))
+        return;
+    check_unet (&f, "unet.t1.in", 1, "unet.t1.eps", TRUE);
+    check_unet (&f, "unet.t500.in", 500, "unet.t500.eps", TRUE);
+    check_unet (&f, "unet.t981.in", 981, "unet.t981.eps", TRUE);
+    /* The raw weights give a different result: the authors sample with EMA. */
+    check_unet (&f, "unet.t500.in", 500, "raw.unet.t500.eps", FALSE);
+    fixture_close (&f);
+
+    /* ...and the raw weights reproduce the raw reference. */
+    if (!fixture_open (&f, c->fixture, c->weights_file, &c->config, false))
+        return;
+    check_unet (&f, "unet.t500.in", 500, "raw.unet.t500.eps", TRUE);
+    fixture_close (&f);
+}
+
+/* SD: one CFG step as the authors run it: batch [uncond, cond], the same concat input. */
+static void
+test_sd_cfg_batch (gconstpointer data)
+{
+    const UnetCase *c = data;
+    Fixture f;
+    if (!fixture_open (&f, c->fixture, c->weights_file, &c->config, true))
+        return;
+    Act x = { 0 }, cc = { 0 }, in = { 0 }, out = { 0 };
+    ref_read_act (f.ref, "ddim.x_T", &x);
+    ref_read_act (f.ref, "cond.c_concat", &cc);
+    size_t ctx_n;
+    g_autofree float *ctx = ref_read (f.ref, "cond.context", &ctx_n);
+    g_autofree float *uctx = ref_read (f.ref, "cond.uncond_context", NULL);
+    int tokens = 77, dim = (int) (ctx_n / 77);
+
+    /* batch of two: [x | c_concat] twice */
+    g_assert_true (act_alloc (&in, 2, x.h, x.w, x.c + cc.c, NULL));
+    Act one = { in.data, 1, x.h, x.w, in.c };
+    act_concat_channels (&x, &cc, &one);
+    memcpy (in.data + act_numel (&one), in.data, act_numel (&one) * sizeof (float));
+    g_autofree float *contexts = g_new (float, 2 * ctx_n);
+    memcpy (contexts, uctx, ctx_n * sizeof (float));
+    memcpy (contexts + ctx_n, ctx, ctx_n * sizeof (float));
+    float t[2] = { 801, 801 };
+    g_assert_true (act_alloc (&out, 2, x.h, x.w, 4, NULL));
+    g_autoptr (GError) error = NULL;
+    g_assert_true (unet_forward (f.unet, &in, t, contexts, tokens, &out, &error));
+    g_assert_no_error (error);
+    g_assert_cmpint (dim, ==, c->config.context_dim);
+
+    g_autofree float *got = act_to_nchw (&out);
+    size_t half = act_numel (&out) / 2;
+    g_autofree float *want_u = ref_read (f.ref, "ddim.step00.eps_uncond", NULL);
+    g_autofree float *want_c = ref_read (f.ref, "ddim.step00.eps_cond", NULL);
+    assert_close ("ddim.step00.eps_uncond", got, want_u, half, TOLERANCE);
+    assert_close ("ddim.step00.eps_cond", got + half, want_c, half, TOLERANCE);
+    act_free (&x);
+    act_free (&cc);
+    act_free (&in);
+    act_free (&out);
+    fixture_close (&f);
+}
+
+int
+main (int argc, char **argv)
+{
+    g_test_init (&argc, &argv, NULL);
+    static UnetCase cases[6];
+    const char *files[2] = { "model.ckpt", "model.safetensors" };
+    for (int i = 0; i < 2; i++) {
+        cases[i * 3 + 0] = (UnetCase) { "ldm-inpaint-tiny", files[i], inpaint_tiny_config () };
+        cases[i * 3 + 1] = (UnetCase) { "ldm-sr-tiny", files[i], sr_tiny_config () };
+        cases[i * 3 + 2] = (UnetCase) { "sd-inpaint-tiny", files[i], sd_tiny_config () };
+    }
+    for (int i = 0; i < 6; i++) {
+        const UnetCase *c = &cases[i];
+        g_autofree char *base = g_strdup_printf ("/unet/%s/%s", c->fixture, c->weights_file);
+        g_autofree char *p1 = g_strconcat (base, "/tembed", NULL);
+        g_test_add_data_func (p1, c, test_tembed);
+        if (strcmp (c->fixture, "sd-inpaint-tiny") == 0) {
+            g_autofree char *p2 = g_strconcat (base, "/cfg-batch", NULL);
+            g_test_add_data_func (p2, c, test_sd_cfg_batch);
+        } else {
+            g_autofree char *p2 = g_strconcat (base, "/outputs", NULL);
+            g_test_add_data_func (p2, c, test_unet_outputs);
+        }
+    }
+    return g_test_run ();
+}

@@ -1,0 +1,407 @@
+/* ldm: the command-line program of gimp-ldm, a client of libldm-core.
+ *
+ *   ldm info MODEL            what the model is (kind, sub-models, parameters, dtype, config source)
+ *   ldm tensors FILE [NAME..] the tensors of a file; with names, their values' statistics
+ *   ldm inpaint ...           fill the masked part of an image
+ *   ldm upscale ...           make an image 4x larger
+ *
+ * Exit codes: 0 success, 1 a failure while working, 2 bad arguments or a bad input file.
+ */
+#include "image_io.h"
+#include "ldm.h"
+
+#include <locale.h>
+#include <math.h>
+#include <stdio.h>
+#include <string.h>
+#include <unistd.h>
+
+#define EXIT_BAD_INPUT 2
+
+static void
+print_usage (FILE *out)
+{
+    fputs ("usage: ldm COMMAND [ARGS]\n"
+           "\n"
+           "commands:\n"
+           "  info MODEL             describe a model file (.ckpt, .pt, .pth, .safetensors)\n"
+           "  tensors FILE [NAME...]  list the tensors of a file; with names, convert those\n"
+           "                         to float32 and print min, max, mean and non-finite count\n"
+           "  inpaint --model M --image IN --mask MASK --output OUT [options]\n"
+           "                         fill the mask's white part of the image\n"
+           "  upscale --model M --image IN --output OUT [options]\n"
+           "                         make the image 4x larger\n"
+           "  help                   this text\n"
+           "\n"
+           "Run `ldm inpaint --help` or `ldm upscale --help` for their options.\n",
+           out);
+}
+
+static int
+command_info (int argc, char **argv)
+{
+    if (argc != 2) {
+        fputs ("usage: ldm info MODEL\n", stderr);
+        return EXIT_BAD_INPUT;
+    }
+    g_autoptr (GError) error = NULL;
+    g_autoptr (LdmModel) model = ldm_model_load (argv[1], &error);
+    if (!model) {
+        fprintf (stderr, "ldm: %s\n", error->message);
+        return EXIT_BAD_INPUT;
+    }
+    g_autofree char *text = ldm_model_describe (model);
+    fputs (text, stdout);
+    return 0;
+}
+
+static void
+print_shape (const LdmTensor *tensor)
+{
+    putchar ('[');
+    for (int d = 0; d < tensor->ndim; d++)
+        printf (d ? ", %" G_GINT64_FORMAT : "%" G_GINT64_FORMAT, tensor->shape[d]);
+    putchar (']');
+}
+
+static int
+print_tensor_stats (const LdmTensorFile *file, const char *name)
+{
+    const LdmTensor *tensor = ldm_tensor_file_lookup (file, name);
+    if (!tensor) {
+        fprintf (stderr, "ldm: %s: no tensor named '%s'\n", ldm_tensor_file_path (file), name);
+        return EXIT_BAD_INPUT;
+    }
+    size_t n = (size_t) ldm_tensor_numel (tensor);
+    float *values = g_try_malloc_n (n ? n : 1, sizeof (float));
+    if (!values) {
+        fprintf (stderr, "ldm: not enough memory for tensor '%s' (%zu values)\n", name, n);
+        return 1;
+    }
+    g_autoptr (GError) error = NULL;
+    if (!ldm_tensor_read_f32 (tensor, values, n, &error)) {
+        fprintf (stderr, "ldm: %s\n", error->message);
+        g_free (values);
+        return EXIT_BAD_INPUT;
+    }
+    double sum = 0, lo = INFINITY, hi = -INFINITY;
+    size_t nonfinite = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (!isfinite (values[i])) {
+            nonfinite++;
+            continue;
+        }
+        sum += values[i];
+        lo = fmin (lo, values[i]);
+        hi = fmax (hi, values[i]);
+    }
+    g_free (values);
+    printf ("%s %s ", name, ldm_dtype_name (tensor->dtype));
+    print_shape (tensor);
+    printf (" min %.9g max %.9g mean %.9g non-finite %zu\n", n ? lo : 0.0, n ? hi : 0.0,
+            n > nonfinite ? sum / (double) (n - nonfinite) : 0.0, nonfinite);
+    return 0;
+}
+
+static int
+command_tensors (int argc, char **argv)
+{
+    if (argc < 2) {
+        fputs ("usage: ldm tensors FILE [NAME...]\n", stderr);
+        return EXIT_BAD_INPUT;
+    }
+    g_autoptr (GError) error = NULL;
+    g_autoptr (LdmTensorFile) file = ldm_tensor_file_open (argv[1], &error);
+    if (!file) {
+        fprintf (stderr, "ldm: %s\n", error->message);
+        return EXIT_BAD_INPUT;
+    }
+    if (argc == 2) {
+        for (size_t i = 0; i < ldm_tensor_file_count (file); i++) {
+            const LdmTensor *tensor = ldm_tensor_file_at (file, i);
+            printf ("%s %s ", tensor->name, ldm_dtype_name (tensor->dtype));
+            print_shape (tensor);
+            putchar ('\n');
+        }
+        return 0;
+    }
+    for (int i = 2; i < argc; i++) {
+        int status = print_tensor_stats (file, argv[i]);
+        if (status)
+            return status;
+    }
+    return 0;
+}
+
+/* ------------------------------------------------------------ inpaint, upscale */
+
+typedef struct {
+    char   *model, *image, *mask, *output, *x_T, *sampler, *context, *uncond_context, *noise;
+    int     steps;
+    double  eta, guidance;
+    gint64  seed;
+    gboolean quiet;
+} RunOptions;
+
+static void
+run_options_clear (RunOptions *o)
+{
+    g_free (o->model);
+    g_free (o->image);
+    g_free (o->mask);
+    g_free (o->output);
+    g_free (o->x_T);
+    g_free (o->sampler);
+    g_free (o->context);
+    g_free (o->uncond_context);
+    g_free (o->noise);
+}
+
+/* FILE.safetensors:TENSOR -> a new float array (*len values). */
+static float *
+read_tensor_arg (const char *arg, size_t *len, GError **error)
+{
+    const char *colon = strrchr (arg, ':');
+    if (!colon || colon == arg || !colon[1]) {
+        g_set_error (error, LDM_ERROR, LDM_ERROR_ARGUMENT,
+                     "'%s' should be FILE:TENSOR (a tensor in a safetensors file)", arg);
+        return NULL;
+    }
+    g_autofree char *path = g_strndup (arg, colon - arg);
+    g_autoptr (LdmTensorFile) file = ldm_tensor_file_open (path, error);
+    if (!file)
+        return NULL;
+    const LdmTensor *t = ldm_tensor_file_lookup (file, colon + 1);
+    if (!t) {
+        g_set_error (error, LDM_ERROR, LDM_ERROR_ARGUMENT, "%s: no tensor named '%s'", path,
+                     colon + 1);
+        return NULL;
+    }
+    *len = (size_t) ldm_tensor_numel (t);
+    float *data = g_try_malloc_n (*len ? *len : 1, sizeof (float));
+    if (!data || !ldm_tensor_read_f32 (t, data, *len, error)) {
+        if (!data)
+            g_set_error (error, LDM_ERROR, LDM_ERROR_NO_MEMORY, "not enough memory for %s", arg);
+        g_free (data);
+        return NULL;
+    }
+    return data;
+}
+
+/* --step-noise FILE:PATTERN: tensor PATTERN % step of FILE for each step. */
+typedef struct {
+    LdmTensorFile *file;
+    char          *pattern;
+} StepNoise;
+
+static gboolean
+read_step_noise (void *data, int step, float *out, size_t n, GError **error)
+{
+    StepNoise *sn = data;
+    g_autofree char *name = g_strdup_printf (sn->pattern, step);
+    const LdmTensor *t = ldm_tensor_file_lookup (sn->file, name);
+    if (!t) {
+        g_set_error (error, LDM_ERROR, LDM_ERROR_ARGUMENT, "%s: no tensor named '%s'",
+                     ldm_tensor_file_path (sn->file), name);
+        return FALSE;
+    }
+    return ldm_tensor_read_f32 (t, out, n, error);
+}
+
+static gboolean
+show_progress (void *data, int step, int steps)
+{
+    const RunOptions *o = data;
+    if (o->quiet || !isatty (STDERR_FILENO))
+        return TRUE;
+    int width = 30, done = step * width / steps;
+    fprintf (stderr, "\r%s [%.*s%*s] %d/%d", o->output, done,
+             "==============================", width - done, "", step, steps);
+    if (step == steps)
+        fputc ('\n', stderr);
+    return TRUE;
+}
+
+static int
+command_run (int argc, char **argv, bool inpaint)
+{
+    RunOptions o = { .steps = -1, .eta = -1, .guidance = 7.5, .seed = -1 };
+    GOptionEntry entries[] = {
+        { "model", 'm', 0, G_OPTION_ARG_FILENAME, &o.model, "Model file (.ckpt, .safetensors)", "M" },
+        { "image", 'i', 0, G_OPTION_ARG_FILENAME, &o.image, "Input image (PNG or JPEG)", "IN" },
+        { "mask", 0, inpaint ? 0 : G_OPTION_FLAG_HIDDEN, G_OPTION_ARG_FILENAME, &o.mask,
+          "Mask: white (>= 128) = fill", "MASK" },
+        { "output", 'o', 0, G_OPTION_ARG_FILENAME, &o.output, "Output PNG", "OUT" },
+        { "steps", 's', 0, G_OPTION_ARG_INT, &o.steps,
+          inpaint ? "Denoising steps (default 50)" : "Denoising steps (default 100)", "N" },
+        { "eta", 0, 0, G_OPTION_ARG_DOUBLE, &o.eta,
+          inpaint ? "DDIM eta (default 0)" : "DDIM eta (default 1, as the LDSR notebook)", "E" },
+        { "seed", 0, 0, G_OPTION_ARG_INT64, &o.seed, "Seed (default: random, printed)", "S" },
+        { "sampler", 0, 0, G_OPTION_ARG_STRING, &o.sampler, "ddim, ddpm or dpmpp-2m (default ddim)",
+          "NAME" },
+        { "x-T", 0, 0, G_OPTION_ARG_STRING, &o.x_T,
+          "Initial latent from a safetensors tensor (1 x C x h x w)", "FILE:TENSOR" },
+        { "step-noise", 0, 0, G_OPTION_ARG_STRING, &o.noise,
+          "Per-step noise from safetensors tensors named by a printf pattern of the step "
+          "(replays a reference run)", "FILE:PATTERN" },
+        { "context", 0, inpaint ? 0 : G_OPTION_FLAG_HIDDEN, G_OPTION_ARG_STRING, &o.context,
+          "Stable Diffusion: text context tensor (77 x dim)", "FILE:TENSOR" },
+        { "uncond-context", 0, inpaint ? 0 : G_OPTION_FLAG_HIDDEN, G_OPTION_ARG_STRING,
+          &o.uncond_context, "Stable Diffusion: unconditional context tensor", "FILE:TENSOR" },
+        { "guidance", 0, inpaint ? 0 : G_OPTION_FLAG_HIDDEN, G_OPTION_ARG_DOUBLE, &o.guidance,
+          "Stable Diffusion: guidance scale (default 7.5)", "G" },
+        { "quiet", 'q', 0, G_OPTION_ARG_NONE, &o.quiet, "No progress or messages", NULL },
+        { NULL },
+    };
+    g_autoptr (GOptionContext) ctx = g_option_context_new (NULL);
+    g_option_context_set_summary (ctx, inpaint ? "Fill the white part of the mask in the image."
+                                               : "Make an image 4x larger.");
+    g_option_context_add_main_entries (ctx, entries, NULL);
+    g_autoptr (GError) error = NULL;
+    int status = EXIT_BAD_INPUT;
+    g_autoptr (LdmModel) model = NULL;
+    g_autoptr (LdmEngine) engine = NULL;
+    LdmImage image = { 0 }, mask = { 0 }, result = { 0 };
+    g_autofree float *x_T = NULL, *context = NULL, *uncond = NULL;
+    StepNoise step_noise = { 0 };
+
+    if (!g_option_context_parse (ctx, &argc, &argv, &error))
+        goto bad;
+    if (argc > 1) {
+        g_set_error (&error, LDM_ERROR, LDM_ERROR_ARGUMENT, "unexpected argument '%s'", argv[1]);
+        goto bad;
+    }
+    const char *missing = !o.model ? "--model" : !o.image ? "--image" : !o.output ? "--output"
+                          : (inpaint && !o.mask) ? "--mask" : NULL;
+    if (missing) {
+        g_set_error (&error, LDM_ERROR, LDM_ERROR_ARGUMENT, "%s is required", missing);
+        goto bad;
+    }
+    LdmSampleParams params;
+    ldm_sample_params_init (&params);
+    if (!inpaint) {
+        params.steps = 100;
+        params.eta = 1.0f;
+    }
+    if (o.steps != -1)
+        params.steps = o.steps;
+    if (o.eta != -1)
+        params.eta = (float) o.eta;
+    params.guidance = (float) o.guidance;
+    if (params.steps < 1 || params.steps > 1000) {
+        g_set_error (&error, LDM_ERROR, LDM_ERROR_ARGUMENT, "--steps must be 1 to 1000, not %d",
+                     params.steps);
+        goto bad;
+    }
+    if (!(params.eta >= 0 && params.eta <= 10)) {
+        g_set_error (&error, LDM_ERROR, LDM_ERROR_ARGUMENT, "--eta must be 0 to 10");
+        goto bad;
+    }
+    if (o.sampler && !ldm_sampler_parse (o.sampler, &params.sampler)) {
+        g_set_error (&error, LDM_ERROR, LDM_ERROR_ARGUMENT,
+                     "unknown sampler '%s' (ddim, ddpm or dpmpp-2m)", o.sampler);
+        goto bad;
+    }
+    if (o.seed < 0)
+        o.seed = (gint64) (g_random_int () & 0x7fffffff);
+    params.seed = (uint64_t) o.seed;
+    if (o.x_T) {
+        if (!(x_T = read_tensor_arg (o.x_T, &params.x_T_len, &error)))
+            goto bad;
+        params.x_T = x_T;
+    }
+    if (o.noise) {
+        const char *colon = strrchr (o.noise, ':');
+        const char *conversion = colon ? strchr (colon, '%') : NULL;
+        /* the pattern takes exactly one integer: %d with an optional width like %02d */
+        if (!conversion || strchr (conversion + 1, '%')
+            || strspn (conversion + 1, "0123456789") != strcspn (conversion + 1, "d")
+            || !strchr (conversion, 'd')) {
+            g_set_error (&error, LDM_ERROR, LDM_ERROR_ARGUMENT,
+                         "--step-noise wants FILE:PATTERN with one %%d, like "
+                         "ref.safetensors:step%%02d.noise");
+            goto bad;
+        }
+        g_autofree char *path = g_strndup (o.noise, colon - o.noise);
+        if (!(step_noise.file = ldm_tensor_file_open (path, &error)))
+            goto bad;
+        step_noise.pattern = g_strdup (colon + 1);
+        params.noise = read_step_noise;
+        params.noise_data = &step_noise;
+    }
+    size_t context_len = 0, uncond_len = 0;
+    if (o.context && !(context = read_tensor_arg (o.context, &context_len, &error)))
+        goto bad;
+    if (o.uncond_context && !(uncond = read_tensor_arg (o.uncond_context, &uncond_len, &error)))
+        goto bad;
+    if (!image_load (o.image, &image, &error) || (inpaint && !image_load_mask (o.mask, &mask, &error)))
+        goto bad;
+    if (!(model = ldm_model_load (o.model, &error)) || !(engine = ldm_engine_new (model, &error)))
+        goto bad;
+    if (context) {
+        params.context = context;
+        params.uncond_context = uncond;
+        /* 77 tokens for CLIP contexts; the dimension is the model's */
+        params.context_tokens = 77;
+        if (context_len % 77 || (uncond && uncond_len != context_len)) {
+            g_set_error (&error, LDM_ERROR, LDM_ERROR_ARGUMENT,
+                         "contexts must be 77 x dim tensors of the same size");
+            goto bad;
+        }
+    }
+    params.progress = show_progress;
+    params.progress_data = &o;
+    if (!o.quiet)
+        fprintf (stderr, "seed %" G_GINT64_FORMAT "\n", o.seed);
+    gboolean ok = inpaint ? ldm_inpaint (engine, &image, &mask, &params, &result, &error)
+                          : ldm_upscale (engine, &image, &params, &result, &error);
+    if (!ok) {
+        status = g_error_matches (error, LDM_ERROR, LDM_ERROR_ARGUMENT) ? EXIT_BAD_INPUT : 1;
+        goto fail;
+    }
+    if (!image_save_png (o.output, &result, &error)) {
+        status = 1;
+        goto fail;
+    }
+    status = 0;
+    goto done;
+bad:
+    status = EXIT_BAD_INPUT;
+fail:
+    fprintf (stderr, "ldm: %s\n", error->message);
+done:
+    ldm_tensor_file_free (step_noise.file);
+    g_free (step_noise.pattern);
+    ldm_image_clear (&image);
+    ldm_image_clear (&mask);
+    ldm_image_clear (&result);
+    run_options_clear (&o);
+    return status;
+}
+
+int
+main (int argc, char **argv)
+{
+    setlocale (LC_ALL, "");
+    if (argc < 2) {
+        print_usage (stderr);
+        return EXIT_BAD_INPUT;
+    }
+    const char *command = argv[1];
+    if (strcmp (command, "info") == 0)
+        return command_info (argc - 1, argv + 1);
+    if (strcmp (command, "inpaint") == 0)
+        return command_run (argc - 1, argv + 1, true);
+    if (strcmp (command, "upscale") == 0)
+        return command_run (argc - 1, argv + 1, false);
+    if (strcmp (command, "tensors") == 0)
+        return command_tensors (argc - 1, argv + 1);
+    if (strcmp (command, "help") == 0 || strcmp (command, "--help") == 0
+        || strcmp (command, "-h") == 0) {
+        print_usage (stdout);
+        return 0;
+    }
+    fprintf (stderr, "ldm: unknown command '%s'\n", command);
+    print_usage (stderr);
+    return EXIT_BAD_INPUT;
+}
