@@ -157,12 +157,30 @@ find_central_directory (LdmTensorFile *file, CentralDirectory *cd, GError **erro
                                    "damaged zip: the ZIP64 end record is too short");
             return FALSE;
         }
+        uint64_t entries64 = read_u64 (end64 + 32), size64 = read_u64 (end64 + 40),
+                 offset64 = read_u64 (end64 + 48);
+        /* Writers put either the sentinel or the (possibly truncated) true value in the old
+         * record; anything else means one of the two records is damaged. */
+        if ((cd->entries != 0xffff && cd->entries != (entries64 & 0xffff))
+            || (entries_here != 0xffff && entries_here != (read_u64 (end64 + 24) & 0xffff))
+            || (cd->size != 0xffffffffu && cd->size != (size64 & 0xffffffffu))
+            || (cd->offset != 0xffffffffu && cd->offset != (offset64 & 0xffffffffu))) {
+            tensor_file_set_error (error, file, LDM_ERROR_FORMAT,
+                                   "damaged zip: the end record and the ZIP64 end record "
+                                   "disagree");
+            return FALSE;
+        }
+        if ((disk != 0 && disk != 0xffff) || (cd_disk != 0 && cd_disk != 0xffff)) {
+            tensor_file_set_error (error, file, LDM_ERROR_UNSUPPORTED,
+                                   "multi-part zip files are not supported");
+            return FALSE;
+        }
         disk = read_u32 (end64 + 16);
         cd_disk = read_u32 (end64 + 20);
         entries_here = read_u64 (end64 + 24);
-        cd->entries = read_u64 (end64 + 32);
-        cd->size = read_u64 (end64 + 40);
-        cd->offset = read_u64 (end64 + 48);
+        cd->entries = entries64;
+        cd->size = size64;
+        cd->offset = offset64;
         cd->limit = end64_at;
     } else if (cd->entries == 0xffff || cd->size == 0xffffffffu || cd->offset == 0xffffffffu) {
         tensor_file_set_error (error, file, LDM_ERROR_FORMAT,

@@ -13,6 +13,7 @@ must load (exit 0), so each failure is due to its damage. Python 3 standard libr
 import io
 import json
 import os
+import pickletools
 import shutil
 import struct
 import subprocess
@@ -56,8 +57,7 @@ def zip_directory(data):
     """The end record's offset and fields, and the central directory entries (with where
     each one and its local header are)."""
     end = data.rindex(b"PK\x05\x06")
-    _, _, _, count, cd_size, cd_offset, _ = struct.unpack("<IHHHHII", data[end:end + 20])[:7] \
-        if False else struct.unpack("<IHHHHIIH", data[end:end + 22])[:7]
+    count, cd_size, cd_offset = struct.unpack("<HII", data[end + 10:end + 20])
     entries, pos = [], cd_offset
     for _ in range(count):
         fields = struct.unpack("<IHHHHHHIIIHHHHHII", data[pos:pos + 46])
@@ -162,7 +162,7 @@ def synthetic_cases(c):
     c.add("legacy-torch-pickle",
           b"\x80\x02\x8a\x0a\x6c\xfc\x9c\x46\xf9\x20\x6a\xa8\x50\x19.\x80\x02M\xe9\x03.", "legacy")
     c.add("plain-zip-not-torch", write_zip([("hello.txt", b"hello")]), "no data.pkl in the zip")
-    c.add("empty-zip", b"PK\x03\x04" + bytes(26) + b"PK\x05\x06" + bytes(18), "damaged zip")
+    c.add("empty-zip", b"PK\x03\x04" + bytes(26) + b"PK\x05\x06" + bytes(18), "no data.pkl")
     c.add("st-json-array", st_join(b"[1, 2, 3]", b""), "not a JSON object")
     c.add("st-json-string", st_join(b'"hello"', b""), "not a JSON object")
     c.add("st-no-tensors", st_join(b"{}", b""), "holds no tensors")
@@ -175,7 +175,7 @@ def synthetic_cases(c):
     c.add("st-json-comment", st_join(b'{/* c */"a":{"dtype":"F32","shape":[1],'
                                      b'"data_offsets":[0,4]}}', bytes(4)), "safetensors header")
     c.add("st-empty-name", st_join({"": {"dtype": "F32", "shape": [1], "data_offsets": [0, 4]}},
-                                   bytes(4)), "empty or invalid name")
+                                   bytes(4)), "safetensors header")
     c.add("st-nine-dims", st_join({"a": {"dtype": "F32", "shape": [1] * 9, "data_offsets": [0, 4]}},
                                   bytes(4)), "at most 8")
 
@@ -208,7 +208,8 @@ def safetensors_cases(c, st):
     header, buffer = st_split(st)
     n = struct.unpack("<Q", st[:8])[0]
     order = tensors_by_offset(header)
-    first, last = order[0], order[-1]
+    first = next(k for k in order if header[k]["shape"])  # the first by offset, not a scalar
+    last = order[-1]
 
     def edited(change):
         h = json.loads(json.dumps(header))
@@ -251,7 +252,7 @@ def safetensors_cases(c, st):
     shifted[last]["data_offsets"] = [x + 4 for x in header[last]["data_offsets"]]
     c.add("st-offsets-gap", st_join(shifted, buffer + bytes(4)), "a gap in the data")
     c.add("st-offsets-reversed", edited(set_field(first, "data_offsets",
-                                                  header[first]["data_offsets"][::-1])), "")
+                                                  header[first]["data_offsets"][::-1])), "reversed")
     c.add("st-offsets-negative", edited(set_field(first, "data_offsets", [-4, 0])),
           "not non-negative integers")
     c.add("st-offsets-strings", edited(set_field(first, "data_offsets", ["0", "4"])),
@@ -314,14 +315,31 @@ def zip_cases(c, ck):
     c.add("zip-truncated-mid-local-header",
           ck[:cut] + patch(tail, end - cd_offset + 16, "<I", cut), "damaged zip")
     c.add("zip-end-signature", patch(ck, end, "<I", 0x06054b51), "no end of central directory")
-    c.add("zip-directory-outside", patch(ck, end + 16, "<I", len(ck) + 100), "lies outside the file")
-    c.add("zip-directory-size-huge", patch(ck, end + 12, "<I", 0xfffffffe), "lies outside the file")
-    c.add("zip-entry-count-huge", patch(ck, end + 8, "<HH", 65000, 65000), "cannot fit")
-    c.add("zip-multi-disk", patch(ck, end + 4, "<H", 1), "multi-part")
-    c.add("zip-asks-zip64-without-record", patch(ck, end + 16, "<I", 0xffffffff), "ZIP64")
+    # torch writes ZIP64 end records even for small files; both records must agree.
+    end64 = ck.rindex(b"PK\x06\x06")
+    c.add("zip-end-records-disagree", patch(ck, end + 16, "<I", cd_offset + 46), "disagree")
+    c.add("zip-directory-outside",
+          patch(patch(ck, end + 16, "<I", 0xffffffff), end64 + 48, "<Q", len(ck) + 100),
+          "lies outside the file")
+    c.add("zip-directory-size-huge",
+          patch(patch(ck, end + 12, "<I", 0xffffffff), end64 + 40, "<Q", 2**63), "lies outside the file")
+    c.add("zip-entry-count-huge",
+          patch(patch(ck, end + 8, "<HH", 0xffff, 0xffff), end64 + 24, "<QQ", 2**40, 2**40), "cannot fit")
+    c.add("zip-zip64-record-signature", patch(ck, end64, "<I", 0x06064b51),
+          "ZIP64 locator points to no ZIP64 end record")
     c.add("zip-zip64-locator-to-nowhere",
           ck[:end] + struct.pack("<IIQI", 0x07064b50, 0, 2**40, 1) + ck[end:],
           "ZIP64 locator points to no ZIP64 end record")
+    c.add("zip-multi-disk", patch(ck, end + 4, "<H", 1), "multi-part")
+    c.add("zip-multi-disk-zip64", patch(ck, end64 + 16, "<I", 3), "multi-part")
+    # The same without ZIP64 records (as Python's zipfile writes small zips).
+    plain = write_zip(records)
+    plain_end = plain.rindex(b"PK\x05\x06")
+    c.add("zip-plain-directory-outside", patch(plain, plain_end + 16, "<I", len(plain) + 100),
+          "lies outside the file")
+    c.add("zip-plain-entry-count-huge", patch(plain, plain_end + 8, "<HH", 65000, 65000), "cannot fit")
+    c.add("zip-plain-asks-zip64", patch(plain, plain_end + 16, "<I", 0xffffffff),
+          "asks for ZIP64 values but there is no ZIP64 end record")
     first = entries[0]["at"]
     c.add("zip-central-signature", patch(ck, first, "<I", 0x02014b51), "bad signature")
     c.add("zip-central-name-length", patch(ck, first + 28, "<H", 0xffff), "runs past the directory")
@@ -330,7 +348,8 @@ def zip_cases(c, ck):
           "damaged zip")
     c.add("zip-local-offset-outside", patch(ck, storage_entry["at"] + 42, "<I", 0xffffff00),
           "lies outside the file")
-    c.add("zip-local-signature", patch(ck, pickle_entry["local"], "<I", 0x04034b51), "no local header")
+    c.add("zip-first-signature", patch(ck, 0, "<I", 0x04034b51), "not a safetensors file")
+    c.add("zip-local-signature", patch(ck, storage_entry["local"], "<I", 0x04034b51), "no local header")
     c.add("zip-local-name", patch(ck, storage_entry["local"] + 30, "B", ord("X")), "does not match")
     c.add("zip-record-past-eof", patch(ck, storage_entry["at"] + 20, "<II", len(ck), len(ck)),
           "runs past the end of the file")
@@ -355,7 +374,7 @@ def zip_cases(c, ck):
           "bytes in the zip")
     c.add("zip-pickle-truncated", write_zip(with_pickle(pickle[:len(pickle) // 2])), "data.pkl")
     c.add("zip-pickle-no-stop", write_zip(with_pickle(pickle[:-1])), "without a STOP")
-    persid = pickle.index(b"Q")
+    persid = next(pos for op, _, pos in pickletools.genops(pickle) if op.name == "BINPERSID")
     c.add("zip-pickle-unknown-opcode", write_zip(with_pickle(pickle[:persid] + b"\xfe" + pickle[persid + 1:])),
           f"pickle opcode 0xfe at offset {persid} is not supported")
     c.add("zip-pickle-protocol-6", write_zip(with_pickle(b"\x80\x06" + pickle[2:])), "protocol 6")

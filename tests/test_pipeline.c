@@ -1,0 +1,488 @@
+/* test_pipeline: whole procedures against the authors' runs in the fixtures.
+ *  - the sampling chain (U-Net + DDIM, every step) from the stored conditioning and x_T;
+ *  - ldm_inpaint / ldm_upscale end to end (public API) with the stored x_T (and noises):
+ *    the result equals the authors' decoded image to a level, and every pixel outside the mask
+ *    is the input's, bit for bit;
+ *  - bad input, cancellation, sizes that need padding. */
+#include "model.h"
+#include "sampler.h"
+#include "testutil.h"
+#include "unet.h"
+
+#include <math.h>
+#include <string.h>
+
+#define TOLERANCE 1e-4
+
+/* ------------------------------------------------------------ the chain */
+
+typedef struct {
+    Unet          *unet;
+    Act            cond, in, out;
+    const float   *contexts;
+    int            batch;
+    LdmTensorFile *ref;
+    const char    *run;
+} Chain;
+
+static gboolean
+chain_denoise (void *data, const float *x, int t, float *eps, GError **error)
+{
+    Chain *c = data;
+    size_t pixels = (size_t) c->in.h * c->in.w;
+    int xc = c->out.c, cc = c->cond.c;
+    for (int b = 0; b < c->batch; b++)
+        for (size_t p = 0; p < pixels; p++) {
+            float *dst = c->in.data + ((size_t) b * pixels + p) * (xc + cc);
+            memcpy (dst, x + p * xc, xc * sizeof (float));
+            memcpy (dst + xc, c->cond.data + p * cc, cc * sizeof (float));
+        }
+    float ts[2] = { (float) t, (float) t };
+    if (!unet_forward (c->unet, &c->in, ts, c->contexts, 77, &c->out, error))
+        return FALSE;
+    size_t n = pixels * xc;
+    for (size_t i = 0; i < n; i++)
+        eps[i] = c->batch == 1 ? c->out.data[i]
+                               : c->out.data[i] + 7.5f * (c->out.data[n + i] - c->out.data[i]);
+    return TRUE;
+}
+
+static gboolean
+chain_noise (void *data, int index, float *out, size_t n, GError **error)
+{
+    (void) error;
+    Chain *c = data;
+    g_autofree char *name = g_strdup_printf ("%sddim.step%02d.noise", c->run, index);
+    Act noise = { 0 };
+    ref_read_act (c->ref, name, &noise);
+    g_assert_cmpuint (act_numel (&noise), ==, n);
+    memcpy (out, noise.data, n * sizeof (float));
+    act_free (&noise);
+    return TRUE;
+}
+
+static gboolean
+chain_step (void *data, const SamplerStep *step)
+{
+    Chain *c = data;
+    g_autofree char *name = g_strdup_printf ("%sddim.step%02d.x", c->run, step->index);
+    Act want = { 0 };
+    ref_read_act (c->ref, name, &want);
+    /* both NHWC here */
+    assert_close (name, step->x, want.data, act_numel (&want), TOLERANCE);
+    act_free (&want);
+    return TRUE;
+}
+
+typedef struct {
+    const char *fixture, *weights_file, *cond_name, *run;
+    float       eta;
+} ChainCase;
+
+static void
+test_chain (gconstpointer data)
+{
+    const ChainCase *cc = data;
+    g_autofree char *model_path = fixture_path (cc->fixture, cc->weights_file);
+    g_autofree char *ref_path = fixture_path (cc->fixture, "reference.safetensors");
+    if (!model_path || !ref_path)
+        return;
+    g_autoptr (GError) error = NULL;
+    g_autoptr (LdmModel) model = ldm_model_load (model_path, &error);
+    g_assert_no_error (error);
+    g_autoptr (LdmTensorFile) ref = ldm_tensor_file_open (ref_path, &error);
+    g_assert_no_error (error);
+    const LdmModelConfig *config = model_config (model);
+    Dnn *dnn = dnn_new (&error);
+    Weights w = { (const LdmTensor * (*) (const void *, const char *)) model_unet_tensor, model,
+                  "U-Net" };
+    Chain c = { .unet = unet_new (dnn, &config->unet, &w, &error), .ref = ref, .run = cc->run,
+                .batch = 1 };
+    g_assert_no_error (error);
+    ref_read_act (ref, cc->cond_name, &c.cond);
+    g_autofree float *contexts = NULL;
+    if (config->unet.context_dim) {
+        size_t n;
+        g_autofree float *ctx = ref_read (ref, "cond.context", &n);
+        g_autofree float *uctx = ref_read (ref, "cond.uncond_context", NULL);
+        contexts = g_new (float, 2 * n);
+        memcpy (contexts, uctx, n * sizeof (float));
+        memcpy (contexts + n, ctx, n * sizeof (float));
+        c.contexts = contexts;
+        c.batch = 2;
+    }
+    Act x = { 0 };
+    ref_read_act (ref, "ddim.x_T", &x);
+    g_assert_true (act_alloc (&c.in, c.batch, x.h, x.w, x.c + c.cond.c, NULL));
+    g_assert_true (act_alloc (&c.out, c.batch, x.h, x.w, x.c, NULL));
+    Schedule schedule;
+    g_assert_true (schedule_init (&schedule, config->beta_schedule, config->linear_start,
+                                  config->linear_end, config->timesteps, &error));
+    SamplerParams params = { .sampler = LDM_SAMPLER_DDIM, .steps = 5, .eta = cc->eta };
+    SamplerHooks hooks = { .noise = chain_noise, .on_step = chain_step, .data = &c };
+    Rng rng;
+    rng_seed (&rng, 0);
+    g_assert_true (sampler_run (&schedule, &params, chain_denoise, &c, x.data, act_numel (&x),
+                                &rng, &hooks, &error));
+    g_assert_no_error (error);
+    act_free (&x);
+    act_free (&c.cond);
+    act_free (&c.in);
+    act_free (&c.out);
+    unet_free (c.unet);
+    dnn_free (dnn);
+}
+
+/* ------------------------------------------------------------ end to end */
+
+/* An NCHW [0,1] or [-1,1] reference image as 8-bit RGB (rounded), for comparisons. */
+static LdmImage
+ref_image (LdmTensorFile *ref, const char *name, bool minus_one_to_one)
+{
+    const LdmTensor *t = ldm_tensor_file_lookup (ref, name);
+    g_assert_nonnull (t);
+    int h = (int) t->shape[2], w = (int) t->shape[3];
+    g_autofree float *v = ref_read (ref, name, NULL);
+    LdmImage img = { w, h, 3, g_new (uint8_t, (size_t) w * h * 3) };
+    for (int c = 0; c < 3; c++)
+        for (int p = 0; p < w * h; p++) {
+            float u = minus_one_to_one ? (v[c * w * h + p] + 1) / 2 : v[c * w * h + p];
+            img.pixels[p * 3 + c] = (uint8_t) lrintf (CLAMP (u, 0.0f, 1.0f) * 255);
+        }
+    return img;
+}
+
+static LdmImage
+ref_mask (LdmTensorFile *ref, const char *name)
+{
+    const LdmTensor *t = ldm_tensor_file_lookup (ref, name);
+    int h = (int) t->shape[2], w = (int) t->shape[3];
+    g_autofree float *v = ref_read (ref, name, NULL);
+    LdmImage m = { w, h, 1, g_new (uint8_t, (size_t) w * h) };
+    for (int p = 0; p < w * h; p++)
+        m.pixels[p] = v[p] > 0.5f ? 255 : 0; /* {-1,+1} or {0,1}: 1 = fill */
+    return m;
+}
+
+static int
+max_level_difference (const LdmImage *a, const LdmImage *b, const LdmImage *only_mask)
+{
+    g_assert_cmpint (a->width, ==, b->width);
+    g_assert_cmpint (a->height, ==, b->height);
+    int worst = 0;
+    for (int p = 0; p < a->width * a->height; p++) {
+        if (only_mask && only_mask->pixels[p] < 128)
+            continue;
+        for (int c = 0; c < 3; c++)
+            worst = MAX (worst, ABS (a->pixels[p * a->channels + c] - b->pixels[p * b->channels + c]));
+    }
+    return worst;
+}
+
+static void
+assert_outside_mask_unchanged (const LdmImage *in, const LdmImage *mask, const LdmImage *out)
+{
+    g_assert_cmpint (out->width, ==, in->width);
+    g_assert_cmpint (out->height, ==, in->height);
+    g_assert_cmpint (out->channels, ==, in->channels);
+    size_t changed = 0;
+    for (int p = 0; p < in->width * in->height; p++)
+        if (mask->pixels[p] < 128)
+            changed += memcmp (in->pixels + (size_t) p * in->channels,
+                               out->pixels + (size_t) p * out->channels, in->channels) != 0;
+    g_assert_cmpuint (changed, ==, 0);
+}
+
+typedef struct {
+    LdmModel  *model;
+    LdmEngine *engine;
+    LdmTensorFile *ref;
+} E2E;
+
+static gboolean
+e2e_open (E2E *e, const char *fixture, const char *file)
+{
+    g_autofree char *model_path = fixture_path (fixture, file);
+    g_autofree char *ref_path = fixture_path (fixture, "reference.safetensors");
+    if (!model_path || !ref_path)
+        return FALSE;
+    g_autoptr (GError) error = NULL;
+    e->model = ldm_model_load (model_path, &error);
+    g_assert_no_error (error);
+    e->engine = ldm_engine_new (e->model, &error);
+    g_assert_no_error (error);
+    e->ref = ldm_tensor_file_open (ref_path, &error);
+    g_assert_no_error (error);
+    return TRUE;
+}
+
+static void
+e2e_close (E2E *e)
+{
+    ldm_engine_free (e->engine);
+    ldm_model_free (e->model);
+    ldm_tensor_file_free (e->ref);
+}
+
+static void
+test_inpaint_ldm (gconstpointer data)
+{
+    E2E e;
+    if (!e2e_open (&e, "ldm-inpaint-tiny", data))
+        return;
+    LdmImage image = ref_image (e.ref, "input.image", true);
+    LdmImage mask = ref_mask (e.ref, "input.mask");
+    LdmImage want = ref_image (e.ref, "composite", false);
+    size_t n_x;
+    g_autofree float *x_T = ref_read (e.ref, "ddim.x_T", &n_x);
+    LdmSampleParams p;
+    ldm_sample_params_init (&p);
+    p.steps = 5;
+    p.x_T = x_T;
+    p.x_T_len = n_x;
+    LdmImage out = { 0 };
+    g_autoptr (GError) error = NULL;
+    g_assert_true (ldm_inpaint (e.engine, &image, &mask, &p, &out, &error));
+    g_assert_no_error (error);
+    int diff = max_level_difference (&out, &want, &mask);
+    g_test_message ("inpainted pixels vs the authors' composite: max %d levels", diff);
+    g_assert_cmpint (diff, <=, 1);
+    assert_outside_mask_unchanged (&image, &mask, &out);
+    ldm_image_clear (&out);
+    ldm_image_clear (&image);
+    ldm_image_clear (&mask);
+    ldm_image_clear (&want);
+    e2e_close (&e);
+}
+
+static void
+test_inpaint_sd (gconstpointer data)
+{
+    E2E e;
+    if (!e2e_open (&e, "sd-inpaint-tiny", data))
+        return;
+    LdmImage image = ref_image (e.ref, "input.image", true);
+    LdmImage mask = ref_mask (e.ref, "input.mask");
+    LdmImage want = ref_image (e.ref, "output01", false);
+    size_t n_x, n_ctx;
+    g_autofree float *x_T = ref_read (e.ref, "ddim.x_T", &n_x);
+    g_autofree float *ctx = ref_read (e.ref, "cond.context", &n_ctx);
+    g_autofree float *uctx = ref_read (e.ref, "cond.uncond_context", NULL);
+    LdmSampleParams p;
+    ldm_sample_params_init (&p);
+    p.steps = 5;
+    p.x_T = x_T;
+    p.x_T_len = n_x;
+    p.context = ctx;
+    p.uncond_context = uctx;
+    p.context_tokens = 77;
+    LdmImage out = { 0 };
+    g_autoptr (GError) error = NULL;
+    g_assert_true (ldm_inpaint (e.engine, &image, &mask, &p, &out, &error));
+    g_assert_no_error (error);
+    int diff = max_level_difference (&out, &want, &mask);
+    g_test_message ("inpainted pixels vs the authors' output: max %d levels", diff);
+    g_assert_cmpint (diff, <=, 1);
+    assert_outside_mask_unchanged (&image, &mask, &out);
+
+    /* without a context the model cannot run: a clear error */
+    LdmImage none = { 0 };
+    p.context = NULL;
+    g_assert_false (ldm_inpaint (e.engine, &image, &mask, &p, &none, &error));
+    g_assert_error (error, LDM_ERROR, LDM_ERROR_ARGUMENT);
+    g_assert_null (none.pixels);
+    ldm_image_clear (&out);
+    ldm_image_clear (&image);
+    ldm_image_clear (&mask);
+    ldm_image_clear (&want);
+    e2e_close (&e);
+}
+
+typedef struct {
+    LdmTensorFile *ref;
+    const char    *pattern;
+} NoiseReplay;
+
+static gboolean
+replay_nchw_noise (void *data, int step, float *out, size_t n, GError **error)
+{
+    (void) error;
+    NoiseReplay *r = data;
+    g_autofree char *name = g_strdup_printf (r->pattern, step);
+    size_t m;
+    g_autofree float *v = ref_read (r->ref, name, &m);
+    g_assert_cmpuint (m, ==, n);
+    memcpy (out, v, n * sizeof (float));
+    return TRUE;
+}
+
+static void
+test_upscale (gconstpointer data)
+{
+    E2E e;
+    if (!e2e_open (&e, "ldm-sr-tiny", data))
+        return;
+    LdmImage lr = ref_image (e.ref, "cond.lr", true);
+    size_t n_x;
+    g_autofree float *x_T = ref_read (e.ref, "ddim.x_T", &n_x);
+    for (int eta = 0; eta <= 1; eta++) {
+        LdmSampleParams p;
+        ldm_sample_params_init (&p);
+        p.steps = 5;
+        p.eta = (float) eta;
+        p.x_T = x_T;
+        p.x_T_len = n_x;
+        NoiseReplay replay = { e.ref, "eta1.ddim.step%02d.noise" };
+        p.noise = replay_nchw_noise;
+        p.noise_data = &replay;
+        LdmImage out = { 0 };
+        g_autoptr (GError) error = NULL;
+        g_assert_true (ldm_upscale (e.engine, &lr, &p, &out, &error));
+        g_assert_no_error (error);
+        g_assert_cmpint (out.width, ==, 4 * lr.width);
+        g_assert_cmpint (out.height, ==, 4 * lr.height);
+        LdmImage want = ref_image (e.ref, eta ? "eta1.decode.image" : "eta0.decode.image", true);
+        int diff = max_level_difference (&out, &want, NULL);
+        g_test_message ("eta %d: upscaled vs the authors' decode: max %d levels", eta, diff);
+        g_assert_cmpint (diff, <=, 1);
+        ldm_image_clear (&out);
+        ldm_image_clear (&want);
+    }
+    ldm_image_clear (&lr);
+    e2e_close (&e);
+}
+
+static gboolean
+cancel_after_two (void *data, int step, int steps)
+{
+    (void) steps;
+    *(int *) data = step;
+    return step < 2;
+}
+
+/* Bad input, cancel, and sizes that need padding. */
+static void
+test_inpaint_edges (void)
+{
+    E2E e, sr;
+    if (!e2e_open (&e, "ldm-inpaint-tiny", "model.safetensors")
+        || !e2e_open (&sr, "ldm-sr-tiny", "model.safetensors"))
+        return;
+    /* an odd-sized RGBA image: 37 x 29, a square hole */
+    int w = 37, h = 29;
+    LdmImage image = { w, h, 4, g_new (uint8_t, (size_t) w * h * 4) };
+    LdmImage mask = { w, h, 1, g_new0 (uint8_t, (size_t) w * h) };
+    for (int i = 0; i < w * h * 4; i++)
+        image.pixels[i] = (uint8_t) (i * 7 + i / 13);
+    LdmSampleParams p;
+    ldm_sample_params_init (&p);
+    p.steps = 3;
+    p.seed = 42;
+    LdmImage out = { 0 };
+    g_autoptr (GError) error = NULL;
+
+    /* empty mask */
+    g_assert_false (ldm_inpaint (e.engine, &image, &mask, &p, &out, &error));
+    g_assert_error (error, LDM_ERROR, LDM_ERROR_ARGUMENT);
+    g_assert_null (out.pixels);
+    g_clear_error (&error);
+
+    for (int y = 8; y < 20; y++)
+        for (int x = 10; x < 30; x++)
+            mask.pixels[y * w + x] = 200;
+    g_assert_true (ldm_inpaint (e.engine, &image, &mask, &p, &out, &error));
+    g_assert_no_error (error);
+    assert_outside_mask_unchanged (&image, &mask, &out);
+    size_t changed = 0;
+    for (int p2 = 0; p2 < w * h; p2++)
+        if (mask.pixels[p2] >= 128)
+            changed += memcmp (image.pixels + p2 * 4, out.pixels + p2 * 4, 3) != 0;
+    g_assert_cmpuint (changed, >, 0);
+    /* the same seed gives the same image */
+    LdmImage again = { 0 };
+    g_assert_true (ldm_inpaint (e.engine, &image, &mask, &p, &again, &error));
+    g_assert_cmpmem (out.pixels, (size_t) w * h * 4, again.pixels, (size_t) w * h * 4);
+    ldm_image_clear (&again);
+    ldm_image_clear (&out);
+
+    /* cancel after two steps: an error, and nothing written */
+    int last = 0;
+    p.progress = cancel_after_two;
+    p.progress_data = &last;
+    g_assert_false (ldm_inpaint (e.engine, &image, &mask, &p, &out, &error));
+    g_assert_error (error, LDM_ERROR, LDM_ERROR_CANCELLED);
+    g_assert_cmpint (last, ==, 2);
+    g_assert_null (out.pixels);
+    g_clear_error (&error);
+    p.progress = NULL;
+
+    /* a mask of another size, a model of the wrong kind, an x_T of the wrong size */
+    LdmImage small = { w - 1, h, 1, mask.pixels };
+    g_assert_false (ldm_inpaint (e.engine, &image, &small, &p, &out, &error));
+    g_assert_error (error, LDM_ERROR, LDM_ERROR_ARGUMENT);
+    g_clear_error (&error);
+    g_assert_false (ldm_inpaint (sr.engine, &image, &mask, &p, &out, &error));
+    g_assert_error (error, LDM_ERROR, LDM_ERROR_ARGUMENT);
+    g_clear_error (&error);
+    g_assert_false (ldm_upscale (e.engine, &image, &p, &out, &error));
+    g_assert_error (error, LDM_ERROR, LDM_ERROR_ARGUMENT);
+    g_clear_error (&error);
+    float bad_x[5] = { 0 };
+    p.x_T = bad_x;
+    p.x_T_len = 5;
+    g_assert_false (ldm_inpaint (e.engine, &image, &mask, &p, &out, &error));
+    g_assert_error (error, LDM_ERROR, LDM_ERROR_ARGUMENT);
+    g_clear_error (&error);
+    p.x_T = NULL;
+    p.steps = 0;
+    g_assert_false (ldm_inpaint (e.engine, &image, &mask, &p, &out, &error));
+    g_assert_error (error, LDM_ERROR, LDM_ERROR_ARGUMENT);
+    g_assert_null (out.pixels);
+    g_clear_error (&error);
+
+    /* upscale of an odd size: exactly 4x, alpha carried */
+    p.steps = 2;
+    g_assert_true (ldm_upscale (sr.engine, &image, &p, &out, &error));
+    g_assert_no_error (error);
+    g_assert_cmpint (out.width, ==, 4 * w);
+    g_assert_cmpint (out.height, ==, 4 * h);
+    g_assert_cmpint (out.channels, ==, 4);
+    g_assert_cmpint (out.pixels[((5 * 4) * out.width + 7 * 4 + 1) * 4 + 3], ==,
+                     image.pixels[(5 * w + 7) * 4 + 3]);
+    ldm_image_clear (&out);
+    ldm_image_clear (&image);
+    ldm_image_clear (&mask);
+    e2e_close (&e);
+    e2e_close (&sr);
+}
+
+int
+main (int argc, char **argv)
+{
+    g_test_init (&argc, &argv, NULL);
+    static const ChainCase chains[] = {
+        { "ldm-inpaint-tiny", "model.ckpt", "cond.c", "", 0 },
+        { "ldm-inpaint-tiny", "model.safetensors", "cond.c", "", 0 },
+        { "ldm-sr-tiny", "model.ckpt", "cond.lr", "eta0.", 0 },
+        { "ldm-sr-tiny", "model.safetensors", "cond.lr", "eta1.", 1 },
+        { "sd-inpaint-tiny", "model.ckpt", "cond.c_concat", "", 0 },
+        { "sd-inpaint-tiny", "model.safetensors", "cond.c_concat", "", 0 },
+    };
+    for (size_t i = 0; i < G_N_ELEMENTS (chains); i++) {
+        g_autofree char *path = g_strdup_printf ("/pipeline/chain/%s/%s/%s", chains[i].fixture,
+                                                 chains[i].weights_file,
+                                                 chains[i].run[0] ? chains[i].run : "run");
+        g_test_add_data_func (path, &chains[i], test_chain);
+    }
+    static const char *files[2] = { "model.ckpt", "model.safetensors" };
+    for (int i = 0; i < 2; i++) {
+        g_autofree char *a = g_strdup_printf ("/pipeline/inpaint-ldm/%s", files[i]);
+        g_autofree char *b = g_strdup_printf ("/pipeline/inpaint-sd/%s", files[i]);
+        g_autofree char *c = g_strdup_printf ("/pipeline/upscale/%s", files[i]);
+        g_test_add_data_func (a, files[i], test_inpaint_ldm);
+        g_test_add_data_func (b, files[i], test_inpaint_sd);
+        g_test_add_data_func (c, files[i], test_upscale);
+    }
+    g_test_add_func ("/pipeline/edges", test_inpaint_edges);
+    return g_test_run ();
+}
