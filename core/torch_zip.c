@@ -624,6 +624,18 @@ is_global (const Value *value, const char *module, const char *name)
            && text_equals (value->global.name, name);
 }
 
+/* "os.system" for a global (or what made an opaque value). */
+static char *
+global_name (const Value *value)
+{
+    char *module = printable (value->global.module.chars, value->global.module.length);
+    char *name = printable (value->global.name.chars, value->global.name.length);
+    char *text = g_strdup_printf ("%s.%s", module, name);
+    g_free (module);
+    g_free (name);
+    return text;
+}
+
 /* "a list", "an object made by os.system", ... for messages. */
 static char *
 describe_value (const Value *value)
@@ -645,12 +657,10 @@ describe_value (const Value *value)
     case VALUE_OPAQUE: {
         if (value->global.module.length == 0 && value->global.name.length == 0)
             return g_strdup ("an object of unknown type");
-        char *module = printable (value->global.module.chars, value->global.module.length);
-        char *name = printable (value->global.name.chars, value->global.name.length);
-        char *text = g_strdup_printf (value->kind == VALUE_GLOBAL ? "the global %s.%s"
-                                                                  : "an object made by %s.%s",
-                                      module, name);
-        g_free (module);
+        char *name = global_name (value);
+        char *text = g_strdup_printf (value->kind == VALUE_GLOBAL ? "the global %s"
+                                                                  : "an object made by %s",
+                                      name);
         g_free (name);
         return text;
     }
@@ -743,7 +753,7 @@ take (Unpickler *u, uint64_t count, const uint8_t **bytes)
 {
     if (count > u->size - u->pos)
         return fail (u, "truncated: opcode 0x%02x at offset %zu needs %" G_GUINT64_FORMAT
-                        " bytes, %zu are left",
+                        " bytes, only %zu are left",
                      u->pickle[u->op_at], u->op_at, count, u->size - u->pos);
     *bytes = u->pickle + u->pos;
     u->pos += count;
@@ -904,10 +914,10 @@ load_storage (Unpickler *u, const Value *pid)
     }
     const Value *class = fields->items[1];
     if (!text_equals (class->global.module, "torch")) {
-        char *what = describe_value (class);
+        char *name = global_name (class);
         fail (u, "storage at offset %zu has the class %s, which is not a torch storage",
-              u->op_at, what);
-        g_free (what);
+              u->op_at, name);
+        g_free (name);
         return NULL;
     }
     Storage *storage = arena_alloc (&u->arena, sizeof *storage);

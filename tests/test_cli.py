@@ -26,6 +26,116 @@ def ldm(*args):
     return subprocess.run([LDM, *args], capture_output=True, text=True, timeout=120)
 
 
+def read_png(path):
+    """A minimal PNG reader (8-bit grey/RGB/RGBA, no interlace) so the test needs no PIL."""
+    import struct
+    import zlib
+    data = open(path, "rb").read()
+    assert data[:8] == b"\x89PNG\r\n\x1a\n", path
+    pos, idat, info = 8, b"", None
+    while pos < len(data):
+        length, kind = struct.unpack(">I4s", data[pos:pos + 8])
+        body = data[pos + 8:pos + 8 + length]
+        if kind == b"IHDR":
+            info = struct.unpack(">IIBBBBB", body)
+        elif kind == b"IDAT":
+            idat += body
+        pos += 12 + length
+    w, h, depth, colour, _, _, interlace = info
+    assert depth == 8 and interlace == 0, path
+    channels = {0: 1, 2: 3, 4: 2, 6: 4}[colour]
+    raw, stride = zlib.decompress(idat), w * channels
+    rows, prev = [], bytearray(stride)
+    for y in range(h):
+        f, line = raw[y * (stride + 1)], bytearray(raw[y * (stride + 1) + 1:(y + 1) * (stride + 1)])
+        for i in range(stride):
+            a = line[i - channels] if i >= channels else 0
+            b, c = prev[i], prev[i - channels] if i >= channels else 0
+            if f == 1:
+                line[i] = (line[i] + a) & 255
+            elif f == 2:
+                line[i] = (line[i] + b) & 255
+            elif f == 3:
+                line[i] = (line[i] + (a + b) // 2) & 255
+            elif f == 4:
+                p = a + b - c
+                pa, pb, pc = abs(p - a), abs(p - b), abs(p - c)
+                line[i] = (line[i] + (a if pa <= pb and pa <= pc else b if pb <= pc else c)) & 255
+        rows.append(bytes(line))
+        prev = line
+    return w, h, channels, rows
+
+
+def max_diff(a, b):
+    assert a[:3] == b[:3], (a[:3], b[:3])
+    return max(abs(x - y) for ra, rb in zip(a[3], b[3]) for x, y in zip(ra, rb))
+
+
+def run_fixture_images():
+    """`ldm inpaint` and `ldm upscale` with the fixture's x_T (and noises) reproduce the
+    authors' expected.png within 2/255; outside the mask the input is kept exactly."""
+    with tempfile.TemporaryDirectory() as tmp:
+        f = os.path.join(SHARED, "fixtures", "ldm-inpaint-tiny")
+        ref = os.path.join(f, "reference.safetensors")
+        for model in ("model.ckpt", "model.safetensors"):
+            out = os.path.join(tmp, "inpaint.png")
+            r = ldm("inpaint", "--model", os.path.join(f, model), "--image",
+                    os.path.join(f, "image.png"), "--mask", os.path.join(f, "mask.png"),
+                    "--output", out, "--steps", "5", "--eta", "0", "--seed", "1",
+                    "--x-T", ref + ":ddim.x_T", "--quiet")
+            check(f"inpaint {model}: exit 0", r.returncode == 0, r.stderr)
+            if r.returncode:
+                continue
+            got, want = read_png(out), read_png(os.path.join(f, "expected.png"))
+            d = max_diff(got, want)
+            check(f"inpaint {model}: within 2/255 of expected.png", d <= 2, f"max diff {d}")
+            src, mask = read_png(os.path.join(f, "image.png")), read_png(os.path.join(f, "mask.png"))
+            kept = all(got[3][y][x * 3:x * 3 + 3] == src[3][y][x * 3:x * 3 + 3]
+                       for y in range(src[1]) for x in range(src[0]) if mask[3][y][x] < 128)
+            check(f"inpaint {model}: pixels outside the mask unchanged", kept)
+
+        f = os.path.join(SHARED, "fixtures", "ldm-sr-tiny")
+        ref = os.path.join(f, "reference.safetensors")
+        for model in ("model.ckpt", "model.safetensors"):
+            for eta, expected in (("0", "expected_eta0.png"), ("1", "expected.png")):
+                out = os.path.join(tmp, "up.png")
+                args = ["upscale", "--model", os.path.join(f, model), "--image",
+                        os.path.join(f, "lowres.png"), "--output", out, "--steps", "5",
+                        "--eta", eta, "--x-T", ref + ":ddim.x_T", "--quiet"]
+                if eta == "1":
+                    args += ["--step-noise", ref + ":eta1.ddim.step%02d.noise"]
+                r = ldm(*args)
+                check(f"upscale {model} eta {eta}: exit 0", r.returncode == 0, r.stderr)
+                if r.returncode:
+                    continue
+                d = max_diff(read_png(out), read_png(os.path.join(f, expected)))
+                check(f"upscale {model} eta {eta}: within 2/255 of {expected}", d <= 2,
+                      f"max diff {d}")
+
+        # bad arguments: exit 2 with a message naming the problem
+        f = os.path.join(SHARED, "fixtures", "ldm-inpaint-tiny")
+        base = ["inpaint", "--model", os.path.join(f, "model.ckpt"), "--image",
+                os.path.join(f, "image.png"), "--mask", os.path.join(f, "mask.png"),
+                "--output", os.path.join(tmp, "x.png"), "--quiet"]
+        for extra, needle in ((["--steps", "0"], "steps"), (["--steps", "abc"], "steps"),
+                              (["--sampler", "euler-x"], "sampler"), (["--eta", "-1"], "eta"),
+                              (["--x-T", ref + ":nope"], "nope"),
+                              (["--x-T", os.path.join(f, "expected.png") + ":t"], "expected.png")):
+            r = ldm(*base, *extra)
+            check(f"inpaint {' '.join(extra)}: exit 2 naming {needle}",
+                  r.returncode == 2 and needle in r.stderr, r.stderr)
+        sr = os.path.join(SHARED, "fixtures", "ldm-sr-tiny", "model.ckpt")
+        r = ldm(*(base[:2] + [sr] + base[3:]))
+        check("inpaint with the SR model: exit 2", r.returncode == 2 and "super-resolution" in r.stderr,
+              r.stderr)
+        r = ldm("upscale", "--model", os.path.join(f, "model.ckpt"), "--image",
+                os.path.join(f, "image.png"), "--output", os.path.join(tmp, "y.png"), "--quiet")
+        check("upscale with the inpainting model: exit 2", r.returncode == 2, r.stderr)
+        r = ldm("inpaint", "--image", os.path.join(f, "image.png"), "--output", "x.png")
+        check("inpaint without --model: exit 2", r.returncode == 2 and "--model" in r.stderr,
+              r.stderr)
+
+
 def main():
     r = ldm("help")
     check("help exits 0 and lists info", r.returncode == 0 and "info" in r.stdout, r.stderr)
@@ -69,6 +179,9 @@ def main():
             r = ldm("tensors", path, "no.such.tensor")
             check(f"tensors {fixture}: unknown name exit 2", r.returncode == 2 and
                   "no.such.tensor" in r.stderr)
+
+    if os.path.isdir(os.path.join(SHARED, "fixtures")):
+        run_fixture_images()
 
     with tempfile.TemporaryDirectory() as tmp:
         text = os.path.join(tmp, "notes.txt")

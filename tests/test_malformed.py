@@ -310,13 +310,17 @@ def zip_cases(c, ck):
     c.add("zip-truncated-mid-end-record", ck[:end + 11], "no end of central directory")
     c.add("zip-truncated-last-byte", ck[:-1], "no end of central directory")
     # Cut inside the last local header, then put the directory back after it.
+    # Cut inside the last local header, then put the directory and end records back after it
+    # (their offsets moved: the end record, the ZIP64 end record and its locator point anew).
     cut = last["local"] + 15
-    tail = ck[cd_offset:]
-    c.add("zip-truncated-mid-local-header",
-          ck[:cut] + patch(tail, end - cd_offset + 16, "<I", cut), "damaged zip")
+    end64 = ck.rindex(b"PK\x06\x06")
+    tail = patch(ck[cd_offset:], end - cd_offset + 16, "<I", cut)
+    tail = patch(tail, end64 - cd_offset + 48, "<Q", cut)
+    tail = patch(tail, end - 20 - cd_offset + 8, "<Q", cut + end64 - cd_offset)
+    c.add("zip-truncated-mid-local-header", ck[:cut] + tail,
+          f"the local header of record '{last['name']}'")
     c.add("zip-end-signature", patch(ck, end, "<I", 0x06054b51), "no end of central directory")
     # torch writes ZIP64 end records even for small files; both records must agree.
-    end64 = ck.rindex(b"PK\x06\x06")
     c.add("zip-end-records-disagree", patch(ck, end + 16, "<I", cd_offset + 46), "disagree")
     c.add("zip-directory-outside",
           patch(patch(ck, end + 16, "<I", 0xffffffff), end64 + 48, "<Q", len(ck) + 100),

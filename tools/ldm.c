@@ -225,7 +225,7 @@ show_progress (void *data, int step, int steps)
 static int
 command_run (int argc, char **argv, bool inpaint)
 {
-    RunOptions o = { .steps = -1, .eta = -1, .guidance = 7.5, .seed = -1 };
+    RunOptions o = { .steps = G_MININT, .eta = NAN, .guidance = 7.5, .seed = -1 };
     GOptionEntry entries[] = {
         { "model", 'm', 0, G_OPTION_ARG_FILENAME, &o.model, "Model file (.ckpt, .safetensors)", "M" },
         { "image", 'i', 0, G_OPTION_ARG_FILENAME, &o.image, "Input image (PNG or JPEG)", "IN" },
@@ -283,9 +283,9 @@ command_run (int argc, char **argv, bool inpaint)
         params.steps = 100;
         params.eta = 1.0f;
     }
-    if (o.steps != -1)
+    if (o.steps != G_MININT) /* given */
         params.steps = o.steps;
-    if (o.eta != -1)
+    if (!isnan (o.eta))
         params.eta = (float) o.eta;
     params.guidance = (float) o.guidance;
     if (params.steps < 1 || params.steps > 1000) {
