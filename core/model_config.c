@@ -881,27 +881,25 @@ model_config_read_yaml_data (const char *data, size_t length, const char *origin
         return FALSE;
     }
 
-    Section top = { .origin = origin, .map = root };
-    Section model, params;
     const CfgNode *model_node = cfg_map_get (root, "model");
-    if (!root || root->type != CFG_MAP || !model_node || model_node->type != CFG_MAP) {
+    if (!model_node || model_node->type != CFG_MAP) {
         g_set_error (error, LDM_ERROR, LDM_ERROR_FORMAT,
                      "%s: no 'model' section: not a CompVis config (model: target: ... "
                      "params: ...)",
                      origin);
         return FALSE;
     }
+    Section model = { .origin = origin, .map = model_node, .path = "model" }, params;
     const char *target = NULL;
-    if (!get_section (&top, "model", &model, error)
-        || !get_string (&model, "target", &target, error))
+    if (!get_string (&model, "target", &target, error))
         return FALSE;
-    g_strlcpy (model.path, "model", sizeof model.path);
     if (!target)
         return key_error (error, LDM_ERROR_FORMAT, &model, "target", NULL,
                           "missing (the model's class)");
     if (strlen (target) >= sizeof config->target)
-        return key_error (error, LDM_ERROR_FORMAT, &model, "target", section_get (&model, "target"),
-                          "longer than %zu characters", sizeof config->target - 1);
+        return key_error (error, LDM_ERROR_FORMAT, &model, "target",
+                          section_get (&model, "target"), "longer than %zu characters",
+                          sizeof config->target - 1);
     g_strlcpy (config->target, target, sizeof config->target);
     if (!get_section (&model, "params", &params, error))
         return FALSE;
@@ -924,7 +922,8 @@ gboolean
 model_config_read_yaml (const char *path, LdmModelConfig *config, GError **error)
 {
     model_config_init_defaults (config);
-    int fd = open (path, O_RDONLY | O_CLOEXEC);
+    /* O_NONBLOCK: a FIFO named config.yaml must not hang the load (refused below). */
+    int fd = open (path, O_RDONLY | O_CLOEXEC | O_NONBLOCK);
     if (fd < 0) {
         int e = errno;
         g_set_error (error, LDM_ERROR, LDM_ERROR_IO, "%s: cannot open: %s", path, g_strerror (e));
@@ -1827,7 +1826,8 @@ infer_unet_candidate (const TensorView *v, int n_input_blocks, int nrb, LdmUnetC
                && view_get (v, "middle_block.1.transformer_blocks.%d.norm1.weight", depth))
             depth++;
         u->transformer_depth = MAX (depth, 1);
-        int64_t context = dim (view_get (v, "middle_block.1.transformer_blocks.0.attn2.to_k.weight"), 1);
+        int64_t context
+            = dim (view_get (v, "middle_block.1.transformer_blocks.0.attn2.to_k.weight"), 1);
         if (!fits_int (context, MAX_CONTEXT_DIM))
             return false;
         u->context_dim = (int) context;
@@ -1839,8 +1839,9 @@ infer_unet_candidate (const TensorView *v, int n_input_blocks, int nrb, LdmUnetC
         for (int l = 0; l < levels; l++) {
             int first = 1 + l * (nrb + 1);
             int64_t in = dim (view_get (v, "input_blocks.%d.1.proj_in.weight", first), 0);
-            int64_t k = dim (view_get (v, "input_blocks.%d.1.transformer_blocks.0.attn1.to_k.weight",
-                                       first), 1);
+            int64_t k = dim (
+                view_get (v, "input_blocks.%d.1.transformer_blocks.0.attn1.to_k.weight", first),
+                1);
             u->disable_self_attentions[l] = in > 0 && k != in;
             u->has_disable_self_attentions |= u->disable_self_attentions[l];
         }

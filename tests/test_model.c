@@ -108,7 +108,9 @@ write_sparse_safetensors (const char *dir, const char *name, const GArray *entri
                                     e->shape[d]);
             size *= (uint64_t) e->shape[d];
         }
-        g_string_append_printf (json, "],\"data_offsets\":[%" G_GUINT64_FORMAT ",%" G_GUINT64_FORMAT "]}",
+        g_string_append_printf (json,
+                                "],\"data_offsets\":[%" G_GUINT64_FORMAT ",%" G_GUINT64_FORMAT
+                                "]}",
                                 offset, offset + size);
         offset += size;
     }
@@ -511,7 +513,8 @@ test_partial_ema (void)
     g_assert_true (model->uses_ema);
     ldm_model_free (model);
 
-    entries_remove (entries, "model_ema.diffusion_modelmiddle_block1transformer_blocks0attn2to_kweight");
+    entries_remove (entries,
+                    "model_ema.diffusion_modelmiddle_block1transformer_blocks0attn2to_kweight");
     g_autofree char *path2 = write_sparse_safetensors (dir, "model.safetensors", entries);
     assert_load_fails (path2, LDM_ERROR_MODEL,
                        "'model_ema.diffusion_modelmiddle_block1transformer_blocks0attn2to_kweight' "

@@ -12,6 +12,7 @@
 #include <glib/gstdio.h>
 #include <json-glib/json-glib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 static char *temp_dir;
 
@@ -709,6 +710,13 @@ test_yaml_files (void)
 
     g_assert_false (model_config_read_yaml (temp_dir, &c, &error)); /* a folder */
     g_assert_error (error, LDM_ERROR, LDM_ERROR_IO);
+    g_clear_error (&error);
+
+    g_autofree char *fifo = g_build_filename (temp_dir, "fifo.yaml", NULL);
+    g_assert_cmpint (mkfifo (fifo, 0600), ==, 0);
+    g_assert_false (model_config_read_yaml (fifo, &c, &error)); /* must not block */
+    g_assert_error (error, LDM_ERROR, LDM_ERROR_IO);
+    g_assert_nonnull (strstr (error->message, "not a regular file"));
     g_clear_error (&error);
 
     /* A huge file is refused without parsing it. */

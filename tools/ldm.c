@@ -338,6 +338,8 @@ command_run (int argc, char **argv, bool inpaint)
         goto bad;
     if (!(model = ldm_model_load (o.model, &error)) || !(engine = ldm_engine_new (model, &error)))
         goto bad;
+    /* The engine holds its own copy of every weight: unmap the file now. */
+    g_clear_pointer (&model, ldm_model_free);
     if (context) {
         params.context = context;
         params.uncond_context = uncond;
