@@ -191,11 +191,6 @@ dnn_free (Dnn *dnn)
     g_free (dnn);
 }
 
-static void
-prim_store (Dnn *dnn, char *key, Prim *p)
-{
-    g_hash_table_insert (dnn->prims, key, p);
-}
 
 /* ------------------------------------------------------------ convolution */
 
@@ -582,87 +577,143 @@ fail:
     return FALSE;
 }
 
+/* ------------------------------------------------------- cached primitives */
+
+/* Makes the primitive descriptor of an operation from its parameters, on a cache miss. */
+typedef dnnl_status_t (*MakeDesc) (Dnn *dnn, const void *params, dnnl_primitive_desc_t *pd);
+
+/* The primitive cached under `key` (which this takes), made on first use. */
+static Prim *
+prim_cached (Dnn *dnn, char *key, MakeDesc make, const void *params, const char *what,
+             const int *arg_ids, int n_args, GError **error)
+{
+    Prim *p = g_hash_table_lookup (dnn->prims, key);
+    if (p) {
+        g_free (key);
+        return p;
+    }
+    dnnl_primitive_desc_t pd = NULL;
+    if (!check (make (dnn, params, &pd), what, error)
+        || !(p = prim_new (dnn, pd, arg_ids, n_args, error))) {
+        g_free (key);
+        return NULL;
+    }
+    g_hash_table_insert (dnn->prims, key, p);
+    return p;
+}
+
+/* An attribute with one eltwise post-op (alg undef: none). */
+static dnnl_primitive_attr_t
+attr_with_eltwise (dnnl_alg_kind_t alg, float alpha)
+{
+    dnnl_primitive_attr_t attr = attr_new ();
+    if (alg != dnnl_alg_kind_undef) {
+        dnnl_post_ops_t po = NULL;
+        dnnl_post_ops_create (&po);
+        dnnl_post_ops_append_eltwise (po, alg, alpha, 0.0f);
+        dnnl_primitive_attr_set_post_ops (attr, po);
+        dnnl_post_ops_destroy (po);
+    }
+    return attr;
+}
+
 /* ------------------------------------------------------------ normalisation */
+
+typedef struct {
+    const Act *act;
+    int        groups;
+    float      eps;
+    bool       silu;
+} GroupNormParams;
+
+static dnnl_status_t
+make_group_norm (Dnn *dnn, const void *params, dnnl_primitive_desc_t *pd)
+{
+    const GroupNormParams *g = params;
+    dnnl_dims_t dims = { g->act->n, g->act->c, g->act->h, g->act->w };
+    dnnl_memory_desc_t md = md_tag (4, dims, dnnl_nhwc);
+    dnnl_primitive_attr_t attr = attr_with_eltwise (g->silu ? dnnl_eltwise_swish
+                                                            : dnnl_alg_kind_undef, 1.0f);
+    dnnl_status_t s = dnnl_group_normalization_forward_primitive_desc_create (
+        pd, dnn->engine, dnnl_forward_inference, md, md, g->groups, g->eps,
+        dnnl_use_scale | dnnl_use_shift, attr);
+    dnnl_primitive_attr_destroy (attr);
+    dnnl_memory_desc_destroy (md);
+    return s;
+}
+
+static const int NORM_ARGS[4] = { DNNL_ARG_SRC, DNNL_ARG_DST, DNNL_ARG_SCALE, DNNL_ARG_SHIFT };
 
 gboolean
 dnn_group_norm (Dnn *dnn, const Act *in, Act *out, const float *gamma, const float *beta,
                 int groups, float eps, bool silu, GError **error)
 {
+    GroupNormParams params = { in, groups, eps, silu };
     char *key = g_strdup_printf ("gn %d %d %d %d %d %a %d", in->n, in->h, in->w, in->c, groups,
                                  eps, silu);
-    Prim *p = g_hash_table_lookup (dnn->prims, key);
-    if (!p) {
-        dnnl_dims_t dims = { in->n, in->c, in->h, in->w }, cdims = { in->c };
-        dnnl_memory_desc_t md = md_tag (4, dims, dnnl_nhwc);
-        dnnl_memory_desc_t cmd = md_tag (1, cdims, dnnl_a);
-        dnnl_primitive_attr_t attr = attr_new ();
-        if (silu) {
-            dnnl_post_ops_t po = NULL;
-            dnnl_post_ops_create (&po);
-            dnnl_post_ops_append_eltwise (po, dnnl_eltwise_swish, 1.0f, 0.0f);
-            dnnl_primitive_attr_set_post_ops (attr, po);
-            dnnl_post_ops_destroy (po);
-        }
-        dnnl_primitive_desc_t pd = NULL;
-        dnnl_status_t s = dnnl_group_normalization_forward_primitive_desc_create (
-            &pd, dnn->engine, dnnl_forward_inference, md, md, groups, eps,
-            dnnl_use_scale | dnnl_use_shift, attr);
-        dnnl_primitive_attr_destroy (attr);
-        dnnl_memory_desc_destroy (md);
-        dnnl_memory_desc_destroy (cmd);
-        if (!check (s, "group normalisation", error)) {
-            g_free (key);
-            return FALSE;
-        }
-        int ids[4] = { DNNL_ARG_SRC, DNNL_ARG_DST, DNNL_ARG_SCALE, DNNL_ARG_SHIFT };
-        p = prim_new (dnn, pd, ids, 4, error);
-        if (!p) {
-            g_free (key);
-            return FALSE;
-        }
-        prim_store (dnn, key, p);
-    } else {
-        g_free (key);
-    }
+    Prim *p = prim_cached (dnn, key, make_group_norm, &params, "group normalisation", NORM_ARGS,
+                           4, error);
     void *handles[4] = { in->data, out->data, (void *) gamma, (void *) beta };
-    return prim_run (dnn, p, handles, error);
+    return p && prim_run (dnn, p, handles, error);
+}
+
+typedef struct {
+    int   rows, cols;
+    float eps;
+} LayerNormParams;
+
+static dnnl_status_t
+make_layer_norm (Dnn *dnn, const void *params, dnnl_primitive_desc_t *pd)
+{
+    const LayerNormParams *l = params;
+    dnnl_dims_t dims = { l->rows, l->cols };
+    dnnl_memory_desc_t md = md_tag (2, dims, dnnl_ab);
+    dnnl_primitive_attr_t attr = attr_new ();
+    dnnl_status_t s = dnnl_layer_normalization_forward_primitive_desc_create (
+        pd, dnn->engine, dnnl_forward_inference, md, md, NULL, l->eps,
+        dnnl_use_scale | dnnl_use_shift, attr);
+    dnnl_primitive_attr_destroy (attr);
+    dnnl_memory_desc_destroy (md);
+    return s;
 }
 
 gboolean
 dnn_layer_norm (Dnn *dnn, const float *in, float *out, int rows, int cols, const float *gamma,
                 const float *beta, float eps, GError **error)
 {
+    LayerNormParams params = { rows, cols, eps };
     char *key = g_strdup_printf ("ln %d %d %a", rows, cols, eps);
-    Prim *p = g_hash_table_lookup (dnn->prims, key);
-    if (!p) {
-        dnnl_dims_t dims = { rows, cols };
-        dnnl_memory_desc_t md = md_tag (2, dims, dnnl_ab);
-        dnnl_primitive_attr_t attr = attr_new ();
-        dnnl_primitive_desc_t pd = NULL;
-        dnnl_status_t s = dnnl_layer_normalization_forward_primitive_desc_create (
-            &pd, dnn->engine, dnnl_forward_inference, md, md, NULL, eps,
-            dnnl_use_scale | dnnl_use_shift, attr);
-        dnnl_primitive_attr_destroy (attr);
-        dnnl_memory_desc_destroy (md);
-        if (!check (s, "layer normalisation", error)) {
-            g_free (key);
-            return FALSE;
-        }
-        int ids[4] = { DNNL_ARG_SRC, DNNL_ARG_DST, DNNL_ARG_SCALE, DNNL_ARG_SHIFT };
-        p = prim_new (dnn, pd, ids, 4, error);
-        if (!p) {
-            g_free (key);
-            return FALSE;
-        }
-        prim_store (dnn, key, p);
-    } else {
-        g_free (key);
-    }
+    Prim *p = prim_cached (dnn, key, make_layer_norm, &params, "layer normalisation", NORM_ARGS,
+                           4, error);
     void *handles[4] = { (void *) in, out, (void *) gamma, (void *) beta };
-    return prim_run (dnn, p, handles, error);
+    return p && prim_run (dnn, p, handles, error);
 }
 
 /* ----------------------------------------------------------------- matmul */
+
+static dnnl_status_t
+make_matmul (Dnn *dnn, const void *params, dnnl_primitive_desc_t *pd)
+{
+    const DnnMatmulShape *sh = params;
+    dnnl_dims_t adims = { sh->batch, sh->m, sh->k }, bdims = { sh->batch, sh->k, sh->n },
+                cdims = { sh->batch, sh->m, sh->n };
+    dnnl_dims_t as = { sh->a_strides[0], sh->a_strides[1], sh->a_strides[2] };
+    dnnl_dims_t bs = { sh->b_strides[0], sh->b_strides[1], sh->b_strides[2] };
+    dnnl_dims_t cs = { sh->c_strides[0], sh->c_strides[1], sh->c_strides[2] };
+    dnnl_memory_desc_t amd = md_strides (3, adims, as);
+    dnnl_memory_desc_t bmd = md_strides (3, bdims, bs);
+    dnnl_memory_desc_t cmd = md_strides (3, cdims, cs);
+    dnnl_primitive_attr_t attr = attr_with_eltwise (sh->alpha != 1.0f ? dnnl_eltwise_linear
+                                                                       : dnnl_alg_kind_undef,
+                                                    sh->alpha);
+    dnnl_status_t s = dnnl_matmul_primitive_desc_create (pd, dnn->engine, amd, bmd, NULL, cmd,
+                                                         attr);
+    dnnl_primitive_attr_destroy (attr);
+    dnnl_memory_desc_destroy (amd);
+    dnnl_memory_desc_destroy (bmd);
+    dnnl_memory_desc_destroy (cmd);
+    return s;
+}
 
 gboolean
 dnn_matmul (Dnn *dnn, const DnnMatmulShape *sh, const float *a, const float *b, float *c,
@@ -675,115 +726,69 @@ dnn_matmul (Dnn *dnn, const DnnMatmulShape *sh, const float *a, const float *b, 
         sh->batch, sh->m, sh->n, sh->k, sh->a_strides[0], sh->a_strides[1], sh->a_strides[2],
         sh->b_strides[0], sh->b_strides[1], sh->b_strides[2], sh->c_strides[0], sh->c_strides[1],
         sh->c_strides[2], sh->alpha);
-    Prim *p = g_hash_table_lookup (dnn->prims, key);
-    if (!p) {
-        dnnl_dims_t adims = { sh->batch, sh->m, sh->k }, bdims = { sh->batch, sh->k, sh->n },
-                    cdims = { sh->batch, sh->m, sh->n };
-        dnnl_dims_t as = { sh->a_strides[0], sh->a_strides[1], sh->a_strides[2] };
-        dnnl_dims_t bs = { sh->b_strides[0], sh->b_strides[1], sh->b_strides[2] };
-        dnnl_dims_t cs = { sh->c_strides[0], sh->c_strides[1], sh->c_strides[2] };
-        dnnl_memory_desc_t amd = md_strides (3, adims, as);
-        dnnl_memory_desc_t bmd = md_strides (3, bdims, bs);
-        dnnl_memory_desc_t cmd = md_strides (3, cdims, cs);
-        dnnl_primitive_attr_t attr = attr_new ();
-        if (sh->alpha != 1.0f) {
-            dnnl_post_ops_t po = NULL;
-            dnnl_post_ops_create (&po);
-            dnnl_post_ops_append_eltwise (po, dnnl_eltwise_linear, sh->alpha, 0.0f);
-            dnnl_primitive_attr_set_post_ops (attr, po);
-            dnnl_post_ops_destroy (po);
-        }
-        dnnl_primitive_desc_t pd = NULL;
-        dnnl_status_t s = dnnl_matmul_primitive_desc_create (&pd, dnn->engine, amd, bmd, NULL,
-                                                             cmd, attr);
-        dnnl_primitive_attr_destroy (attr);
-        dnnl_memory_desc_destroy (amd);
-        dnnl_memory_desc_destroy (bmd);
-        dnnl_memory_desc_destroy (cmd);
-        if (!check (s, "matrix product", error)) {
-            g_free (key);
-            return FALSE;
-        }
-        int ids[3] = { DNNL_ARG_SRC, DNNL_ARG_WEIGHTS, DNNL_ARG_DST };
-        p = prim_new (dnn, pd, ids, 3, error);
-        if (!p) {
-            g_free (key);
-            return FALSE;
-        }
-        prim_store (dnn, key, p);
-    } else {
-        g_free (key);
-    }
+    static const int ids[3] = { DNNL_ARG_SRC, DNNL_ARG_WEIGHTS, DNNL_ARG_DST };
+    Prim *p = prim_cached (dnn, key, make_matmul, sh, "matrix product", ids, 3, error);
     void *handles[3] = { (void *) a, (void *) b, c };
-    return prim_run (dnn, p, handles, error);
+    return p && prim_run (dnn, p, handles, error);
 }
 
 /* ------------------------------------------------------------ element-wise */
 
+typedef struct {
+    int64_t         rows, cols;
+    dnnl_alg_kind_t alg;     /* eltwise algorithm, or undef for softmax */
+    float           alpha;
+} ElementParams;
+
+static const int UNARY_ARGS[2] = { DNNL_ARG_SRC, DNNL_ARG_DST };
+
+static dnnl_status_t
+make_softmax (Dnn *dnn, const void *params, dnnl_primitive_desc_t *pd)
+{
+    const ElementParams *e = params;
+    dnnl_dims_t dims = { e->rows, e->cols };
+    dnnl_memory_desc_t md = md_tag (2, dims, dnnl_ab);
+    dnnl_primitive_attr_t attr = attr_new ();
+    dnnl_status_t s = dnnl_softmax_forward_primitive_desc_create (
+        pd, dnn->engine, dnnl_forward_inference, dnnl_softmax_accurate, md, md, 1, attr);
+    dnnl_primitive_attr_destroy (attr);
+    dnnl_memory_desc_destroy (md);
+    return s;
+}
+
 gboolean
 dnn_softmax_rows (Dnn *dnn, float *x, int64_t rows, int64_t cols, GError **error)
 {
+    ElementParams params = { rows, cols, dnnl_alg_kind_undef, 0 };
     char *key = g_strdup_printf ("softmax %" G_GINT64_FORMAT " %" G_GINT64_FORMAT, rows, cols);
-    Prim *p = g_hash_table_lookup (dnn->prims, key);
-    if (!p) {
-        dnnl_dims_t dims = { rows, cols };
-        dnnl_memory_desc_t md = md_tag (2, dims, dnnl_ab);
-        dnnl_primitive_attr_t attr = attr_new ();
-        dnnl_primitive_desc_t pd = NULL;
-        dnnl_status_t s = dnnl_softmax_forward_primitive_desc_create (
-            &pd, dnn->engine, dnnl_forward_inference, dnnl_softmax_accurate, md, md, 1, attr);
-        dnnl_primitive_attr_destroy (attr);
-        dnnl_memory_desc_destroy (md);
-        if (!check (s, "softmax", error)) {
-            g_free (key);
-            return FALSE;
-        }
-        int ids[2] = { DNNL_ARG_SRC, DNNL_ARG_DST };
-        p = prim_new (dnn, pd, ids, 2, error);
-        if (!p) {
-            g_free (key);
-            return FALSE;
-        }
-        prim_store (dnn, key, p);
-    } else {
-        g_free (key);
-    }
+    Prim *p = prim_cached (dnn, key, make_softmax, &params, "softmax", UNARY_ARGS, 2, error);
     void *handles[2] = { x, x };
-    return prim_run (dnn, p, handles, error);
+    return p && prim_run (dnn, p, handles, error);
+}
+
+static dnnl_status_t
+make_eltwise (Dnn *dnn, const void *params, dnnl_primitive_desc_t *pd)
+{
+    const ElementParams *e = params;
+    dnnl_dims_t dims = { e->rows * e->cols };
+    dnnl_memory_desc_t md = md_tag (1, dims, dnnl_a);
+    dnnl_primitive_attr_t attr = attr_new ();
+    dnnl_status_t s = dnnl_eltwise_forward_primitive_desc_create (
+        pd, dnn->engine, dnnl_forward_inference, e->alg, md, md, e->alpha, 0.0f, attr);
+    dnnl_primitive_attr_destroy (attr);
+    dnnl_memory_desc_destroy (md);
+    return s;
 }
 
 gboolean
 dnn_eltwise (Dnn *dnn, DnnEltwise kind, const float *x, float *y, int64_t n, GError **error)
 {
+    ElementParams params = { 1, n, kind == DNN_SILU ? dnnl_eltwise_swish : dnnl_eltwise_gelu_erf,
+                             kind == DNN_SILU ? 1.0f : 0.0f };
     char *key = g_strdup_printf ("eltwise %d %" G_GINT64_FORMAT, kind, n);
-    Prim *p = g_hash_table_lookup (dnn->prims, key);
-    if (!p) {
-        dnnl_dims_t dims = { n };
-        dnnl_memory_desc_t md = md_tag (1, dims, dnnl_a);
-        dnnl_primitive_attr_t attr = attr_new ();
-        dnnl_primitive_desc_t pd = NULL;
-        dnnl_status_t s = dnnl_eltwise_forward_primitive_desc_create (
-            &pd, dnn->engine, dnnl_forward_inference,
-            kind == DNN_SILU ? dnnl_eltwise_swish : dnnl_eltwise_gelu_erf, md, md,
-            kind == DNN_SILU ? 1.0f : 0.0f, 0.0f, attr);
-        dnnl_primitive_attr_destroy (attr);
-        dnnl_memory_desc_destroy (md);
-        if (!check (s, "element-wise", error)) {
-            g_free (key);
-            return FALSE;
-        }
-        int ids[2] = { DNNL_ARG_SRC, DNNL_ARG_DST };
-        p = prim_new (dnn, pd, ids, 2, error);
-        if (!p) {
-            g_free (key);
-            return FALSE;
-        }
-        prim_store (dnn, key, p);
-    } else {
-        g_free (key);
-    }
+    Prim *p = prim_cached (dnn, key, make_eltwise, &params, "element-wise", UNARY_ARGS, 2, error);
     void *handles[2] = { (void *) x, y };
-    return prim_run (dnn, p, handles, error);
+    return p && prim_run (dnn, p, handles, error);
 }
 
 /* -------------------------------------------------------------- attention */

@@ -117,16 +117,6 @@ is_floating (LdmDType dtype)
            || dtype == LDM_DTYPE_F64 || dtype == LDM_DTYPE_F8_E4M3 || dtype == LDM_DTYPE_F8_E5M2;
 }
 
-static char *
-format_shape (int ndim, const int64_t *shape)
-{
-    GString *s = g_string_new ("[");
-    for (int d = 0; d < ndim; d++)
-        g_string_append_printf (s, d ? ", %" G_GINT64_FORMAT : "%" G_GINT64_FORMAT, shape[d]);
-    g_string_append_c (s, ']');
-    return g_string_free (s, FALSE);
-}
-
 /* Where one sub-model's parameters are looked up. */
 typedef struct {
     const char *what;   /* "U-Net", for messages */
@@ -153,8 +143,8 @@ bind_params (LdmModel *model, const GArray *params, const Place *place, GHashTab
             return FALSE;
         }
         if (!model_config_shape_matches (spec, tensor)) {
-            g_autofree char *found = format_shape (tensor->ndim, tensor->shape);
-            g_autofree char *needed = format_shape (spec->ndim, spec->shape);
+            g_autofree char *found = tensor_shape_text (tensor->ndim, tensor->shape);
+            g_autofree char *needed = tensor_shape_text (spec->ndim, spec->shape);
             g_set_error (error, LDM_ERROR, LDM_ERROR_MODEL,
                          "%s: tensor '%s' has shape %s but the %s needs %s (architecture from "
                          "%s)",
@@ -302,15 +292,6 @@ append_dtypes (GString *s, unsigned mask)
 }
 
 static void
-append_ints (GString *s, const int *values, int n)
-{
-    g_string_append_c (s, '[');
-    for (int i = 0; i < n; i++)
-        g_string_append_printf (s, i ? ", %d" : "%d", values[i]);
-    g_string_append_c (s, ']');
-}
-
-static void
 describe_cond_stage (GString *s, const LdmModel *model)
 {
     const LdmModelConfig *c = &model->config;
@@ -386,13 +367,13 @@ ldm_model_describe (const LdmModel *model)
 
     g_string_append_printf (s, "U-Net config: in %d, out %d, model channels %d, channel mult ",
                             u->in_channels, u->out_channels, u->model_channels);
-    append_ints (s, u->channel_mult, u->n_levels);
+    model_config_append_ints (s, u->channel_mult, u->n_levels);
     g_string_append_printf (s, ", %d res block%s per level%s%s\n", u->num_res_blocks,
                             u->num_res_blocks == 1 ? "" : "s",
                             u->resblock_updown ? ", resblock up/down" : "",
                             u->use_scale_shift_norm ? ", scale-shift norm" : "");
     g_string_append (s, "attention: at downsampling ");
-    append_ints (s, u->attention_resolutions, u->n_attention_resolutions);
+    model_config_append_ints (s, u->attention_resolutions, u->n_attention_resolutions);
     if (u->use_spatial_transformer)
         g_string_append_printf (s, " and in the middle, spatial transformers (depth %d, context "
                                 "%d%s)",
@@ -418,7 +399,7 @@ ldm_model_describe (const LdmModel *model)
     if (ae->kind == LDM_AUTOENCODER_VQ)
         g_string_append_printf (s, ", codebook of %d", ae->n_embed);
     g_string_append_printf (s, "; first stage ch %d, ch mult ", ae->ch);
-    append_ints (s, ae->ch_mult, ae->n_levels);
+    model_config_append_ints (s, ae->ch_mult, ae->n_levels);
     g_string_append_printf (s, ", %d res block%s, mid attention %s\n", ae->num_res_blocks,
                             ae->num_res_blocks == 1 ? "" : "s", ae->mid_attention ? "on" : "off");
     return g_string_free (s, FALSE);

@@ -1905,8 +1905,8 @@ infer_autoencoder (const TensorView *v, LdmAutoencoderConfig *ae)
     return ae->n_levels > 0 && ae->num_res_blocks > 0;
 }
 
-static void
-append_ints (GString *s, const int *values, int n)
+void
+model_config_append_ints (GString *s, const int *values, int n)
 {
     g_string_append_c (s, '[');
     for (int i = 0; i < n; i++)
@@ -1919,9 +1919,9 @@ describe_unet_structure (GString *s, const LdmUnetConfig *u)
 {
     g_string_append_printf (s, "a U-Net with in %d, out %d, model_channels %d, channel_mult ",
                             u->in_channels, u->out_channels, u->model_channels);
-    append_ints (s, u->channel_mult, u->n_levels);
+    model_config_append_ints (s, u->channel_mult, u->n_levels);
     g_string_append_printf (s, ", %d res blocks per level, attention at ", u->num_res_blocks);
-    append_ints (s, u->attention_resolutions, u->n_attention_resolutions);
+    model_config_append_ints (s, u->attention_resolutions, u->n_attention_resolutions);
     if (u->use_spatial_transformer)
         g_string_append_printf (s, " (spatial transformers, context_dim %d)", u->context_dim);
     else
@@ -1939,7 +1939,7 @@ describe_ae_structure (GString *s, const LdmAutoencoderConfig *ae)
     else
         g_string_append_printf (s, "a KL first stage (embed_dim %d)", ae->embed_dim);
     g_string_append_printf (s, " with ch %d, ch_mult ", ae->ch);
-    append_ints (s, ae->ch_mult, ae->n_levels);
+    model_config_append_ints (s, ae->ch_mult, ae->n_levels);
     g_string_append_printf (s, ", %d res blocks, mid attention %s", ae->num_res_blocks,
                             ae->mid_attention ? "on" : "off");
 }

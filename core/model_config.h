@@ -169,3 +169,6 @@ char *model_config_unet_ema_name (const char *name);
  * ignored ([C, C] matches [C, C, 1, 1]): converted checkpoints store 1x1 convolutions both
  * ways, and the elements are in the same order. */
 bool model_config_shape_matches (const LdmParamSpec *spec, const LdmTensor *tensor);
+
+/* Appends "[1, 2, 4]" (for descriptions and messages). */
+void model_config_append_ints (GString *s, const int *values, int n);

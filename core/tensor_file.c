@@ -33,6 +33,16 @@ ldm_dtype_size (LdmDType dtype)
     return (unsigned) dtype < LDM_DTYPE_COUNT ? dtype_info[dtype].size : 0;
 }
 
+char *
+tensor_shape_text (int ndim, const int64_t *shape)
+{
+    GString *s = g_string_new ("[");
+    for (int d = 0; d < ndim; d++)
+        g_string_append_printf (s, d ? ", %" G_GINT64_FORMAT : "%" G_GINT64_FORMAT, shape[d]);
+    g_string_append_c (s, ']');
+    return g_string_free (s, FALSE);
+}
+
 void
 tensor_file_set_error (GError **error, const LdmTensorFile *file, LdmError code,
                        const char *format, ...)

@@ -31,6 +31,9 @@ gboolean tensor_file_add (LdmTensorFile *file, const char *name, LdmDType dtype,
 gboolean safetensors_parse (LdmTensorFile *file, GError **error);
 gboolean torch_zip_parse   (LdmTensorFile *file, GError **error);
 
+/* "[2, 3, 4]": a shape for messages (g_free it). */
+char *tensor_shape_text (int ndim, const int64_t *shape);
+
 /* Sets *error to LDM_ERROR/code with "PATH: message". */
 void tensor_file_set_error (GError **error, const LdmTensorFile *file, LdmError code,
                             const char *format, ...) G_GNUC_PRINTF (4, 5);

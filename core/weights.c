@@ -1,17 +1,9 @@
 /* weights.c: reading named parameters as float32 with shape checks. See weights.h. */
 #include "weights.h"
 
-#include <stdarg.h>
+#include "tensor_file.h"
 
-static char *
-shape_text (int ndim, const int64_t *shape)
-{
-    GString *s = g_string_new ("[");
-    for (int d = 0; d < ndim; d++)
-        g_string_append_printf (s, d ? ", %" G_GINT64_FORMAT : "%" G_GINT64_FORMAT, shape[d]);
-    g_string_append_c (s, ']');
-    return g_string_free (s, FALSE);
-}
+#include <stdarg.h>
 
 float *
 weights_read (const Weights *w, const char *name, int ndim, const int64_t *shape, GError **error)
@@ -26,8 +18,8 @@ weights_read (const Weights *w, const char *name, int ndim, const int64_t *shape
     for (int d = 0; same && d < ndim; d++)
         same = t->shape[d] == shape[d];
     if (!same) {
-        g_autofree char *want = shape_text (ndim, shape);
-        g_autofree char *have = shape_text (t->ndim, t->shape);
+        g_autofree char *want = tensor_shape_text (ndim, shape);
+        g_autofree char *have = tensor_shape_text (t->ndim, t->shape);
         g_set_error (error, LDM_ERROR, LDM_ERROR_MODEL,
                      "%s: parameter '%s' has shape %s, the architecture needs %s", w->what, name,
                      have, want);
