@@ -15,5 +15,11 @@ void act_concat_channels (const Act *a, const Act *b, Act *out);
 void act_upsample_nearest2x (const Act *in, Act *out);
 /* out (n x h/2 x w/2 x c): 2x2 average pooling, stride 2 (floor). */
 void act_avgpool2x2 (const Act *in, Act *out);
+/* GroupNorm over an NHWC activation: per image and group of c / groups channels, subtract the
+ * mean and divide by sqrt(variance + eps) (two-pass, accumulated in double), then scale by
+ * gamma and shift by beta per channel. in and out may be the same. */
+void act_group_norm (const Act *in, Act *out, const float *gamma, const float *beta, int groups,
+                     float eps);
+
 /* y += x, element-wise over n floats. */
 void act_add (float *y, const float *x, size_t n);

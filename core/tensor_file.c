@@ -4,6 +4,8 @@
 #include <errno.h>
 #include <math.h>
 #include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
 
 G_DEFINE_QUARK (ldm-error-quark, ldm_error)
 
@@ -31,6 +33,22 @@ size_t
 ldm_dtype_size (LdmDType dtype)
 {
     return (unsigned) dtype < LDM_DTYPE_COUNT ? dtype_info[dtype].size : 0;
+}
+
+void
+tensor_release_pages (const LdmTensor *tensor)
+{
+    uint64_t last = 0;
+    for (int d = 0; d < tensor->ndim; d++)
+        if (tensor->shape[d] > 0)
+            last += (uint64_t) (tensor->shape[d] - 1) * (uint64_t) tensor->stride[d];
+    size_t bytes = (size_t) (last + 1) * ldm_dtype_size (tensor->dtype);
+    /* only whole pages inside the tensor: its neighbours may still be wanted */
+    long page = sysconf (_SC_PAGESIZE);
+    uintptr_t start = ((uintptr_t) tensor->data + page - 1) & ~(uintptr_t) (page - 1);
+    uintptr_t end = ((uintptr_t) tensor->data + bytes) & ~(uintptr_t) (page - 1);
+    if (ldm_tensor_numel (tensor) > 0 && end > start)
+        madvise ((void *) start, end - start, MADV_DONTNEED);
 }
 
 char *

@@ -31,6 +31,10 @@ gboolean tensor_file_add (LdmTensorFile *file, const char *name, LdmDType dtype,
 gboolean safetensors_parse (LdmTensorFile *file, GError **error);
 gboolean torch_zip_parse   (LdmTensorFile *file, GError **error);
 
+/* Tells the kernel the mapped pages of a tensor are not needed for now (after a copy of it was
+ * made): they leave the process's resident memory and are read again if touched. */
+void tensor_release_pages (const LdmTensor *tensor);
+
 /* "[2, 3, 4]": a shape for messages (g_free it). */
 char *tensor_shape_text (int ndim, const int64_t *shape);
 

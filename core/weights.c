@@ -36,6 +36,7 @@ weights_read (const Weights *w, const char *name, int ndim, const int64_t *shape
         g_free (data);
         return NULL;
     }
+    tensor_release_pages (t); /* the networks keep their own copy */
     return data;
 }
 
