@@ -5,6 +5,9 @@
 #include <omp.h>
 #include <string.h>
 
+/* Below this many floats a loop runs on one thread: waking the others costs more. */
+#define PARALLEL_MIN (1 << 16)
+
 gboolean
 act_alloc (Act *a, int n, int h, int w, int c, GError **error)
 {
@@ -31,7 +34,7 @@ void
 act_concat_channels (const Act *a, const Act *b, Act *out)
 {
     size_t pixels = (size_t) a->n * a->h * a->w;
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (act_numel (out) >= PARALLEL_MIN)
     for (size_t p = 0; p < pixels; p++) {
         memcpy (out->data + p * out->c, a->data + p * a->c, a->c * sizeof (float));
         memcpy (out->data + p * out->c + a->c, b->data + p * b->c, b->c * sizeof (float));
@@ -42,7 +45,7 @@ void
 act_upsample_nearest2x (const Act *in, Act *out)
 {
     int c = in->c;
-#pragma omp parallel for collapse(2) schedule(static)
+#pragma omp parallel for collapse(2) schedule(static) if (act_numel (out) >= PARALLEL_MIN)
     for (int n = 0; n < out->n; n++)
         for (int y = 0; y < out->h; y++) {
             const float *src_row = in->data + (((size_t) n * in->h + y / 2) * in->w) * c;
@@ -57,7 +60,7 @@ void
 act_avgpool2x2 (const Act *in, Act *out)
 {
     int c = in->c;
-#pragma omp parallel for collapse(2) schedule(static)
+#pragma omp parallel for collapse(2) schedule(static) if (act_numel (in) >= PARALLEL_MIN)
     for (int n = 0; n < out->n; n++)
         for (int y = 0; y < out->h; y++) {
             const float *r0 = in->data + (((size_t) n * in->h + 2 * y) * in->w) * c;
@@ -75,7 +78,7 @@ act_avgpool2x2 (const Act *in, Act *out)
 void
 act_add (float *y, const float *x, size_t n)
 {
-#pragma omp parallel for simd schedule(static)
+#pragma omp parallel for simd schedule(static) if (n >= PARALLEL_MIN)
     for (size_t i = 0; i < n; i++)
         y[i] += x[i];
 }
@@ -86,7 +89,7 @@ static void
 channel_sums (const float *x, size_t pixels, int c, const double *mean, double *sums)
 {
     memset (sums, 0, c * sizeof (double));
-#pragma omp parallel
+#pragma omp parallel if (pixels * c >= PARALLEL_MIN)
     {
         double *local = g_new0 (double, c);
         float *row_sum = g_new (float, c);
@@ -150,7 +153,7 @@ act_group_norm (const Act *in, Act *out, const float *gamma, const float *beta, 
                 shift[k] = (float) (beta[k] - mean[k] * rstd * gamma[k]);
             }
         }
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (pixels * c >= PARALLEL_MIN)
         for (size_t p = 0; p < pixels; p++)
             for (int k = 0; k < c; k++)
                 y[p * c + k] = x[p * c + k] * scale[k] + shift[k];

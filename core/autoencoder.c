@@ -508,7 +508,7 @@ autoencoder_quantize (Autoencoder *ae, const Act *z, Act *out, int *indices, GEr
         return FALSE;
     size_t pixels = (size_t) z->n * z->h * z->w;
     int dim = cfg->embed_dim;
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (pixels * cfg->n_embed >= (1 << 16))
     for (size_t p = 0; p < pixels; p++) {
         const float *zp = z->data + p * dim;
         float z_sq = 0;
