@@ -205,6 +205,66 @@ initial_latent (const LdmSampleParams *p, Rng *rng, Act *x, GError **error)
     return TRUE;
 }
 
+/* ---------------------------------------------------------------- tiling */
+
+/* Overlapping windows over a latent too large to run whole (the LDSR notebook's idea:
+ * 128-pixel latent windows, stride 64). Each window's result is weighted by a ramp that falls
+ * towards its edges, and the weights are normalised where windows overlap, so seams blend. */
+#define TILE_SIZE   128
+#define TILE_STRIDE 64
+
+typedef struct {
+    int    win_h, win_w;      /* window size (the whole latent when it is small) */
+    int    n_y, n_x;
+    int    ys[256], xs[256];  /* window origins */
+} Tiling;
+
+static void
+tiling_axis (int length, int win, int *origins, int *count)
+{
+    *count = 0;
+    for (int o = 0; *count < 255; o += TILE_STRIDE) {
+        if (o + win >= length) {
+            origins[(*count)++] = length - win;
+            break;
+        }
+        origins[(*count)++] = o;
+    }
+}
+
+static void
+tiling_init (Tiling *t, int h, int w)
+{
+    t->win_h = MIN (h, TILE_SIZE);
+    t->win_w = MIN (w, TILE_SIZE);
+    tiling_axis (h, t->win_h, t->ys, &t->n_y);
+    tiling_axis (w, t->win_w, t->xs, &t->n_x);
+}
+
+static bool
+tiling_whole (const Tiling *t)
+{
+    return t->n_y == 1 && t->n_x == 1;
+}
+
+/* Weight of position i in a window of n: rises from the edges over a quarter window. */
+static float
+tile_ramp (int i, int n)
+{
+    float d = (float) MIN (i, n - 1 - i) + 1.0f, ramp = (float) MAX (1, n / 4);
+    return MIN (1.0f, d / ramp);
+}
+
+/* Copies window (y0, x0, h x w) of src into dst (a window-sized activation). */
+static void
+act_crop (const Act *src, int y0, int x0, Act *dst)
+{
+    for (int y = 0; y < dst->h; y++)
+        memcpy (dst->data + (size_t) y * dst->w * dst->c,
+                src->data + ((size_t) (y0 + y) * src->w + x0) * src->c,
+                (size_t) dst->w * dst->c * sizeof (float));
+}
+
 /* ---------------------------------------------------------------- denoising */
 
 typedef struct {
@@ -214,32 +274,74 @@ typedef struct {
     const float *contexts;  /* batch x tokens x dim, or NULL */
     int          tokens;
     float        guidance;
-    Act          in, out;   /* U-Net input and output, allocated once for the whole run */
+    Tiling       tiling;
+    int          latent_h, latent_w;
+    Act          in, out;   /* U-Net input and output of one window, allocated once */
+    float       *weight_sum; /* latent_h x latent_w, when tiled */
 } Denoiser;
 
+/* eps of the window at (y0, x0) into out_eps (window-sized). */
 static gboolean
-denoise (void *data, const float *x, int t, float *eps, GError **error)
+denoise_window (Denoiser *d, const float *x, int y0, int x0, int t, float *out_eps,
+                GError **error)
 {
-    Denoiser *d = data;
     int xc = d->out.c, cc = d->cond->c, c = xc + cc;
     size_t pixels = (size_t) d->in.h * d->in.w;
     for (int b = 0; b < d->batch; b++)
-        for (size_t p = 0; p < pixels; p++) {
-            float *dst = d->in.data + ((size_t) b * pixels + p) * c;
-            memcpy (dst, x + p * xc, xc * sizeof (float));
-            memcpy (dst + xc, d->cond->data + p * cc, cc * sizeof (float));
-        }
+        for (int y = 0; y < d->in.h; y++)
+            for (int xx = 0; xx < d->in.w; xx++) {
+                size_t src = (size_t) (y0 + y) * d->latent_w + x0 + xx;
+                float *dst = d->in.data + ((size_t) b * pixels + (size_t) y * d->in.w + xx) * c;
+                memcpy (dst, x + src * xc, xc * sizeof (float));
+                memcpy (dst + xc, d->cond->data + src * cc, cc * sizeof (float));
+            }
     float ts[2] = { (float) t, (float) t };
     if (!unet_forward (d->engine->unet, &d->in, ts, d->contexts, d->tokens, &d->out, error))
         return FALSE;
     size_t n = pixels * xc;
     if (d->batch == 1) {
-        memcpy (eps, d->out.data, n * sizeof (float));
+        memcpy (out_eps, d->out.data, n * sizeof (float));
     } else { /* e = e_u + s (e_c - e_u) */
         const float *e_u = d->out.data, *e_c = d->out.data + n;
         for (size_t i = 0; i < n; i++)
-            eps[i] = e_u[i] + d->guidance * (e_c[i] - e_u[i]);
+            out_eps[i] = e_u[i] + d->guidance * (e_c[i] - e_u[i]);
     }
+    return TRUE;
+}
+
+static gboolean
+denoise (void *data, const float *x, int t, float *eps, GError **error)
+{
+    Denoiser *d = data;
+    if (tiling_whole (&d->tiling))
+        return denoise_window (d, x, 0, 0, t, eps, error);
+    /* Tiled: eps = sum_w ramp_w eps_w / sum_w ramp_w */
+    int xc = d->out.c, wh = d->tiling.win_h, ww = d->tiling.win_w;
+    size_t n = (size_t) d->latent_h * d->latent_w;
+    g_autofree float *window = g_try_malloc_n ((size_t) wh * ww * xc, sizeof (float));
+    if (!window) {
+        g_set_error (error, LDM_ERROR, LDM_ERROR_NO_MEMORY, "not enough memory for a tile");
+        return FALSE;
+    }
+    memset (eps, 0, n * xc * sizeof (float));
+    memset (d->weight_sum, 0, n * sizeof (float));
+    for (int i = 0; i < d->tiling.n_y; i++)
+        for (int j = 0; j < d->tiling.n_x; j++) {
+            int y0 = d->tiling.ys[i], x0 = d->tiling.xs[j];
+            if (!denoise_window (d, x, y0, x0, t, window, error))
+                return FALSE;
+            for (int y = 0; y < wh; y++)
+                for (int xx = 0; xx < ww; xx++) {
+                    float w = tile_ramp (y, wh) * tile_ramp (xx, ww);
+                    size_t p = (size_t) (y0 + y) * d->latent_w + x0 + xx;
+                    d->weight_sum[p] += w;
+                    for (int k = 0; k < xc; k++)
+                        eps[p * xc + k] += w * window[((size_t) y * ww + xx) * xc + k];
+                }
+        }
+    for (size_t p = 0; p < n; p++)
+        for (int k = 0; k < xc; k++)
+            eps[p * xc + k] /= d->weight_sum[p];
     return TRUE;
 }
 
@@ -277,7 +379,8 @@ static gboolean
 sample (LdmEngine *e, const LdmSampleParams *p, const Act *cond, Rng *rng, Act *x,
         GError **error)
 {
-    Denoiser d = { .engine = e, .cond = cond, .batch = 1 };
+    Denoiser d = { .engine = e, .cond = cond, .batch = 1, .latent_h = x->h, .latent_w = x->w };
+    tiling_init (&d.tiling, x->h, x->w);
     g_autofree float *contexts = NULL;
     if (e->config.unet.context_dim > 0) {
         if (!p->context || p->context_tokens <= 0) {
@@ -298,8 +401,14 @@ sample (LdmEngine *e, const LdmSampleParams *p, const Act *cond, Rng *rng, Act *
             d.contexts = p->context;
         }
     }
-    gboolean ok = act_alloc (&d.in, d.batch, x->h, x->w, x->c + cond->c, error)
-                  && act_alloc (&d.out, d.batch, x->h, x->w, x->c, error);
+    int wh = d.tiling.win_h, ww = d.tiling.win_w;
+    gboolean ok = act_alloc (&d.in, d.batch, wh, ww, x->c + cond->c, error)
+                  && act_alloc (&d.out, d.batch, wh, ww, x->c, error);
+    if (ok && !tiling_whole (&d.tiling)
+        && !(d.weight_sum = g_try_malloc_n ((size_t) x->h * x->w, sizeof (float)))) {
+        g_set_error (error, LDM_ERROR, LDM_ERROR_NO_MEMORY, "not enough memory for tiling");
+        ok = FALSE;
+    }
     if (ok) {
         SamplerParams sp = { .sampler = p->sampler, .steps = p->steps, .eta = p->eta };
         Hooks h = { .params = p, .latent = *x };
@@ -310,6 +419,56 @@ sample (LdmEngine *e, const LdmSampleParams *p, const Act *cond, Rng *rng, Act *
     }
     act_free (&d.in);
     act_free (&d.out);
+    g_free (d.weight_sum);
+    return ok;
+}
+
+/* decode(z) into out, window by window when z is large (blended like the denoiser). */
+static gboolean
+decode_tiled (LdmEngine *e, const Act *z, Act *out, GError **error)
+{
+    Tiling tiling;
+    tiling_init (&tiling, z->h, z->w);
+    if (tiling_whole (&tiling))
+        return autoencoder_decode (e->ae, z, out, error);
+    int f = autoencoder_factor (e->ae);
+    gboolean ok = FALSE;
+    Act window = { 0 }, dec = { 0 };
+    float *weight_sum = g_try_malloc0_n ((size_t) z->h * f * z->w * f, sizeof (float));
+    if (!weight_sum || !act_alloc (out, 1, z->h * f, z->w * f, 3, error)
+        || !act_alloc (&window, 1, tiling.win_h, tiling.win_w, z->c, error)) {
+        if (!weight_sum)
+            g_set_error (error, LDM_ERROR, LDM_ERROR_NO_MEMORY, "not enough memory for tiling");
+        goto done;
+    }
+    memset (out->data, 0, act_numel (out) * sizeof (float));
+    for (int i = 0; i < tiling.n_y; i++)
+        for (int j = 0; j < tiling.n_x; j++) {
+            int y0 = tiling.ys[i], x0 = tiling.xs[j];
+            act_crop (z, y0, x0, &window);
+            if (!autoencoder_decode (e->ae, &window, &dec, error))
+                goto done;
+            for (int y = 0; y < dec.h; y++)
+                for (int xx = 0; xx < dec.w; xx++) {
+                    /* the ramp of the latent window, at sub-pixel resolution */
+                    float w = tile_ramp (y, dec.h) * tile_ramp (xx, dec.w);
+                    size_t p = (size_t) (y0 * f + y) * out->w + x0 * f + xx;
+                    weight_sum[p] += w;
+                    for (int k = 0; k < 3; k++)
+                        out->data[p * 3 + k] += w * dec.data[((size_t) y * dec.w + xx) * 3 + k];
+                }
+            act_free (&dec);
+        }
+    for (size_t p = 0; p < (size_t) out->h * out->w; p++)
+        for (int k = 0; k < 3; k++)
+            out->data[p * 3 + k] /= weight_sum[p];
+    ok = TRUE;
+done:
+    act_free (&window);
+    act_free (&dec);
+    g_free (weight_sum);
+    if (!ok)
+        act_free (out);
     return ok;
 }
 
@@ -439,7 +598,7 @@ ldm_inpaint (LdmEngine *e, const LdmImage *image, const LdmImage *mask,
         for (size_t i = 0; i < act_numel (&x); i++)
             x.data[i] *= inv;
     }
-    if (!(ok = autoencoder_decode (e->ae, z, &dec, error)))
+    if (!(ok = decode_tiled (e, z, &dec, error)))
         goto done;
 
     /* Composite: generated pixels inside the mask, the input's own bytes elsewhere. */
@@ -486,7 +645,7 @@ ldm_upscale (LdmEngine *e, const LdmImage *image, const LdmSampleParams *p, LdmI
         || !act_alloc (&x, 1, ph, pw, e->config.unet.out_channels, error)
         || !initial_latent (p, &rng, &x, error) || !sample (e, p, &lr, &rng, &x, error)
         || !autoencoder_quantize (e->ae, &x, &quant, NULL, error)
-        || !autoencoder_decode (e->ae, &quant, &dec, error))
+        || !decode_tiled (e, &quant, &dec, error))
         goto done;
     int ow = w * f, oh = h * f, oc = image->channels == 4 ? 4 : 3;
     *out = (LdmImage) { ow, oh, oc, g_try_malloc_n ((size_t) ow * oh, oc) };
