@@ -190,4 +190,62 @@ gboolean ldm_upscale (LdmEngine *engine, const LdmImage *image, const LdmSampleP
 
 G_DEFINE_AUTOPTR_CLEANUP_FUNC (LdmEngine, ldm_engine_free)
 
+/* ------------------------------------------------------------- regions
+ * Inpainting a region of a larger image (region.c): what the GIMP plug-in does with a
+ * selection, without GIMP. Rectangles are in the caller's pixel coordinates. */
+
+typedef struct {
+    int x, y, width, height;
+} LdmRect;
+
+typedef struct {
+    int context_padding; /* pixels of surrounding image the model sees around the mask */
+    int working_size;    /* longest side the crop is processed at; larger crops are scaled */
+    int mask_grow;       /* the mask is dilated by this many pixels (a disk) */
+    int mask_blur;       /* the layer mask is softened over this many pixels (Gaussian) */
+} LdmRegionParams;
+
+#define LDM_REGION_MAX_GROW        256
+#define LDM_REGION_MAX_BLUR        256
+#define LDM_REGION_MIN_WORKING_SIZE 32
+
+/* Defaults: context 64, working size 512, grow 4, blur 8. */
+void     ldm_region_params_init (LdmRegionParams *params);
+
+/* The crop the model sees for a mask whose non-zero pixels lie inside `bounds`: bounds grown
+ * by mask_grow + mask_blur + context_padding on every side, clamped to `limits`. FALSE when
+ * bounds and limits do not overlap (nothing to inpaint). */
+gboolean ldm_region_crop        (const LdmRegionParams *params, LdmRect bounds, LdmRect limits,
+                                 LdmRect *crop);
+
+/* Masks are width x height floats in [0, 1], changed in place. grow: the maximum over a disk
+ * of `radius` pixels; blur: a Gaussian of standard deviation radius / 3, cut at `radius`,
+ * edges replicated. FALSE only when memory runs out. */
+gboolean ldm_mask_grow          (float *mask, int width, int height, int radius, GError **error);
+gboolean ldm_mask_blur          (float *mask, int width, int height, int radius, GError **error);
+
+/* A resized copy of an 8-bit image: each axis shrunk by area averaging or enlarged bilinearly
+ * (pixel centres aligned), rounded to the nearest level. */
+gboolean ldm_image_resize       (const LdmImage *src, int width, int height, LdmImage *dst,
+                                 GError **error);
+
+typedef struct {
+    LdmImage image;       /* crop size: generated pixels where fill is set, the input's elsewhere */
+    uint8_t *fill;        /* crop size: 255 where the model's result is used, else 0 */
+    float   *layer_mask;  /* crop size: the selection grown and blurred, in [0, 1] */
+    int      model_width, model_height; /* the size the model ran at */
+} LdmRegionResult;
+
+void     ldm_region_result_clear (LdmRegionResult *result);
+
+/* Inpaints a crop (RGB or RGBA) under a soft selection (crop-size floats in [0, 1]):
+ *   grown = grow (selection, mask_grow); layer_mask = blur (grown, mask_blur)
+ *   fill = grow (selection, mask_grow + mask_blur) >= 0.5 (covers the whole soft edge)
+ *   the crop (and fill) scaled to fit working_size when larger, inpainted, scaled back;
+ * every pixel outside `fill` is the input's, bit for bit. With grow 0, blur 0 and a crop that
+ * fits, the result equals ldm_inpaint on the crop with mask = selection >= 0.5. */
+gboolean ldm_inpaint_region     (LdmEngine *engine, const LdmImage *image, const float *selection,
+                                 const LdmRegionParams *params, const LdmSampleParams *sample,
+                                 LdmRegionResult *result, GError **error);
+
 G_END_DECLS

@@ -350,7 +350,8 @@ safetensors_parse (LdmTensorFile *file, GError **error)
         }
     }
     if (ok && entries->len == 0) {
-        tensor_file_set_error (error, file, LDM_ERROR_FORMAT, "the safetensors file holds no tensors");
+        tensor_file_set_error (error, file, LDM_ERROR_FORMAT,
+                               "the safetensors file holds no tensors");
         ok = FALSE;
     }
     if (ok)

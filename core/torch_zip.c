@@ -684,7 +684,7 @@ push (Unpickler *u, Value *value)
 {
     if (u->depth == u->stack_capacity) {
         /* Each push takes at least one opcode byte, so the pickle's size bounds the stack. */
-        if (u->depth > u->size) 
+        if (u->depth > u->size)
             return fail (u, "the stack grows past the pickle's size");
         u->stack_capacity = MAX (u->stack_capacity * 2, (size_t) 64);
         u->stack = g_renew (Value *, u->stack, u->stack_capacity);
@@ -1306,6 +1306,16 @@ add_tensor (LdmTensorFile *file, const ZipDirectory *zip, const char *folder, co
         ok = tensor_file_add (file, name, storage->dtype, tensor->ndim, tensor->size,
                               tensor->stride, record->data + offset_bytes,
                               record->size - offset_bytes, error);
+        /* Only a view that repeats elements (stride 0) can have more than its storage; a
+         * state_dict has none, and a hostile one could claim 2^62 elements from 4 bytes. */
+        int64_t numel = ok ? ldm_tensor_numel (ldm_tensor_file_lookup (file, name)) : 0;
+        if (numel > storage->numel) {
+            tensor_file_set_error (error, file, LDM_ERROR_FORMAT,
+                                   "tensor '%s' has %" G_GINT64_FORMAT " elements, more than its "
+                                   "storage '%s' holds (%" G_GINT64_FORMAT ")",
+                                   name, numel, key, storage->numel);
+            ok = FALSE;
+        }
     }
     g_free (key);
     return ok;
@@ -1391,6 +1401,8 @@ torch_zip_parse (LdmTensorFile *file, GError **error)
             .pickle = pickle->data,
             .size = (size_t) pickle->size,
             .arena = { .chunks = g_ptr_array_new_with_free_func (g_free) },
+            .stack = g_new (Value *, 64), /* never NULL: items are taken as stack + mark */
+            .stack_capacity = 64,
         };
         u.none = new_value (&u, VALUE_NONE);
         u.true_value = new_value (&u, VALUE_BOOL);

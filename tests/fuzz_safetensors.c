@@ -10,8 +10,7 @@
 #include <sys/mman.h>
 #include <unistd.h>
 
-/* Views may describe far more elements than the file holds (stride 0); reading those would
- * only measure the allocator. */
+/* Bounds the work per input: larger tensors are parsed but not converted. */
 #define MAX_READ_ELEMENTS (1 << 22)
 
 static int memory_fd = -1;
@@ -43,7 +42,8 @@ LLVMFuzzerTestOneInput (const uint8_t *data, size_t size)
             abort ();
         snprintf (memory_path, sizeof memory_path, "/proc/self/fd/%d", memory_fd);
     }
-    if (ftruncate (memory_fd, 0) != 0 || (size && pwrite (memory_fd, data, size, 0) != (ssize_t) size))
+    if (ftruncate (memory_fd, 0) != 0
+        || (size && pwrite (memory_fd, data, size, 0) != (ssize_t) size))
         abort ();
 
     GError *error = NULL;

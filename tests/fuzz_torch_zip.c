@@ -151,7 +151,8 @@ LLVMFuzzerTestOneInput (const uint8_t *data, size_t size)
         data = wrapped->data;
         size = wrapped->len;
     }
-    if (ftruncate (memory_fd, 0) != 0 || (size && pwrite (memory_fd, data, size, 0) != (ssize_t) size))
+    if (ftruncate (memory_fd, 0) != 0
+        || (size && pwrite (memory_fd, data, size, 0) != (ssize_t) size))
         abort ();
 
     GError *error = NULL;

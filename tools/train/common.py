@@ -129,17 +129,18 @@ def float_state(sd):
 def load_resume(name):
     """The newest of the full cache checkpoint and the committed fp16 one (by step)."""
     cands = []
-    for p in (os.path.join(CACHE, name + ".pt"), os.path.join(COMMITTED, name + ".pt")):
+    for prio, p in ((1, os.path.join(CACHE, name + ".pt")),
+                    (0, os.path.join(COMMITTED, name + ".pt"))):
         if os.path.exists(p):
             try:
                 ck = torch.load(p, map_location="cpu", weights_only=False)
-                cands.append((ck.get("step", 0), p, ck))
+                cands.append((ck.get("step", 0), prio, p, ck))
             except Exception as e:   # a broken file must not stop training
                 log("cannot read", p, e)
     if not cands:
         return None, None
-    cands.sort(key=lambda c: c[0])
-    return cands[-1][2], cands[-1][1]
+    cands.sort(key=lambda c: c[:2])      # the newest; on a tie the full cache one
+    return cands[-1][3], cands[-1][2]
 
 
 class Lr:

@@ -6,8 +6,8 @@
 Resumable: a full checkpoint (fp32 + optimizer) goes to $LDM_TRAIN_CACHE/ae.pt every few
 minutes and a small fp16 one (weights and codebook statistics only) to
 tools/train/checkpoints/ae.pt; the newer of the two is picked up on start.
-Loss: L1 + multi-scale gradient L1 + (1 - SSIM) + commitment (EMA codebook with dead-code
-restarts), and from --disc-start on a small hinge patch discriminator.
+Loss: L1 + L1 of 4x4 block means + 0.5 multi-scale gradient L1 + 0.25 (1 - SSIM)
++ 0.25 commitment (EMA codebook with dead-code restarts), and from --disc-start on a small hinge patch discriminator.
 """
 import argparse
 import os
@@ -23,7 +23,10 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import common  # noqa: E402
 from ldm_models import VQAutoencoder  # noqa: E402
 
-AE_CONFIG = dict(ch=64, ch_mult=(1, 2, 2), num_res_blocks=1, z_channels=3, embed_dim=3,
+# ch 96 with ch_mult [1, 1, 1]: GroupNorm(32) needs at least 3 channels per group at the
+# decoder's norm_out, or (1 channel per group, as with ch 32) it normalises away each channel's
+# mean over the picture and the decoder cannot reproduce the global colour.
+AE_CONFIG = dict(ch=96, ch_mult=(1, 1, 1), num_res_blocks=1, z_channels=3, embed_dim=3,
                  n_embed=1024, mid_attention=False)
 
 
@@ -101,10 +104,10 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--minutes", type=float, default=120)
     ap.add_argument("--max-steps", type=int, default=10 ** 9)
-    ap.add_argument("--batch", type=int, default=8)
-    ap.add_argument("--size", type=int, default=128)
-    ap.add_argument("--lr", type=float, default=2e-4)
-    ap.add_argument("--disc-start", type=int, default=6000)
+    ap.add_argument("--batch", type=int, default=4)
+    ap.add_argument("--size", type=int, default=64)
+    ap.add_argument("--lr", type=float, default=8e-4)
+    ap.add_argument("--disc-start", type=int, default=3000)
     ap.add_argument("--disc-weight", type=float, default=0.05)
     ap.add_argument("--save-minutes", type=float, default=5)
     ap.add_argument("--eval-every", type=int, default=200)
@@ -120,6 +123,8 @@ def main():
     dopt = torch.optim.Adam(disc.parameters(), lr=args.lr, betas=(0.5, 0.9))
     step, trained_seconds = 0, 0.0
     ck, src = common.load_resume("ae")
+    if ck is not None and ck["config"] != AE_CONFIG:
+        sys.exit(f"{src} holds another architecture ({ck['config']}): move it away to start over")
     if ck is not None:
         ae.load_state_dict(common.float_state(ck["ae"]))
         disc.load_state_dict(common.float_state(ck["disc"]))
@@ -135,8 +140,8 @@ def main():
 
     photos = common.load_photos("train")
     common.log(f"{len(photos)} training photos")
-    xv = val_batch(args.size)
-    lr_at = common.Lr(args.lr, warmup=300)
+    xv = val_batch(128)
+    lr_at = common.Lr(args.lr, warmup=50)
 
     def save():
         state = dict(step=step, seconds=trained_seconds, config=AE_CONFIG,
@@ -160,9 +165,12 @@ def main():
         x = common.random_crops(photos, args.batch, args.size, rng)
         rec, commit, _, _ = ae(x)
         l1 = (rec - x).abs().mean()
+        # Mean colour of each 4x4 block (what one latent pixel must carry): keeps the
+        # structure terms from starving colour.
+        lc = (F.avg_pool2d(rec, 4) - F.avg_pool2d(x, 4)).abs().mean()
         lg = grad_loss(rec, x)
         ls = 1 - ssim(rec, x)
-        loss = l1 + lg + 0.5 * ls + 0.25 * commit
+        loss = l1 + lc + 0.5 * lg + 0.25 * ls + 0.25 * commit
         use_disc = step >= args.disc_start
         if use_disc:
             lgan = -disc(rec).mean()
@@ -181,7 +189,7 @@ def main():
             dopt.step()
             acc["d"] = acc.get("d", 0) + dl.item()
             acc["g"] = acc.get("g", 0) + lgan.item()
-        for k, v in (("l1", l1), ("grad", lg), ("ssim", ls), ("commit", commit)):
+        for k, v in (("l1", l1), ("colour", lc), ("grad", lg), ("ssim", ls), ("commit", commit)):
             acc[k] = acc.get(k, 0) + v.item()
         acc["n"] = acc.get("n", 0) + 1
         step += 1

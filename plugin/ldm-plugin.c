@@ -1,0 +1,608 @@
+/* gimp-ldm: latent diffusion in GIMP 3.
+ *
+ *   plug-in-ldm-inpaint  Filters > Latent Diffusion > Inpaint Selection...
+ *   plug-in-ldm-upscale  Filters > Latent Diffusion > Upscale 4x...
+ *
+ * Glue only: the arguments, the dialogs and the image edits live here; the pixel work is
+ * core/region.c and the engine (ldm.h), run off GIMP's wire by ldm-job.c.
+ */
+#include "ldm-intl.h"
+#include "ldm-job.h"
+#include "ldm-pixels.h"
+#include "ldm.h"
+
+#include <libgimp/gimp.h>
+#include <libgimp/gimpui.h>
+#include <string.h>
+
+#define PLUG_IN_BINARY  "gimp-ldm"
+#define INPAINT_PROC    "plug-in-ldm-inpaint"
+#define UPSCALE_PROC    "plug-in-ldm-upscale"
+#define MENU_PATH       "<Image>/Filters/Latent Diffusion"
+#define INPAINT_BUILTIN "ldm-inpaint-builtin.safetensors"
+#define UPSCALE_BUILTIN "ldm-sr-builtin.safetensors"
+
+typedef struct {
+    GimpPlugIn parent_instance;
+} LdmPlugIn;
+
+typedef struct {
+    GimpPlugInClass parent_class;
+} LdmPlugInClass;
+
+#define LDM_TYPE_PLUG_IN (ldm_plug_in_get_type ())
+GType ldm_plug_in_get_type (void);
+G_DEFINE_TYPE (LdmPlugIn, ldm_plug_in, GIMP_TYPE_PLUG_IN)
+
+static GList         *ldm_query_procedures (GimpPlugIn *plug_in);
+static GimpProcedure *ldm_create_procedure (GimpPlugIn *plug_in, const gchar *name);
+static GimpValueArray *run_inpaint (GimpProcedure *procedure, GimpRunMode run_mode,
+                                    GimpImage *image, GimpDrawable **drawables,
+                                    GimpProcedureConfig *config, gpointer run_data);
+static GimpValueArray *run_upscale (GimpProcedure *procedure, GimpRunMode run_mode,
+                                    GimpImage *image, GimpDrawable **drawables,
+                                    GimpProcedureConfig *config, gpointer run_data);
+
+GIMP_MAIN (LDM_TYPE_PLUG_IN)
+
+static void
+ldm_plug_in_class_init (LdmPlugInClass *klass)
+{
+    GimpPlugInClass *plug_in_class = GIMP_PLUG_IN_CLASS (klass);
+    plug_in_class->query_procedures = ldm_query_procedures;
+    plug_in_class->create_procedure = ldm_create_procedure;
+    /* set_i18n stays GIMP's default: domain "gimp-ldm", catalogs in locale/ beside us */
+}
+
+static void
+ldm_plug_in_init (LdmPlugIn *self)
+{
+    (void) self;
+}
+
+static GList *
+ldm_query_procedures (GimpPlugIn *plug_in)
+{
+    (void) plug_in;
+    GList *list = g_list_append (NULL, g_strdup (INPAINT_PROC));
+    return g_list_append (list, g_strdup (UPSCALE_PROC));
+}
+
+/* ------------------------------------------------------------ arguments */
+
+/* model, steps, seed, sampler, eta: what both procedures share. */
+static void
+add_sampling_arguments (GimpProcedure *procedure, const char *builtin, int steps, double eta)
+{
+    g_autofree char *model_blurb = g_strdup_printf (
+        _("Model checkpoint (.ckpt or .safetensors); none = the built-in model %s"), builtin);
+    gimp_procedure_add_file_argument (procedure, "model", _("_Model"), model_blurb,
+                                      GIMP_FILE_CHOOSER_ACTION_OPEN, TRUE, NULL,
+                                      G_PARAM_READWRITE);
+    gimp_procedure_add_int_argument (procedure, "steps", _("_Steps"),
+                                     _("Denoising steps: more is slower and finer"),
+                                     1, 1000, steps, G_PARAM_READWRITE);
+    gimp_procedure_add_int_argument (procedure, "seed", _("S_eed"),
+                                     _("Seed of the noise; -1 picks one at random (the seed "
+                                       "used is returned and shown in the layer name)"),
+                                     -1, G_MAXINT, -1, G_PARAM_READWRITE);
+    gimp_procedure_add_choice_argument (
+        procedure, "sampler", _("Sam_pler"), _("How the noise is removed step by step"),
+        gimp_choice_new_with_values (
+            "dpmpp-2m", LDM_SAMPLER_DPMPP_2M, _("DPM++ 2M (good in 15-25 steps)"), NULL,
+            "ddim", LDM_SAMPLER_DDIM, _("DDIM (the authors' sampler)"), NULL,
+            "ddpm", LDM_SAMPLER_DDPM, _("DDPM (ancestral)"), NULL,
+            NULL),
+        "dpmpp-2m", G_PARAM_READWRITE);
+    gimp_procedure_add_double_argument (procedure, "eta", _("E_ta"),
+                                        _("DDIM only: 0 is deterministic, 1 adds fresh noise "
+                                          "every step like DDPM"),
+                                        0.0, 1.0, eta, G_PARAM_READWRITE);
+}
+
+static GimpProcedure *
+ldm_create_procedure (GimpPlugIn *plug_in, const gchar *name)
+{
+    GimpProcedure *procedure = NULL;
+    if (strcmp (name, INPAINT_PROC) == 0) {
+        procedure = gimp_image_procedure_new (plug_in, name, GIMP_PDB_PROC_TYPE_PLUGIN,
+                                              run_inpaint, NULL, NULL);
+        gimp_procedure_set_menu_label (procedure, _("_Inpaint Selection..."));
+        gimp_procedure_set_documentation (
+            procedure, _("Fill the selection with latent diffusion"),
+            _("Regenerates the selected area from its surroundings with a latent diffusion "
+              "inpainting model, on the CPU. Only a crop around the selection (plus context) "
+              "goes through the model. The result is a new layer above the active one, with a "
+              "layer mask made from the selection; the image's own layers are not changed."),
+            name);
+        add_sampling_arguments (procedure, INPAINT_BUILTIN, 25, 0.0);
+        gimp_procedure_add_int_argument (procedure, "context-padding", _("_Context"),
+                                         _("Pixels of surrounding image the model sees around "
+                                           "the selection"),
+                                         0, 4096, 64, G_PARAM_READWRITE);
+        gimp_procedure_add_int_argument (procedure, "working-size", _("_Working size"),
+                                         _("Longest side the crop is processed at; larger crops "
+                                           "are scaled down for the model and back"),
+                                         LDM_REGION_MIN_WORKING_SIZE, 8192, 512,
+                                         G_PARAM_READWRITE);
+        gimp_procedure_add_int_argument (procedure, "mask-grow", _("_Grow selection"),
+                                         _("Pixels the selection is grown by before inpainting"),
+                                         0, LDM_REGION_MAX_GROW, 4, G_PARAM_READWRITE);
+        gimp_procedure_add_int_argument (procedure, "mask-blur", _("_Blur edge"),
+                                         _("Pixels over which the new layer fades into the "
+                                           "image (its layer mask is blurred)"),
+                                         0, LDM_REGION_MAX_BLUR, 8, G_PARAM_READWRITE);
+        gimp_procedure_add_layer_return_value (procedure, "layer", _("Layer"),
+                                               _("The new layer"), FALSE, G_PARAM_READWRITE);
+    } else if (strcmp (name, UPSCALE_PROC) == 0) {
+        procedure = gimp_image_procedure_new (plug_in, name, GIMP_PDB_PROC_TYPE_PLUGIN,
+                                              run_upscale, NULL, NULL);
+        gimp_procedure_set_menu_label (procedure, _("_Upscale 4x..."));
+        gimp_procedure_set_documentation (
+            procedure, _("Make the layer 4 times larger with latent diffusion"),
+            _("Upscales the active layer 4x with a latent diffusion super-resolution model "
+              "(LDSR), on the CPU, into a new image; with in-place, the image itself is scaled "
+              "4x and the result added as a new layer."),
+            name);
+        add_sampling_arguments (procedure, UPSCALE_BUILTIN, 25, 1.0);
+        gimp_procedure_add_boolean_argument (procedure, "in-place", _("Scale this _image"),
+                                             _("Scale the current image 4x and add the result "
+                                               "as a layer, instead of making a new image"),
+                                             FALSE, G_PARAM_READWRITE);
+        gimp_procedure_add_image_return_value (procedure, "new-image", _("Image"),
+                                               _("The image holding the result"), FALSE,
+                                               G_PARAM_READWRITE);
+        gimp_procedure_add_layer_return_value (procedure, "layer", _("Layer"),
+                                               _("The upscaled layer"), FALSE,
+                                               G_PARAM_READWRITE);
+    } else {
+        return NULL;
+    }
+    gimp_procedure_add_int_return_value (procedure, "seed", _("Seed"), _("The seed used"),
+                                         0, G_MAXINT, 0, G_PARAM_READWRITE);
+    gimp_procedure_set_image_types (procedure, "RGB*, GRAY*");
+    gimp_procedure_set_sensitivity_mask (procedure, GIMP_PROCEDURE_SENSITIVE_DRAWABLE);
+    gimp_procedure_add_menu_path (procedure, MENU_PATH);
+    gimp_procedure_set_attribution (procedure, "gimp-ldm authors", "gimp-ldm authors", "2025");
+    return procedure;
+}
+
+/* ----------------------------------------------------------- run helpers */
+
+static GimpValueArray *
+fail (GimpProcedure *procedure, GError *error)
+{
+    GimpPDBStatusType status = g_error_matches (error, LDM_ERROR, LDM_ERROR_CANCELLED)
+                                   ? GIMP_PDB_CANCEL
+                                   : GIMP_PDB_EXECUTION_ERROR;
+    if (status == GIMP_PDB_CANCEL)
+        g_clear_error (&error);
+    /* GIMP shows the message in a dialog (or its error console) for interactive runs */
+    return gimp_procedure_new_return_values (procedure, status, error);
+}
+
+static GError *
+plug_in_error (const char *format, ...) G_GNUC_PRINTF (1, 2);
+
+static GError *
+plug_in_error (const char *format, ...)
+{
+    va_list args;
+    va_start (args, format);
+    GError *error = g_error_new_valist (LDM_ERROR, LDM_ERROR_ARGUMENT, format, args);
+    va_end (args);
+    return error;
+}
+
+static gboolean
+show_dialog (GimpProcedure *procedure, GimpProcedureConfig *config, const char *title,
+             gboolean inpaint)
+{
+    gimp_ui_init (PLUG_IN_BINARY);
+    GtkWidget *dialog = gimp_procedure_dialog_new (procedure, config, title);
+    GimpProcedureDialog *d = GIMP_PROCEDURE_DIALOG (dialog);
+    gimp_procedure_dialog_set_ok_label (d, inpaint ? _("_Inpaint") : _("_Upscale"));
+    if (inpaint) {
+        gimp_procedure_dialog_fill_box (d, "region-box", "context-padding", "working-size",
+                                        "mask-grow", "mask-blur", NULL);
+        gimp_procedure_dialog_get_label (d, "region-title", _("Region"), FALSE, FALSE);
+        gimp_procedure_dialog_fill_frame (d, "region-frame", "region-title", FALSE, "region-box");
+        gimp_procedure_dialog_fill (d, "model", "sampler", "steps", "seed", "eta",
+                                    "region-frame", NULL);
+    } else {
+        gimp_procedure_dialog_fill (d, "model", "sampler", "steps", "seed", "eta", "in-place",
+                                    NULL);
+    }
+    /* eta only means something to DDIM */
+    GimpValueArray *ddim = gimp_value_array_new (1);
+    GValue value = G_VALUE_INIT;
+    g_value_init (&value, G_TYPE_STRING);
+    g_value_set_static_string (&value, "ddim");
+    gimp_value_array_append (ddim, &value);
+    g_value_unset (&value);
+    gimp_procedure_dialog_set_sensitive_if_in (d, "eta", NULL, "sampler", ddim, TRUE); /* owns it */
+    gboolean run = gimp_procedure_dialog_run (d);
+    gtk_widget_destroy (dialog);
+    return run;
+}
+
+/* The one layer the procedure works on (a selected layer mask stands for its layer). */
+static GimpDrawable *
+the_layer (GimpDrawable **drawables, GError **error)
+{
+    if (!drawables || !drawables[0] || drawables[1]) {
+        *error = plug_in_error (_("Select exactly one layer."));
+        return NULL;
+    }
+    GimpDrawable *d = drawables[0];
+    if (gimp_item_is_layer_mask (GIMP_ITEM (d)))
+        d = GIMP_DRAWABLE (gimp_layer_from_mask (GIMP_LAYER_MASK (d)));
+    if (!d || !gimp_item_is_layer (GIMP_ITEM (d))) {
+        *error = plug_in_error (_("This works on a layer: select a layer, not a channel."));
+        return NULL;
+    }
+    return d;
+}
+
+/* The built-in model for a task: the first of $GIMP_LDM_MODEL_DIR, models/ beside the
+ * plug-in, and the installed data folder that has it. */
+static char *
+builtin_model (const char *basename, GError **error)
+{
+    g_autofree char *folder = g_path_get_dirname (gimp_get_progname ());
+    g_autofree char *beside = g_build_filename (folder, "models", NULL);
+    const char *dirs[] = { g_getenv ("GIMP_LDM_MODEL_DIR"), beside, LDM_MODEL_DIR };
+    g_autoptr (GString) looked = g_string_new (NULL);
+    for (size_t i = 0; i < G_N_ELEMENTS (dirs); i++) {
+        if (!dirs[i] || !*dirs[i])
+            continue;
+        char *path = g_build_filename (dirs[i], basename, NULL);
+        if (g_file_test (path, G_FILE_TEST_IS_REGULAR))
+            return path;
+        g_string_append_printf (looked, "\n  %s", path);
+        g_free (path);
+    }
+    *error = g_error_new (LDM_ERROR, LDM_ERROR_IO,
+                          _("The built-in model %s is not installed. Choose a model file in the "
+                            "Model field (a CompVis latent-diffusion checkpoint) or install the "
+                            "built-in models. Looked for:%s"),
+                          basename, looked->str);
+    return NULL;
+}
+
+/* The model path the user asked for (NULL = built-in). */
+static char *
+model_path (GimpProcedureConfig *config, const char *builtin, GError **error)
+{
+    GFile *file = NULL;
+    g_object_get (config, "model", &file, NULL);
+    if (!file)
+        return builtin_model (builtin, error);
+    char *path = g_file_get_path (file);
+    if (!path) {
+        g_autofree char *uri = g_file_get_uri (file);
+        *error = plug_in_error (_("The model must be a local file, not %s."), uri);
+    }
+    g_object_unref (file);
+    return path;
+}
+
+typedef struct {
+    int        steps, seed;
+    LdmSampler sampler;
+    double     eta;
+} Sampling;
+
+static void
+read_sampling (GimpProcedureConfig *config, Sampling *s)
+{
+    g_object_get (config, "steps", &s->steps, "seed", &s->seed, "eta", &s->eta, NULL);
+    s->sampler = (LdmSampler) gimp_procedure_config_get_choice_id (config, "sampler");
+    if (s->seed < 0)
+        s->seed = g_random_int_range (0, G_MAXINT);
+}
+
+/* The engine for a model, checking it is the kind the procedure needs. Worker thread. */
+static LdmEngine *
+load_engine (LdmJob *job, const char *path, gboolean inpaint, GError **error)
+{
+    ldm_job_set_stage (job, _("loading the model"));
+    g_autoptr (GError) load_error = NULL;
+    g_autoptr (LdmModel) model = ldm_model_load (path, &load_error);
+    if (!model) {
+        /* the loader's message starts with the path: say it once */
+        const char *detail = load_error->message;
+        size_t n = strlen (path);
+        if (strncmp (detail, path, n) == 0 && detail[n] == ':' && detail[n + 1] == ' ')
+            detail += n + 2;
+        if (load_error->code == LDM_ERROR_IO)
+            *error = g_error_new (LDM_ERROR, load_error->code,
+                                  _("Cannot read the model file %s: %s"), path, detail);
+        else if (load_error->code == LDM_ERROR_FORMAT)
+            *error = g_error_new (LDM_ERROR, load_error->code,
+                                  _("%s is not a model file gimp-ldm can read (a PyTorch .ckpt "
+                                    "or .safetensors checkpoint), or it is damaged. Details: %s"),
+                                  path, detail);
+        else
+            *error = g_error_new (LDM_ERROR, load_error->code,
+                                  _("Cannot use %s as a model: %s"), path, detail);
+        return NULL;
+    }
+    LdmModelKind kind = ldm_model_kind (model);
+    if (inpaint && kind == LDM_MODEL_SD_INPAINT) {
+        *error = plug_in_error (_("%s is a Stable Diffusion inpainting model; it needs a text "
+                                  "prompt, which this version cannot encode yet. Use a "
+                                  "latent-diffusion inpainting model."), path);
+        return NULL;
+    }
+    if ((inpaint && kind != LDM_MODEL_LDM_INPAINT) || (!inpaint && kind != LDM_MODEL_LDM_SR)) {
+        *error = plug_in_error (inpaint ? _("%s is not an inpainting model (it is: %s). "
+                                            "Inpaint Selection needs a latent-diffusion "
+                                            "inpainting model.")
+                                        : _("%s is not a 4x super-resolution model (it is: "
+                                            "%s). Upscale 4x needs a latent-diffusion "
+                                            "super-resolution model (LDSR)."),
+                                path, ldm_model_kind_name (kind));
+        return NULL;
+    }
+    ldm_job_set_stage (job, _("preparing the model"));
+    return ldm_engine_new (model, error);
+}
+
+static char *
+model_label (const char *path)
+{
+    return g_path_get_basename (path);
+}
+
+static void
+append_sampling (GString *s, const char *procedure, const char *path, const Sampling *sp)
+{
+    char eta[G_ASCII_DTOSTR_BUF_SIZE];
+    g_string_append_printf (s, "procedure=%s\nmodel=%s\nseed=%d\nsteps=%d\nsampler=%s\neta=%s\n",
+                            procedure, path, sp->seed, sp->steps, ldm_sampler_name (sp->sampler),
+                            g_ascii_dtostr (eta, sizeof eta, sp->eta));
+}
+
+static void
+init_sample_params (LdmSampleParams *p, const Sampling *s, LdmJob *job)
+{
+    ldm_sample_params_init (p);
+    p->sampler = s->sampler;
+    p->steps = s->steps;
+    p->eta = (float) s->eta;
+    p->seed = (uint64_t) s->seed;
+    p->progress = ldm_job_progress;
+    p->progress_data = job;
+}
+
+/* --------------------------------------------------------------- inpaint */
+
+typedef struct {
+    const char            *model_path;
+    Sampling               sampling;
+    LdmRegionParams        region;
+    LdmImage               crop;
+    const float           *selection;
+    LdmRegionResult        result;
+} InpaintWork;
+
+static gboolean
+inpaint_work (LdmJob *job, gpointer data, GError **error)
+{
+    InpaintWork *w = data;
+    g_autoptr (LdmEngine) engine = load_engine (job, w->model_path, TRUE, error);
+    if (!engine)
+        return FALSE;
+    LdmSampleParams params;
+    init_sample_params (&params, &w->sampling, job);
+    return ldm_inpaint_region (engine, &w->crop, w->selection, &w->region, &params, &w->result,
+                               error);
+}
+
+static GimpValueArray *
+run_inpaint (GimpProcedure *procedure, GimpRunMode run_mode, GimpImage *image,
+             GimpDrawable **drawables, GimpProcedureConfig *config, gpointer run_data)
+{
+    (void) run_data;
+    GError *error = NULL;
+    GimpDrawable *drawable = the_layer (drawables, &error);
+    if (!drawable)
+        return fail (procedure, error);
+    gboolean non_empty = FALSE;
+    int x1, y1, x2, y2;
+    if (!gimp_selection_bounds (image, &non_empty, &x1, &y1, &x2, &y2) || !non_empty)
+        return fail (procedure, plug_in_error (_("There is no selection. Select the area to "
+                                                 "inpaint first, for example with the Free "
+                                                 "Select tool.")));
+    if (run_mode == GIMP_RUN_INTERACTIVE
+        && !show_dialog (procedure, config, _("Inpaint Selection"), TRUE))
+        return gimp_procedure_new_return_values (procedure, GIMP_PDB_CANCEL, NULL);
+
+    InpaintWork w = { 0 };
+    read_sampling (config, &w.sampling);
+    g_object_get (config, "context-padding", &w.region.context_padding, "working-size",
+                  &w.region.working_size, "mask-grow", &w.region.mask_grow, "mask-blur",
+                  &w.region.mask_blur, NULL);
+    g_autofree char *path = model_path (config, INPAINT_BUILTIN, &error);
+    if (!path)
+        return fail (procedure, error);
+    w.model_path = path;
+
+    /* the crop: around the selection, within both the layer and the canvas */
+    int ox, oy;
+    gimp_drawable_get_offsets (drawable, &ox, &oy);
+    LdmRect layer = { ox, oy, gimp_drawable_get_width (drawable),
+                      gimp_drawable_get_height (drawable) };
+    int lx0 = MAX (layer.x, 0), ly0 = MAX (layer.y, 0);
+    int lx1 = MIN (layer.x + layer.width, gimp_image_get_width (image));
+    int ly1 = MIN (layer.y + layer.height, gimp_image_get_height (image));
+    LdmRect limits = { lx0, ly0, lx1 - lx0, ly1 - ly0 }, crop;
+    g_autofree char *layer_name = gimp_item_get_name (GIMP_ITEM (drawable));
+    if (!ldm_region_crop (&w.region, (LdmRect) { x1, y1, x2 - x1, y2 - y1 }, limits, &crop))
+        return fail (procedure, plug_in_error (_("The selection does not touch the layer "
+                                                 "\"%s\"."), layer_name));
+    g_autofree float *selection = ldm_read_selection (image, crop, &error);
+    if (!selection || !ldm_read_rgba (drawable, (LdmRect) { crop.x - ox, crop.y - oy,
+                                                            crop.width, crop.height },
+                                      &w.crop, &error))
+        return fail (procedure, error);
+    w.selection = selection;
+
+    gboolean ok = ldm_job_run (_("Inpainting"), run_mode == GIMP_RUN_INTERACTIVE, inpaint_work,
+                               &w, &error);
+    ldm_image_clear (&w.crop);
+    if (!ok)
+        return fail (procedure, error);
+
+    g_autofree char *label = model_label (path);
+    /* TRANSLATORS: the new layer's name: model file, seed, number of steps */
+    g_autofree char *name = g_strdup_printf (_("Inpainted (%s, seed %d, %d steps)"), label,
+                                             w.sampling.seed, w.sampling.steps);
+    g_autoptr (GString) parameters = g_string_new (NULL);
+    append_sampling (parameters, INPAINT_PROC, path, &w.sampling);
+    g_string_append_printf (parameters,
+                            "context-padding=%d\nworking-size=%d\nmask-grow=%d\nmask-blur=%d\n"
+                            "crop=%d,%d,%d,%d\nmodel-size=%d,%d\n",
+                            w.region.context_padding, w.region.working_size, w.region.mask_grow,
+                            w.region.mask_blur, crop.x, crop.y, crop.width, crop.height,
+                            w.result.model_width, w.result.model_height);
+
+    /* everything the run changes is one undo step */
+    gimp_image_undo_group_start (image);
+    GimpLayer *result = ldm_add_inpainted_layer (image, drawable, crop, &w.result, name, &error);
+    if (result)
+        ldm_attach_parameters (GIMP_ITEM (result), parameters->str);
+    gimp_image_undo_group_end (image);
+    ldm_region_result_clear (&w.result);
+    if (!result)
+        return fail (procedure, error);
+
+    GimpValueArray *values = gimp_procedure_new_return_values (procedure, GIMP_PDB_SUCCESS, NULL);
+    GIMP_VALUES_SET_LAYER (values, 1, result);
+    GIMP_VALUES_SET_INT (values, 2, w.sampling.seed);
+    return values;
+}
+
+/* --------------------------------------------------------------- upscale */
+
+typedef struct {
+    const char *model_path;
+    Sampling    sampling;
+    LdmImage    source, result;
+} UpscaleWork;
+
+static gboolean
+upscale_work (LdmJob *job, gpointer data, GError **error)
+{
+    UpscaleWork *w = data;
+    g_autoptr (LdmEngine) engine = load_engine (job, w->model_path, FALSE, error);
+    if (!engine)
+        return FALSE;
+    LdmSampleParams params;
+    init_sample_params (&params, &w->sampling, job);
+    return ldm_upscale (engine, &w->source, &params, &w->result, error);
+}
+
+/* 8-bit RGB, or RGBA when the layer has alpha: the model never sees a fake alpha. */
+static gboolean
+read_layer (GimpDrawable *drawable, LdmImage *out, GError **error)
+{
+    LdmRect all = { 0, 0, gimp_drawable_get_width (drawable),
+                    gimp_drawable_get_height (drawable) };
+    if (!ldm_read_rgba (drawable, all, out, error))
+        return FALSE;
+    if (!gimp_drawable_has_alpha (drawable)) {
+        size_t n = (size_t) out->width * out->height;
+        for (size_t i = 0; i < n; i++)
+            memmove (out->pixels + i * 3, out->pixels + i * 4, 3);
+        out->channels = 3;
+    }
+    return TRUE;
+}
+
+static GimpValueArray *
+run_upscale (GimpProcedure *procedure, GimpRunMode run_mode, GimpImage *image,
+             GimpDrawable **drawables, GimpProcedureConfig *config, gpointer run_data)
+{
+    (void) run_data;
+    GError *error = NULL;
+    GimpDrawable *drawable = the_layer (drawables, &error);
+    if (!drawable)
+        return fail (procedure, error);
+    if (run_mode == GIMP_RUN_INTERACTIVE
+        && !show_dialog (procedure, config, _("Upscale 4x"), FALSE))
+        return gimp_procedure_new_return_values (procedure, GIMP_PDB_CANCEL, NULL);
+
+    UpscaleWork w = { 0 };
+    gboolean in_place = FALSE;
+    read_sampling (config, &w.sampling);
+    g_object_get (config, "in-place", &in_place, NULL);
+    int dw = gimp_drawable_get_width (drawable), dh = gimp_drawable_get_height (drawable);
+    if ((gint64) dw * 4 > GIMP_MAX_IMAGE_SIZE || (gint64) dh * 4 > GIMP_MAX_IMAGE_SIZE)
+        return fail (procedure, plug_in_error (_("The layer is too large to be made 4 times "
+                                                 "larger (%d x %d)."), dw, dh));
+    g_autofree char *path = model_path (config, UPSCALE_BUILTIN, &error);
+    if (!path || !read_layer (drawable, &w.source, &error))
+        return fail (procedure, error);
+    w.model_path = path;
+
+    gboolean ok = ldm_job_run (_("Upscaling"), run_mode == GIMP_RUN_INTERACTIVE, upscale_work,
+                               &w, &error);
+    ldm_image_clear (&w.source);
+    if (!ok)
+        return fail (procedure, error);
+
+    g_autofree char *label = model_label (path);
+    /* TRANSLATORS: the new layer's name: model file, seed, number of steps */
+    g_autofree char *name = g_strdup_printf (_("Upscaled 4x (%s, seed %d, %d steps)"), label,
+                                             w.sampling.seed, w.sampling.steps);
+    g_autoptr (GString) parameters = g_string_new (NULL);
+    append_sampling (parameters, UPSCALE_PROC, path, &w.sampling);
+    g_string_append_printf (parameters, "in-place=%s\n", in_place ? "true" : "false");
+
+    GimpImage *target;
+    GimpLayer *layer;
+    if (in_place) {
+        int ox, oy;
+        gimp_drawable_get_offsets (drawable, &ox, &oy);
+        gimp_image_undo_group_start (image);
+        gimp_image_scale (image, gimp_image_get_width (image) * 4,
+                          gimp_image_get_height (image) * 4);
+        GimpItem *parent = gimp_item_get_parent (GIMP_ITEM (drawable));
+        layer = ldm_add_layer (image, &w.result, ox * 4, oy * 4,
+                               parent ? GIMP_LAYER (parent) : NULL,
+                               gimp_image_get_item_position (image, GIMP_ITEM (drawable)),
+                               drawable, name, &error);
+        if (layer)
+            ldm_attach_parameters (GIMP_ITEM (layer), parameters->str);
+        gimp_image_undo_group_end (image);
+        target = image;
+    } else {
+        target = gimp_image_new (w.result.width, w.result.height, GIMP_RGB);
+        /* a new image starts without history */
+        gimp_image_undo_disable (target);
+        GimpColorProfile *profile = gimp_image_get_color_profile (image);
+        if (profile) {
+            gimp_image_set_color_profile (target, profile);
+            g_object_unref (profile);
+        }
+        layer = ldm_add_layer (target, &w.result, 0, 0, NULL, 0, drawable, name, &error);
+        if (layer)
+            ldm_attach_parameters (GIMP_ITEM (layer), parameters->str);
+        gimp_image_undo_enable (target);
+        if (!layer)
+            gimp_image_delete (target);
+        else if (run_mode == GIMP_RUN_INTERACTIVE)
+            gimp_display_new (target);
+    }
+    ldm_image_clear (&w.result);
+    if (!layer)
+        return fail (procedure, error);
+
+    GimpValueArray *values = gimp_procedure_new_return_values (procedure, GIMP_PDB_SUCCESS, NULL);
+    GIMP_VALUES_SET_IMAGE (values, 1, target);
+    GIMP_VALUES_SET_LAYER (values, 2, layer);
+    GIMP_VALUES_SET_INT (values, 3, w.sampling.seed);
+    return values;
+}

@@ -1,0 +1,63 @@
+"""A minimal PNG reader (8- or 16-bit grey, grey+alpha, RGB, RGBA; no interlace) and grey
+writer, so that the script tests need nothing beyond Python's standard library."""
+import struct
+import zlib
+
+
+def read_png(path):
+    """Returns (width, height, channels, rows, maxval): rows are lists of sample values,
+    maxval 255 or 65535."""
+    data = open(path, "rb").read()
+    if data[:8] != b"\x89PNG\r\n\x1a\n":
+        raise ValueError(f"{path}: not a PNG file")
+    pos, idat, info = 8, b"", None
+    while pos < len(data):
+        length, kind = struct.unpack(">I4s", data[pos:pos + 8])
+        body = data[pos + 8:pos + 8 + length]
+        if kind == b"IHDR":
+            info = struct.unpack(">IIBBBBB", body)
+        elif kind == b"IDAT":
+            idat += body
+        pos += 12 + length
+    w, h, depth, colour, _, _, interlace = info
+    if depth not in (8, 16) or interlace != 0 or colour not in (0, 2, 4, 6):
+        raise ValueError(f"{path}: only 8/16-bit, non-interlaced grey/RGB(A) PNGs are read here")
+    samples = {0: 1, 2: 3, 4: 2, 6: 4}[colour]
+    channels = samples * depth // 8  # bytes per pixel, for the filters
+    raw, stride = zlib.decompress(idat), w * channels
+    rows, prev = [], bytearray(stride)
+    for y in range(h):
+        start = y * (stride + 1)
+        f, line = raw[start], bytearray(raw[start + 1:start + 1 + stride])
+        for i in range(stride):
+            a = line[i - channels] if i >= channels else 0
+            b, c = prev[i], prev[i - channels] if i >= channels else 0
+            if f == 1:
+                line[i] = (line[i] + a) & 255
+            elif f == 2:
+                line[i] = (line[i] + b) & 255
+            elif f == 3:
+                line[i] = (line[i] + (a + b) // 2) & 255
+            elif f == 4:
+                p = a + b - c
+                pa, pb, pc = abs(p - a), abs(p - b), abs(p - c)
+                line[i] = (line[i] + (a if pa <= pb and pa <= pc else b if pb <= pc else c)) & 255
+        rows.append(line)
+        prev = line
+    if depth == 16:
+        rows = [[(r[i] << 8) | r[i + 1] for i in range(0, len(r), 2)] for r in rows]
+    else:
+        rows = [list(r) for r in rows]
+    return w, h, samples, rows, (1 << depth) - 1
+
+
+def write_png_grey(path, width, height, rows):
+    """An 8-bit grey PNG from rows of 0..255 values."""
+    def chunk(kind, body):
+        return (struct.pack(">I", len(body)) + kind + body
+                + struct.pack(">I", zlib.crc32(kind + body) & 0xffffffff))
+    raw = b"".join(b"\0" + bytes(r) for r in rows)
+    with open(path, "wb") as f:
+        f.write(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", width, height,
+                                                                     8, 0, 0, 0, 0))
+                + chunk(b"IDAT", zlib.compress(raw)) + chunk(b"IEND", b""))

@@ -1,0 +1,495 @@
+"""The GIMP plug-in in real, headless GIMP 3 (gimp-console-3.0), driven by test_plugin.scm.
+
+GIMP runs with a private config folder in the build folder (kept between runs: a fresh one
+costs GIMP 10-20 s to set up), whose plug-in folder holds a link to the built plug-in. Few
+GIMP runs: one for the main scenarios, one for cancel + last values. Exports go to a temp
+folder. Prints TAP."""
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from pngutil import read_png, write_png_grey  # noqa: E402
+
+BUILD = os.environ["LDM_BUILD_DIR"]
+SOURCE = os.environ["LDM_SOURCE_DIR"]
+SHARED = os.environ["LDM_SHARED_DIR"]
+LDM = os.environ["LDM_EXE"]
+PLUGIN = os.environ["LDM_PLUGIN"]
+HOME = os.path.join(BUILD, "tests", "gimp-home")
+SCM = os.path.join(SOURCE, "tests", "test_plugin.scm")
+FIX = os.path.join(SHARED, "fixtures")
+INPAINT_MODEL = os.path.join(FIX, "ldm-inpaint-tiny", "model.ckpt")
+SR_MODEL = os.path.join(FIX, "ldm-sr-tiny", "model.ckpt")
+
+results = []
+
+
+def check(name, ok, detail=""):
+    results.append((name, bool(ok), detail))
+
+
+def setup_home():
+    """The private GIMP folder: plug-ins/gimp-ldm/{gimp-ldm, locale} link to the build."""
+    folder = os.path.join(HOME, "plug-ins", "gimp-ldm")
+    os.makedirs(folder, exist_ok=True)
+    for name, target in (("gimp-ldm", PLUGIN), ("locale", os.path.join(BUILD, "po"))):
+        link = os.path.join(folder, name)
+        if os.path.islink(link) and os.readlink(link) == target:
+            continue
+        if os.path.lexists(link):
+            os.remove(link)
+        os.symlink(target, link)
+    gimprc = os.path.join(HOME, "gimprc")
+    if not os.path.exists(gimprc):  # GIMP rewrites it; rewriting it re-queries all plug-ins
+        with open(gimprc, "w") as f:
+            f.write('(plug-in-path "%s:${gimp_plug_in_dir}/plug-ins")\n'
+                    % os.path.join(HOME, "plug-ins"))
+    # a crash leaves backups that make the next GUI start wait on a dialog
+    shutil.rmtree(os.path.join(HOME, "backups"), ignore_errors=True)
+
+
+def scheme_string(s):
+    return '"' + s.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def run_gimp(defines, scenarios, env_extra=None):
+    """Runs the scenarios in one GIMP; returns (exit code, {key: [values]}, output)."""
+    prelude = "".join("(define %s %s)\n" % (k, scheme_string(v)) for k, v in defines.items())
+    prelude += "(define SCENARIOS '(%s))\n" % " ".join(scenarios)
+    prelude += "(load %s)\n" % scheme_string(SCM)
+    env = dict(os.environ)
+    env.update(GIMP3_DIRECTORY=HOME, XDG_CACHE_HOME=os.path.join(HOME, "xdg-cache"),
+               XDG_DATA_HOME=os.path.join(HOME, "xdg-data"),
+               XDG_CONFIG_HOME=os.path.join(HOME, "xdg-config"),
+               # GIMP's own libraries leak at exit; that is not the plug-in's business
+               ASAN_OPTIONS="detect_leaks=0", LANGUAGE="", LC_ALL="C.UTF-8")
+    env.pop("DISPLAY", None)
+    env.update(env_extra or {})
+    cmd = ["gimp-console-3.0", "-i", "-d", "-f", "--no-splash", "-c",
+           "--batch-interpreter=plug-in-script-fu-eval", "-b", prelude, "--quit"]
+    p = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=900)
+    output = p.stdout + p.stderr
+    values = {}
+    scenario, last = "", None
+    for line in p.stdout.splitlines():
+        if line.startswith("LDM: "):
+            key, _, rest = line[5:].partition(" ")
+            if key == "scenario":
+                scenario = rest
+            last = f"{scenario}/{key}" if key != "scenario" else key
+            values.setdefault(last, []).append(rest)
+        elif last and last.endswith("/parasite"):  # the parameters' text has several lines
+            values[last][-1] += "\n" + line
+    return p.returncode, values, output
+
+
+def run_gimp_gui(defines, scenarios, actions, env_extra=None, timeout=400):
+    """The GIMP GUI under Xvfb running the scenarios, while the driver plays `actions` in
+    order: ("file", PATH, keys) waits for PATH to exist, then sends the keys (xdotool names)
+    to the largest GIMP window; ("window", TITLE-REGEX, keys) waits for that window and sends
+    the keys to it. Returns (exit code, values, output, actions done), or None when Xvfb or
+    xdotool is missing."""
+    if not (shutil.which("Xvfb") and shutil.which("xdotool") and shutil.which("gimp-3.0")):
+        return None
+    prelude = "".join("(define %s %s)\n" % (k, scheme_string(v)) for k, v in defines.items())
+    prelude += "(define SCENARIOS '(%s))\n(load %s)\n" % (" ".join(scenarios),
+                                                          scheme_string(SCM))
+    r, w = os.pipe()
+    xvfb = subprocess.Popen(["Xvfb", "-displayfd", str(w), "-screen", "0", "1280x960x24",
+                             "-nolisten", "tcp"], pass_fds=(w,), stderr=subprocess.DEVNULL)
+    os.close(w)
+    with os.fdopen(r) as f:
+        display = ":" + f.readline().strip()
+    env = dict(os.environ, DISPLAY=display, GIMP3_DIRECTORY=HOME,
+               XDG_CACHE_HOME=os.path.join(HOME, "xdg-cache"),
+               XDG_DATA_HOME=os.path.join(HOME, "xdg-data"),
+               XDG_CONFIG_HOME=os.path.join(HOME, "xdg-config"),
+               ASAN_OPTIONS="detect_leaks=0", LANGUAGE="", LC_ALL="C.UTF-8")
+    env.update(env_extra or {})
+
+    def xdo(*args):
+        return subprocess.run(["xdotool", *args], env=env, capture_output=True, text=True,
+                              timeout=30).stdout.split()
+
+    def largest(windows):
+        sizes = []
+        for wid in windows:
+            geo = dict(kv.split("=") for kv in xdo("getwindowgeometry", "--shell", wid)
+                       if "=" in kv)
+            sizes.append((int(geo.get("WIDTH", 0)) * int(geo.get("HEIGHT", 0)), wid))
+        return max(sizes)[1] if sizes else None
+
+    def send(wid, keys):
+        # no window manager: focus follows the pointer
+        xdo("mousemove", "--window", wid, "20", "20")
+        xdo("windowfocus", "--sync", wid)
+        for key in keys:
+            xdo("key", key)
+
+    gimp = subprocess.Popen(["gimp-3.0", "-n", "-s", "-f", "-c",
+                             "--batch-interpreter=plug-in-script-fu-eval", "-b", prelude,
+                             "--quit"], env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True)
+    done = 0
+    try:
+        deadline = time.monotonic() + timeout
+        for kind, target, keys in actions:
+            wid = None
+            while gimp.poll() is None and time.monotonic() < deadline and not wid:
+                if kind == "file" and os.path.exists(target):
+                    time.sleep(1.0)  # the export finishes; the display catches up
+                    wid = largest(xdo("search", "--onlyvisible", "--name", "GIMP"))
+                elif kind == "window":
+                    wid = largest(xdo("search", "--onlyvisible", "--name", target))
+                    if wid:
+                        time.sleep(1.0)  # mapped and drawn
+                if not wid:
+                    time.sleep(0.2)
+            if not wid:
+                break
+            send(wid, keys)
+            done += 1
+        out, _ = gimp.communicate(timeout=max(deadline - time.monotonic(), 30))
+    except subprocess.TimeoutExpired:
+        gimp.kill()
+        out, _ = gimp.communicate()
+    finally:
+        xvfb.terminate()
+        xvfb.wait()
+    values = {}
+    scenario_name = ""
+    for line in out.splitlines():
+        if line.startswith("LDM: "):
+            key, _, rest = line[5:].partition(" ")
+            if key == "scenario":
+                scenario_name = rest
+            values.setdefault(f"{scenario_name}/{key}" if key != "scenario" else key,
+                              []).append(rest)
+    return gimp.returncode, values, out, done
+
+
+def one(values, key):
+    v = values.get(key)
+    return v[0] if v else None
+
+
+def ints(text):
+    return [int(x) for x in re.findall(r"-?\d+", text or "")]
+
+
+def pixels(path):
+    """(width, height, channels, rows, maxval)"""
+    return read_png(path)
+
+
+def px(img, x, y):
+    c, rows = img[2], img[3]
+    return rows[y][x * c:(x + 1) * c]
+
+
+# ------------------------------------------------------------------ checks
+
+def check_scenarios_ran(values, names):
+    for name in names:
+        check(f"{name}: scenario ran to its end",
+              f"{name}/scenario-end" in values and f"{name}/scenario-error" not in values,
+              "see the GIMP output")
+
+
+def check_inpaint(values, out):
+    v = lambda k: one(values, "inpaint/" + k)  # noqa: E731
+    check("inpaint: exactly one new layer", v("layers-before") == "1" and v("layers-after") == "2",
+          f"{v('layers-before')} -> {v('layers-after')}")
+    check("inpaint: the new layer is above the drawable",
+          v("top-is-new") == "yes" and v("base-position") == "1")
+    check("inpaint: the new layer has a layer mask", v("has-mask") == "yes")
+    x1, y1, x2, y2 = ints(v("bounds"))
+    ox, oy = ints(v("offsets"))
+    w, h = ints(v("size"))
+    # crop = selection bounds + context 16 (grow 0, blur 0), clamped to the 451 x 300 photo
+    want = (max(x1 - 16, 0), max(y1 - 16, 0), min(x2 + 16, 451), min(y2 + 16, 300))
+    check("inpaint: layer offsets and size are the crop around the selection",
+          (ox, oy, ox + w, oy + h) == want, f"{(ox, oy, ox + w, oy + h)} != {want}")
+    check("inpaint: layer name says model, seed and steps",
+          v("name") == "Inpainted (model.ckpt, seed 7, 2 steps)", v("name"))
+    check("inpaint: the seed is returned", v("seed") == "7", v("seed"))
+    parasite = " ".join(values.get("inpaint/parasite", []))
+    check("inpaint: parameters attached as a parasite",
+          all(s in parasite for s in ("procedure=plug-in-ldm-inpaint", "seed=7", "steps=2",
+                                      "sampler=ddim", "context-padding=16", "mask-grow=0")),
+          parasite)
+
+    before = pixels(os.path.join(out, "inpaint-before.png"))
+    after = pixels(os.path.join(out, "inpaint-after.png"))
+    sel = pixels(os.path.join(out, "inpaint-selection.png"))
+    mask = pixels(os.path.join(out, "inpaint-mask.png"))
+    check("inpaint: the flattened image keeps its size", before[:2] == after[:2] == sel[:2])
+    outside_changed = inside = inside_changed = 0
+    for y in range(before[1]):
+        for x in range(before[0]):
+            s = px(sel, x, y)[0]
+            same = px(before, x, y)[:3] == px(after, x, y)[:3]
+            if s == 0:
+                outside_changed += not same
+            elif s == sel[4]:
+                inside += 1
+                inside_changed += not same
+    check("inpaint: every pixel outside the selection unchanged (flattened export)",
+          outside_changed == 0, f"{outside_changed} changed")
+    check("inpaint: pixels inside the selection changed",
+          inside > 100 and inside_changed > 0.9 * inside, f"{inside_changed} of {inside}")
+    # GIMP exports the selection as 8-bit and a layer mask as 16-bit (through the image's
+    # TRC): equal means one strictly increasing mapping between the two, pixel for pixel.
+    mapping, consistent = {}, mask[:2] == (w, h)
+    for y in range(h if consistent else 0):
+        for x in range(w):
+            s_value, m_value = px(sel, ox + x, oy + y)[0], px(mask, x, y)[0]
+            consistent &= mapping.setdefault(s_value, m_value) == m_value
+    keys = sorted(mapping)
+    consistent &= all(mapping[a] < mapping[b] for a, b in zip(keys, keys[1:]))
+    check("inpaint: the layer mask is the selection on the crop (soft edge included)",
+          consistent and len(keys) > 50 and mapping.get(0) == 0, f"{len(keys)} levels")
+
+
+def unchanged_outside(out, before, after, selection):
+    """(pixels outside the selection that changed, fully selected pixels that changed, of)"""
+    b, a, sel = (pixels(os.path.join(out, f)) for f in (before, after, selection))
+    outside = inside = inside_changed = 0
+    for y in range(b[1]):
+        for x in range(b[0]):
+            s = px(sel, x, y)[0]
+            same = px(b, x, y) == px(a, x, y)
+            if s == 0:
+                outside += not same
+            elif s == sel[4]:
+                inside += 1
+                inside_changed += not same
+    return outside, inside_changed, inside
+
+
+def check_variants(values, out):
+    ox, oy, w, h = ints(one(values, "variants/offset-layer"))
+    # the layer spans (10, 5)-(58, 69) on a 48 x 64 canvas; selection x 2-32, y 20-50
+    check("offset layer: the crop lies inside both the layer and the canvas",
+          ox >= 10 and oy >= 5 and ox + w <= 48 and oy + h <= 64 and (ox, oy) == (10, 14),
+          f"{(ox, oy, w, h)}")
+    outside, changed, inside = unchanged_outside(out, "offset-before.png", "offset-after.png",
+                                                 "offset-selection.png")
+    check("offset layer: nothing outside the selection changed, the inside did",
+          outside == 0 and changed > 0.5 * inside, f"{outside} outside, {changed}/{inside}")
+    check("grey image: the new layer is greyscale",
+          one(values, "variants/grey-layer-is-grey") == "yes")
+    outside, changed, inside = unchanged_outside(out, "grey-before.png", "grey-after.png",
+                                                 "grey-selection.png")
+    check("grey image: nothing outside the selection changed, the inside did",
+          outside == 0 and changed > 0.5 * inside, f"{outside} outside, {changed}/{inside}")
+
+
+def check_upscale(values, out):
+    v = lambda k: one(values, "upscale/" + k)  # noqa: E731
+    check("upscale: a new image, 4x", v("new-image") == "yes" and v("new-size") == "96 64",
+          f"{v('new-image')} {v('new-size')}")
+    check("upscale: the new image has one layer", v("new-layers") == "1")
+    check("upscale: the source image is untouched",
+          v("source-size") == "24 16" and v("source-layers") == "1")
+    check("upscale: name and seed", v("seed") == "3"
+          and v("name") == "Upscaled 4x (model.ckpt, seed 3, 2 steps)", v("name"))
+    check("upscale in place: the image scaled 4x with a new 4x layer",
+          v("in-place-same-image") == "yes" and v("in-place-size") == "96 64"
+          and v("in-place-layers") == "2" and v("in-place-layer-size") == "96 64")
+    with tempfile.TemporaryDirectory() as tmp:
+        cli = os.path.join(tmp, "cli.png")
+        r = subprocess.run([LDM, "upscale", "--model", SR_MODEL, "--image",
+                            os.path.join(FIX, "ldm-sr-tiny", "lowres.png"), "--output", cli,
+                            "--steps", "2", "--seed", "3", "--sampler", "ddim", "--eta", "1",
+                            "--quiet"], capture_output=True, text=True, timeout=300)
+        if r.returncode != 0:
+            check("upscale: equals `ldm upscale`", False, r.stderr)
+            return
+        a, b = pixels(os.path.join(out, "upscale.png")), pixels(cli)
+        same = a[:2] == b[:2] and all(px(a, x, y)[:3] == px(b, x, y)[:3]
+                                      for y in range(a[1]) for x in range(a[0]))
+        check("upscale: the new image equals `ldm upscale` with the same seed", same)
+
+
+def check_equal(values, out):
+    check("equal: the layer covers the whole image", one(values, "equal/offsets") == "(0 0)",
+          one(values, "equal/offsets"))
+    with tempfile.TemporaryDirectory() as tmp:
+        cli = os.path.join(tmp, "cli.png")
+        # the selection as an 8-bit mask (GIMP exports channels as 16-bit)
+        sel = pixels(os.path.join(out, "equal-mask.png"))
+        mask = os.path.join(tmp, "mask.png")
+        write_png_grey(mask, sel[0], sel[1],
+                       [[255 if 2 * v[0] >= sel[4] else 0 for v in
+                         (px(sel, x, y) for x in range(sel[0]))] for y in range(sel[1])])
+        check("equal: the selection is hard-edged (only 0 and 100 %)",
+              all(v in (0, sel[4]) for row in sel[3] for v in row))
+        r = subprocess.run([LDM, "inpaint", "--model", INPAINT_MODEL, "--image",
+                            os.path.join(FIX, "ldm-inpaint-tiny", "image.png"), "--mask",
+                            mask, "--output", cli,
+                            "--steps", "3", "--seed", "42", "--sampler", "dpmpp-2m", "--quiet"],
+                           capture_output=True, text=True, timeout=300)
+        if r.returncode != 0:
+            check("equal: plug-in result equals `ldm inpaint`", False, r.stderr)
+            return
+        a, b = pixels(os.path.join(out, "equal-plugin.png")), pixels(cli)
+        diff = sum(px(a, x, y)[:3] != px(b, x, y)[:3] for y in range(a[1]) for x in range(a[0]))
+        check("equal: plug-in result equals `ldm inpaint` with the same seed, bit for bit",
+              a[:2] == b[:2] and diff == 0, f"{diff} pixels differ")
+
+
+def check_errors(values, out, output):
+    for name in ("missing-model", "text-model", "sr-model-for-inpaint", "steps-0",
+                 "no-builtin-model", "inpaint-model-for-upscale", "empty-selection"):
+        check(f"error: {name} is rejected", one(values, "errors/rejected") is not None
+              and name in values.get("errors/rejected", []))
+        check(f"error: {name} leaves the image unchanged",
+              f"{name} yes" in values.get("errors/unchanged", []))
+    for text in ("is not a model file gimp-ldm can read", "is not an inpainting model",
+                 "The built-in model ldm-inpaint-builtin.safetensors is not installed",
+                 "There is no selection", "is not a 4x super-resolution model"):
+        check(f"error message: {text!r}", text in output or text.lower() in output.lower())
+    a = pixels(os.path.join(out, "errors-before.png"))
+    b = pixels(os.path.join(out, "errors-after.png"))
+    check("errors: the image is bit for bit what it was", a == b)
+
+
+def main():
+    if not shutil.which("gimp-console-3.0"):
+        print("1..0 # SKIP gimp-console-3.0 is not installed")
+        return 0
+    setup_home()
+    tmp = tempfile.mkdtemp(prefix="gimp-ldm-test-")
+    try:
+        text_model = os.path.join(tmp, "notes.ckpt")
+        with open(text_model, "w") as f:
+            f.write("this is a text file, not a model\n")
+        empty = os.path.join(tmp, "no-models")
+        os.makedirs(empty)
+        defines = {
+            "OUT": tmp,
+            "PHOTO": os.path.join(SOURCE, "data", "samples", "chelsea.png"),
+            "FIXTURE-IMAGE": os.path.join(FIX, "ldm-inpaint-tiny", "image.png"),
+            "LOWRES": os.path.join(FIX, "ldm-sr-tiny", "lowres.png"),
+            "INPAINT-MODEL": INPAINT_MODEL,
+            "SR-MODEL": SR_MODEL,
+            "MISSING-MODEL": os.path.join(tmp, "missing.ckpt"),
+            "TEXT-MODEL": text_model,
+        }
+        main_scenarios = ["inpaint", "variants", "upscale", "equal", "errors"]
+        code, values, output = run_gimp(defines, main_scenarios, {"GIMP_LDM_MODEL_DIR": empty})
+        check("GIMP batch 1 exits 0", code == 0, f"exit code {code}")
+        check_scenarios_ran(values, main_scenarios)
+        for name, fn in (("inpaint", lambda: check_inpaint(values, tmp)),
+                         ("variants", lambda: check_variants(values, tmp)),
+                         ("upscale", lambda: check_upscale(values, tmp)),
+                         ("equal", lambda: check_equal(values, tmp)),
+                         ("errors", lambda: check_errors(values, tmp, output))):
+            try:
+                fn()
+            except Exception as e:  # a missing export: report, go on
+                check(f"{name}: checks could run", False, repr(e))
+
+        # Batch 2: cancel, and WITH-LAST-VALS from the settings of an "earlier session",
+        # with the built-in model found through GIMP_LDM_MODEL_DIR.
+        builtin = os.path.join(tmp, "models")
+        os.makedirs(builtin)
+        os.symlink(os.path.join(FIX, "ldm-inpaint-tiny", "model.safetensors"),
+                   os.path.join(builtin, "ldm-inpaint-builtin.safetensors"))
+        os.symlink(os.path.join(FIX, "ldm-inpaint-tiny", "config.yaml"),
+                   os.path.join(builtin, "ldm-inpaint-builtin.yaml"))
+        settings = os.path.join(HOME, "plug-in-settings")
+        os.makedirs(settings, exist_ok=True)
+        for f in os.listdir(settings):  # an interactive run of the tests' own GIMP
+            if "ldm-inpaint" in f:
+                os.remove(os.path.join(settings, f))
+        with open(os.path.join(settings, "GimpProcedureConfigRun-plug-in-ldm-inpaint.last"),
+                  "w") as f:
+            f.write("# settings\n(steps 2)\n(seed 1234)\n(sampler \"ddim\")\n(eta 0)\n"
+                    "(context-padding 8)\n(working-size 256)\n(mask-grow 1)\n(mask-blur 2)\n"
+                    "# end of settings\n")
+        code, values, output = run_gimp(defines, ["cancel", "last-values"],
+                                        {"GIMP_LDM_CANCEL_AT_STEP": "3",
+                                         "GIMP_LDM_MODEL_DIR": builtin})
+        check("GIMP batch 2 exits 0", code == 0, f"exit code {code}")
+        check_scenarios_ran(values, ["cancel", "last-values"])
+        # a cancelled run returns GIMP_PDB_CANCEL: Script-Fu gets no layer back
+        check("cancel: the run ends cancelled, with no layer",
+              one(values, "cancel/cancel-result") == "(#f)", one(values, "cancel/cancel-result"))
+        check("cancel: the image is unchanged",
+              "cancelled yes" in values.get("cancel/unchanged", []))
+        check("last values: seed, steps and model from the saved settings",
+              one(values, "last-values/name") ==
+              "Inpainted (ldm-inpaint-builtin.safetensors, seed 1234, 2 steps)",
+              one(values, "last-values/name"))
+        parasite = " ".join(values.get("last-values/parasite", []))
+        check("last values: the region settings too",
+              "context-padding=8" in parasite and "mask-blur=2" in parasite
+              and "sampler=ddim" in parasite, parasite)
+        # Batch 3, the GUI under Xvfb: one Ctrl+Z undoes the whole run; then the dialog of an
+        # interactive run (OK), and Cancel (Escape) in its progress window stops the model.
+        with open(os.path.join(settings, "GimpProcedureConfigRun-plug-in-ldm-inpaint.last"),
+                  "w") as f:  # what the dialog opens with: many steps, so Cancel comes first
+            f.write("# settings\n(steps 1000)\n(seed 5)\n(sampler \"ddim\")\n"
+                    "# end of settings\n")
+        gui = run_gimp_gui(defines, ["undo", "interactive-cancel"],
+                           [("file", os.path.join(tmp, "undo-ready.png"), ["ctrl+z"]),
+                            ("window", "^Inpaint Selection$", ["Return"]),
+                            ("window", "^Inpainting$", ["Escape"])],
+                           {"GIMP_LDM_MODEL_DIR": builtin})
+        if gui is None:
+            check("GUI: # SKIP no Xvfb/xdotool", True)
+        else:
+            code, values, output, done = gui
+            check("GUI: the driver saw the image, the dialog and the progress window",
+                  done == 3, f"{done} of 3")
+            check_scenarios_ran(values, ["undo", "interactive-cancel"])
+            check("undo: the run added one layer", one(values, "undo/layers-after-run") == "2")
+            check("undo: one Ctrl+Z removes it", one(values, "undo/layers-after-undo") == "1",
+                  one(values, "undo/layers-after-undo"))
+            check("undo: the selection made before the run is still there",
+                  one(values, "undo/selection-kept") == "yes")
+            try:
+                same = (pixels(os.path.join(tmp, "undo-before.png"))
+                        == pixels(os.path.join(tmp, "undo-after.png")))
+            except (OSError, ValueError) as e:
+                same = False
+                output += f"\n{e!r}"
+            check("undo: after one undo the image is bit for bit what it was", same)
+            check("interactive cancel: the run ends cancelled, with no layer",
+                  one(values, "interactive-cancel/result") == "(#f)",
+                  one(values, "interactive-cancel/result"))
+            check("interactive cancel: the image keeps its one layer",
+                  one(values, "interactive-cancel/layers-after") == "1")
+            try:
+                same = (pixels(os.path.join(tmp, "cancel-before.png"))
+                        == pixels(os.path.join(tmp, "cancel-after.png")))
+            except (OSError, ValueError) as e:
+                same = False
+                output += f"\n{e!r}"
+            check("interactive cancel: the image is bit for bit what it was", same)
+
+        failed = [r for r in results if not r[1]]
+        if failed or os.environ.get("LDM_KEEP_TEST_OUTPUT"):
+            print("# GIMP output of the last batch:\n" + "\n".join(
+                "# " + line for line in output.splitlines()[-60:]))
+    finally:
+        if os.environ.get("LDM_KEEP_TEST_OUTPUT"):  # for debugging: keep the exports
+            print(f"# exports kept in {tmp}")
+        else:
+            shutil.rmtree(tmp, ignore_errors=True)
+
+    print(f"1..{len(results)}")
+    for i, (name, ok, detail) in enumerate(results, 1):
+        print(f"{'ok' if ok else 'not ok'} {i} {name}" + ("" if ok or not detail else f" # {detail}"))
+    return 0 if all(ok for _, ok, _ in results) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

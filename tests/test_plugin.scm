@@ -1,0 +1,279 @@
+; test_plugin.scm: the plug-in in headless GIMP 3, driven by tests/test_plugin.py.
+; The driver defines OUT (a folder for exports), the fixture paths and SCENARIOS, then loads
+; this file. Each scenario prints "LDM: key value..." lines and exports PNGs into OUT; the
+; driver checks them. A scenario that fails prints "LDM: scenario-error NAME".
+
+(script-fu-use-v3)
+
+(define (say . items)
+  (display "LDM:")
+  (for-each (lambda (x) (display " ") (display x)) items)
+  (newline))
+
+(define (out name) (string-append OUT "/" name))
+(define (load-image path) (gimp-file-load RUN-NONINTERACTIVE path))
+(define (layers img) (gimp-image-get-layers img))
+(define (layer-count img) (vector-length (layers img)))
+(define (first-layer img) (vector-ref (layers img) 0))
+
+; The visible image as it would be flattened, with alpha kept.
+(define (export-visible img path)
+  (let* ((dup (gimp-image-duplicate img)))
+    (gimp-image-merge-visible-layers dup CLIP-TO-IMAGE)
+    (gimp-file-save RUN-NONINTERACTIVE dup path -1)
+    (gimp-image-delete dup)))
+
+; A drawable (layer mask, channel, the selection) on its own, as a new image: copied with
+; nothing selected (GIMP would copy only the selected part), the selection restored after.
+(define (export-drawable img drawable path)
+  (let* ((saved (gimp-selection-save img))
+         (source (if (= drawable (gimp-image-get-selection img)) saved drawable)))
+    (gimp-selection-none img)
+    (gimp-edit-copy (vector source))
+    (let ((tmp (gimp-edit-paste-as-new-image)))
+      (gimp-file-save RUN-NONINTERACTIVE tmp path -1)
+      (gimp-image-delete tmp))
+    (gimp-image-select-item img CHANNEL-OP-REPLACE saved)
+    (gimp-image-remove-channel img saved)))
+
+(define (run-scenario name thunk)
+  (if (memq name SCENARIOS)
+      (begin
+        (say "scenario" name)
+        (if (defined? 'NO-CATCH) (thunk) (catch (say "scenario-error" name) (thunk)))
+        (say "scenario-end" name))))
+
+; Calls thunk, which must fail; prints "rejected NAME" and whether the image stayed as it was.
+(define (expect-error name img thunk)
+  (let* ((n (layer-count img))
+         (w (gimp-image-get-width img))
+         (images (vector-length (gimp-get-images)))
+         (result (catch 'error (thunk))))
+    (say (if (eq? result 'error) "rejected" "accepted") name)
+    (say "unchanged" name
+         (if (and (= n (layer-count img)) (= w (gimp-image-get-width img))
+                  (= images (vector-length (gimp-get-images))))
+             "yes" "no"))))
+
+; ---------------------------------------------------------------- inpaint
+; A feathered elliptical selection on a photo, named arguments, no grow/blur: the driver checks
+; one new layer on the crop, its mask = the selection, the flattened image unchanged outside
+; the selection and changed inside.
+(run-scenario 'inpaint
+  (lambda ()
+    (let* ((img (load-image PHOTO))
+           (base (first-layer img)))
+      (gimp-context-set-feather TRUE)
+      (gimp-context-set-feather-radius 10 10)
+      (gimp-image-select-ellipse img CHANNEL-OP-REPLACE 180 90 60 50)
+      (gimp-context-set-feather FALSE)
+      (say "bounds" (cdr (gimp-selection-bounds img)))
+      (say "layers-before" (layer-count img))
+      (export-visible img (out "inpaint-before.png"))
+      (export-drawable img (gimp-image-get-selection img) (out "inpaint-selection.png"))
+      (let* ((result (plug-in-ldm-inpaint #:run-mode RUN-NONINTERACTIVE #:image img
+                                          #:drawables (vector base) #:model INPAINT-MODEL
+                                          #:steps 2 #:seed 7 #:sampler "ddim"
+                                          #:context-padding 16 #:mask-grow 0 #:mask-blur 0))
+             (layer (car result)))
+        (say "seed" (cadr result))
+        (say "layers-after" (layer-count img))
+        (say "top-is-new" (if (= (vector-ref (layers img) 0) layer) "yes" "no"))
+        (say "base-position" (gimp-image-get-item-position img base))
+        (say "offsets" (gimp-drawable-get-offsets layer))
+        (say "size" (gimp-drawable-get-width layer) (gimp-drawable-get-height layer))
+        (say "name" (gimp-item-get-name layer))
+        (say "parasite" (caddr (gimp-item-get-parasite layer "gimp-ldm-parameters")))
+        (say "has-mask" (if (gimp-layer-get-mask layer) "yes" "no"))
+        (export-visible img (out "inpaint-after.png"))
+        (export-drawable img (gimp-layer-get-mask layer) (out "inpaint-mask.png")))
+      (gimp-image-delete img))))
+
+; --------------------------------------------------------------- variants
+; A layer moved partly off the canvas (the crop stays inside the layer and the canvas), and a
+; greyscale image; hard selections, so "outside" is exact.
+(run-scenario 'variants
+  (lambda ()
+    (let* ((img (load-image FIXTURE-IMAGE))
+           (base (first-layer img)))
+      (gimp-layer-set-offsets base 10 5)
+      (gimp-context-set-antialias FALSE)
+      (gimp-image-select-ellipse img CHANNEL-OP-REPLACE 2 20 30 30)
+      (export-visible img (out "offset-before.png"))
+      (export-drawable img (gimp-image-get-selection img) (out "offset-selection.png"))
+      (let ((layer (car (plug-in-ldm-inpaint #:run-mode RUN-NONINTERACTIVE #:image img
+                                             #:drawables (vector base) #:model INPAINT-MODEL
+                                             #:steps 2 #:context-padding 6 #:mask-grow 0
+                                             #:mask-blur 0))))
+        (say "offset-layer" (gimp-drawable-get-offsets layer)
+             (gimp-drawable-get-width layer) (gimp-drawable-get-height layer)))
+      (export-visible img (out "offset-after.png"))
+      (gimp-image-delete img))
+    (let* ((img (load-image FIXTURE-IMAGE))
+           (base (first-layer img)))
+      (gimp-image-convert-grayscale img)
+      (gimp-image-select-ellipse img CHANNEL-OP-REPLACE 10 15 28 30)
+      (export-visible img (out "grey-before.png"))
+      (export-drawable img (gimp-image-get-selection img) (out "grey-selection.png"))
+      (let ((layer (car (plug-in-ldm-inpaint #:run-mode RUN-NONINTERACTIVE #:image img
+                                             #:drawables (vector base) #:model INPAINT-MODEL
+                                             #:steps 2 #:mask-grow 0 #:mask-blur 0))))
+        (say "grey-layer-is-grey" (if (gimp-drawable-is-gray layer) "yes" "no")))
+      (export-visible img (out "grey-after.png"))
+      (gimp-context-set-antialias TRUE)
+      (gimp-image-delete img))))
+
+; ---------------------------------------------------------------- upscale
+(run-scenario 'upscale
+  (lambda ()
+    (let* ((img (load-image LOWRES))
+           (base (first-layer img))
+           (result (plug-in-ldm-upscale #:run-mode RUN-NONINTERACTIVE #:image img
+                                        #:drawables (vector base) #:model SR-MODEL
+                                        #:steps 2 #:seed 3 #:sampler "ddim" #:eta 1.0))
+           (big (car result))
+           (layer (cadr result)))
+      (say "seed" (caddr result))
+      (say "new-image" (if (= big img) "no" "yes"))
+      (say "new-size" (gimp-image-get-width big) (gimp-image-get-height big))
+      (say "new-layers" (layer-count big))
+      (say "name" (gimp-item-get-name layer))
+      (say "source-size" (gimp-image-get-width img) (gimp-image-get-height img))
+      (say "source-layers" (layer-count img))
+      (export-visible big (out "upscale.png"))
+      (gimp-image-delete big)
+      ; in place: the image itself is scaled and gets the result as a new layer
+      (let* ((result (plug-in-ldm-upscale #:run-mode RUN-NONINTERACTIVE #:image img
+                                          #:drawables (vector base) #:model SR-MODEL
+                                          #:steps 2 #:seed 3 #:sampler "ddim" #:eta 1.0
+                                          #:in-place TRUE))
+             (layer (cadr result)))
+        (say "in-place-same-image" (if (= (car result) img) "yes" "no"))
+        (say "in-place-size" (gimp-image-get-width img) (gimp-image-get-height img))
+        (say "in-place-layers" (layer-count img))
+        (say "in-place-layer-size" (gimp-drawable-get-width layer)
+             (gimp-drawable-get-height layer)))
+      (gimp-image-delete img))))
+
+; ---------------------------------------------------------------- equal
+; The crop is the whole image (large context, working size above the image), the selection
+; hard-edged: the new layer must be `ldm inpaint` on the same image, mask and seed.
+(run-scenario 'equal
+  (lambda ()
+    (let* ((img (load-image FIXTURE-IMAGE))
+           (base (first-layer img)))
+      (gimp-context-set-antialias FALSE)
+      (gimp-context-set-feather FALSE)
+      (gimp-image-select-ellipse img CHANNEL-OP-REPLACE 8 12 30 34)
+      (gimp-image-select-rectangle img CHANNEL-OP-ADD 30 40 14 20)
+      (gimp-context-set-antialias TRUE)
+      (export-drawable img (gimp-image-get-selection img) (out "equal-mask.png"))
+      (let* ((result (plug-in-ldm-inpaint #:run-mode RUN-NONINTERACTIVE #:image img
+                                          #:drawables (vector base) #:model INPAINT-MODEL
+                                          #:steps 3 #:seed 42 #:sampler "dpmpp-2m"
+                                          #:context-padding 4096 #:working-size 512
+                                          #:mask-grow 0 #:mask-blur 0))
+             (layer (car result)))
+        (say "offsets" (gimp-drawable-get-offsets layer))
+        ; without its mask, the new layer over the image is ldm inpaint's whole result
+        (gimp-layer-remove-mask layer MASK-DISCARD)
+        (export-visible img (out "equal-plugin.png")))
+      (gimp-image-delete img))))
+
+; ---------------------------------------------------------------- errors
+; Each bad call returns an error and leaves the image as it was.
+(run-scenario 'errors
+  (lambda ()
+    (let* ((img (load-image FIXTURE-IMAGE))
+           (base (first-layer img))
+           (inpaint (lambda args
+                      (apply plug-in-ldm-inpaint
+                             (append (list #:run-mode RUN-NONINTERACTIVE #:image img
+                                           #:drawables (vector base) #:steps 2)
+                                     args)))))
+      (gimp-image-select-ellipse img CHANNEL-OP-REPLACE 10 15 28 30)
+      (export-visible img (out "errors-before.png"))
+      (expect-error "missing-model" img (lambda () (inpaint #:model MISSING-MODEL)))
+      (expect-error "text-model" img (lambda () (inpaint #:model TEXT-MODEL)))
+      (expect-error "sr-model-for-inpaint" img (lambda () (inpaint #:model SR-MODEL)))
+      (expect-error "steps-0" img (lambda () (inpaint #:model INPAINT-MODEL #:steps 0)))
+      (expect-error "no-builtin-model" img (lambda () (inpaint)))
+      (expect-error "inpaint-model-for-upscale" img
+                    (lambda () (plug-in-ldm-upscale #:run-mode RUN-NONINTERACTIVE #:image img
+                                                    #:drawables (vector base)
+                                                    #:model INPAINT-MODEL #:steps 2)))
+      (gimp-selection-none img)
+      (expect-error "empty-selection" img (lambda () (inpaint #:model INPAINT-MODEL)))
+      (export-visible img (out "errors-after.png"))
+      (gimp-image-delete img))))
+
+; ---------------------------------------------------------------- cancel
+; Run with GIMP_LDM_CANCEL_AT_STEP=2: the run stops at step 2 and changes nothing.
+(run-scenario 'cancel
+  (lambda ()
+    (let* ((img (load-image FIXTURE-IMAGE))
+           (base (first-layer img)))
+      (gimp-image-select-ellipse img CHANNEL-OP-REPLACE 10 15 28 30)
+      (expect-error "cancelled" img
+                    (lambda ()
+                      (let ((result (plug-in-ldm-inpaint #:run-mode RUN-NONINTERACTIVE
+                                                         #:image img #:drawables (vector base)
+                                                         #:model INPAINT-MODEL #:steps 5)))
+                        (say "cancel-result" result)
+                        result)))
+      (gimp-image-delete img))))
+
+; ------------------------------------------------------------ last values
+; WITH-LAST-VALS takes the values saved by an earlier interactive run (the driver writes the
+; settings file GIMP keeps them in), here with the built-in model from GIMP_LDM_MODEL_DIR.
+(run-scenario 'last-values
+  (lambda ()
+    (let* ((img (load-image FIXTURE-IMAGE))
+           (base (first-layer img)))
+      (gimp-image-select-ellipse img CHANNEL-OP-REPLACE 10 15 28 30)
+      (let* ((result (plug-in-ldm-inpaint #:run-mode RUN-WITH-LAST-VALS #:image img
+                                          #:drawables (vector base)))
+             (layer (car result)))
+        (say "seed" (cadr result))
+        (say "name" (gimp-item-get-name layer))
+        (say "parasite" (caddr (gimp-item-get-parasite layer "gimp-ldm-parameters"))))
+      (gimp-image-delete img))))
+
+; ------------------------------------------------------------------- undo
+; In the GUI (under Xvfb): after a run, the driver presses Ctrl+Z once; that one undo step
+; must take the image back to exactly what it was (one layer, the same pixels).
+(run-scenario 'undo
+  (lambda ()
+    (let* ((img (load-image FIXTURE-IMAGE))
+           (base (first-layer img)))
+      (gimp-display-new img)
+      (gimp-image-select-ellipse img CHANNEL-OP-REPLACE 10 15 28 30)
+      (export-visible img (out "undo-before.png"))
+      (plug-in-ldm-inpaint #:run-mode RUN-NONINTERACTIVE #:image img #:drawables (vector base)
+                           #:model INPAINT-MODEL #:steps 2 #:seed 1)
+      (gimp-displays-flush)
+      (say "layers-after-run" (layer-count img))
+      (export-visible img (out "undo-ready.png"))   ; tells the driver to press Ctrl+Z
+      (let wait ((i 0))
+        (if (and (< i 200000) (> (layer-count img) 1))
+            (wait (+ i 1))))
+      (say "layers-after-undo" (layer-count img))
+      (say "selection-kept" (if (gimp-selection-is-empty img) "no" "yes"))
+      (export-visible img (out "undo-after.png"))
+      (gimp-image-clean-all img))))
+
+; ----------------------------------------------------- interactive cancel
+; In the GUI: the dialog opens with the saved values (1000 steps), the driver presses OK, then
+; Escape in the progress window: the run ends cancelled and the image is as it was.
+(run-scenario 'interactive-cancel
+  (lambda ()
+    (let* ((img (load-image PHOTO))
+           (base (first-layer img)))
+      (gimp-display-new img)
+      (gimp-image-select-ellipse img CHANNEL-OP-REPLACE 150 60 120 110)
+      (export-visible img (out "cancel-before.png"))
+      (say "result" (plug-in-ldm-inpaint #:run-mode RUN-INTERACTIVE #:image img
+                                         #:drawables (vector base)))
+      (say "layers-after" (layer-count img))
+      (export-visible img (out "cancel-after.png"))
+      (gimp-image-clean-all img))))
