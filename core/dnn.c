@@ -619,43 +619,7 @@ attr_with_eltwise (dnnl_alg_kind_t alg, float alpha)
 
 /* ------------------------------------------------------------ normalisation */
 
-typedef struct {
-    const Act *act;
-    int        groups;
-    float      eps;
-    bool       silu;
-} GroupNormParams;
-
-static dnnl_status_t
-make_group_norm (Dnn *dnn, const void *params, dnnl_primitive_desc_t *pd)
-{
-    const GroupNormParams *g = params;
-    dnnl_dims_t dims = { g->act->n, g->act->c, g->act->h, g->act->w };
-    dnnl_memory_desc_t md = md_tag (4, dims, dnnl_nhwc);
-    dnnl_primitive_attr_t attr = attr_with_eltwise (g->silu ? dnnl_eltwise_swish
-                                                            : dnnl_alg_kind_undef, 1.0f);
-    dnnl_status_t s = dnnl_group_normalization_forward_primitive_desc_create (
-        pd, dnn->engine, dnnl_forward_inference, md, md, g->groups, g->eps,
-        dnnl_use_scale | dnnl_use_shift, attr);
-    dnnl_primitive_attr_destroy (attr);
-    dnnl_memory_desc_destroy (md);
-    return s;
-}
-
 static const int NORM_ARGS[4] = { DNNL_ARG_SRC, DNNL_ARG_DST, DNNL_ARG_SCALE, DNNL_ARG_SHIFT };
-
-gboolean
-dnn_group_norm (Dnn *dnn, const Act *in, Act *out, const float *gamma, const float *beta,
-                int groups, float eps, bool silu, GError **error)
-{
-    GroupNormParams params = { in, groups, eps, silu };
-    char *key = g_strdup_printf ("gn %d %d %d %d %d %a %d", in->n, in->h, in->w, in->c, groups,
-                                 eps, silu);
-    Prim *p = prim_cached (dnn, key, make_group_norm, &params, "group normalisation", NORM_ARGS,
-                           4, error);
-    void *handles[4] = { in->data, out->data, (void *) gamma, (void *) beta };
-    return p && prim_run (dnn, p, handles, error);
-}
 
 typedef struct {
     int   rows, cols;

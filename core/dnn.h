@@ -65,10 +65,6 @@ gboolean   dnn_linear_forward (DnnLinear *linear, const float *x, float *y, int 
 
 /* ------------------------------------------------------------ normalisation */
 
-/* GroupNorm over NHWC with per-channel gamma/beta, optionally followed by SiLU. */
-gboolean dnn_group_norm (Dnn *dnn, const Act *in, Act *out, const float *gamma,
-                         const float *beta, int groups, float eps, bool silu, GError **error);
-
 /* LayerNorm over the last dimension of a rows x cols matrix. */
 gboolean dnn_layer_norm (Dnn *dnn, const float *in, float *out, int rows, int cols,
                          const float *gamma, const float *beta, float eps, GError **error);

@@ -68,9 +68,14 @@ ldm_engine_new (const LdmModel *model, GError **error)
                      ldm_tensor_file_path (model_file (model)));
         return NULL;
     }
+    const char *path = ldm_tensor_file_path (model_file (model));
+    if (config->v_prediction) { /* refuse before converting gigabytes of weights */
+        g_set_error (error, LDM_ERROR, LDM_ERROR_UNSUPPORTED,
+                     "%s: v-prediction models are not supported yet", path);
+        return NULL;
+    }
     LdmEngine *e = g_new0 (LdmEngine, 1);
     e->config = *config;
-    const char *path = ldm_tensor_file_path (model_file (model));
     g_autofree char *unet_what = g_strdup_printf ("%s (U-Net)", path);
     g_autofree char *ae_what = g_strdup_printf ("%s (first stage)", path);
     Weights unet_w = { unet_lookup, model, unet_what };
@@ -80,12 +85,6 @@ ldm_engine_new (const LdmModel *model, GError **error)
         || !(e->dnn = dnn_new (error))
         || !(e->unet = unet_new (e->dnn, &config->unet, &unet_w, error))
         || !(e->ae = autoencoder_new (e->dnn, &config->first_stage, &ae_w, error))) {
-        ldm_engine_free (e);
-        return NULL;
-    }
-    if (config->v_prediction) {
-        g_set_error (error, LDM_ERROR, LDM_ERROR_UNSUPPORTED,
-                     "%s: v-prediction models are not supported yet", path);
         ldm_engine_free (e);
         return NULL;
     }
@@ -222,8 +221,9 @@ typedef struct {
 static void
 tiling_axis (int length, int win, int *origins, int *count)
 {
+    /* 16384 pixels a side (check_image) at f4 make at most 64 windows: the arrays hold 256 */
     *count = 0;
-    for (int o = 0; *count < 255; o += TILE_STRIDE) {
+    for (int o = 0;; o += TILE_STRIDE) {
         if (o + win >= length) {
             origins[(*count)++] = length - win;
             break;
@@ -235,8 +235,9 @@ tiling_axis (int length, int win, int *origins, int *count)
 static void
 tiling_init (Tiling *t, int h, int w)
 {
-    t->win_h = MIN (h, TILE_SIZE);
-    t->win_w = MIN (w, TILE_SIZE);
+    /* a latent a little over one window runs whole: a second window would double the cost */
+    t->win_h = h <= TILE_SIZE * 5 / 4 ? h : TILE_SIZE;
+    t->win_w = w <= TILE_SIZE * 5 / 4 ? w : TILE_SIZE;
     tiling_axis (h, t->win_h, t->ys, &t->n_y);
     tiling_axis (w, t->win_w, t->xs, &t->n_x);
 }
@@ -602,7 +603,14 @@ ldm_inpaint (LdmEngine *e, const LdmImage *image, const LdmImage *mask,
         goto done;
 
     /* Composite: generated pixels inside the mask, the input's own bytes elsewhere. */
-    *out = (LdmImage) { w, h, image->channels, g_memdup2 (image->pixels, (size_t) w * h * image->channels) };
+    size_t bytes = (size_t) w * h * image->channels;
+    *out = (LdmImage) { w, h, image->channels, g_try_malloc (bytes) };
+    if (!out->pixels) {
+        g_set_error (error, LDM_ERROR, LDM_ERROR_NO_MEMORY, "not enough memory for the result");
+        ok = FALSE;
+        goto done;
+    }
+    memcpy (out->pixels, image->pixels, bytes);
     for (int y = 0; y < h; y++)
         for (int xx = 0; xx < w; xx++) {
             if (!fill[(size_t) y * pw + xx])

@@ -69,7 +69,8 @@ ldm_mask_grow (float *mask, int w, int h, int radius, GError **error)
 {
     if (radius <= 0 || w <= 0 || h <= 0)
         return TRUE;
-    radius = MIN (radius, LDM_REGION_MAX_GROW);
+    /* the fill reach is grow + blur, so that is the largest radius anyone asks for */
+    radius = MIN (radius, LDM_REGION_MAX_GROW + LDM_REGION_MAX_BLUR);
     size_t n = (size_t) w * h;
     g_autofree float *src = g_try_malloc_n (n, sizeof (float));
     /* rows that are all zero add nothing: skip them (most of a crop is context) */
@@ -301,8 +302,14 @@ inpaint_scaled (LdmEngine *engine, const LdmImage *image, const LdmImage *fill, 
     if (ok) {
         size_t n = (size_t) image->width * image->height;
         int c = image->channels, rgb = MIN (c, 3);
-        *out = (LdmImage) { image->width, image->height, c, g_memdup2 (image->pixels, n * c) };
-        for (size_t i = 0; i < n; i++)
+        *out = (LdmImage) { image->width, image->height, c, g_try_malloc (n * c) };
+        if (!out->pixels) {
+            g_set_error (error, LDM_ERROR, LDM_ERROR_NO_MEMORY, "not enough memory for the result");
+            ok = FALSE;
+        } else {
+            memcpy (out->pixels, image->pixels, n * c);
+        }
+        for (size_t i = 0; ok && i < n; i++)
             if (fill->pixels[i])
                 memcpy (out->pixels + i * c, back.pixels + i * c, rgb); /* alpha stays */
     }

@@ -171,8 +171,9 @@ sampler_run (const Schedule *schedule, const SamplerParams *params, DenoiseFn de
                      schedule->n, params->steps);
         return FALSE;
     }
-    if (!(params->eta >= 0.0f && params->eta <= 10.0f)) {
-        g_set_error (error, LDM_ERROR, LDM_ERROR_ARGUMENT, "eta must be 0 to 10, not %g",
+    /* above 1, 1 - a_prev - sigma^2 turns negative and DDIM has no square root to take */
+    if (!(params->eta >= 0.0f && params->eta <= 1.0f)) {
+        g_set_error (error, LDM_ERROR, LDM_ERROR_ARGUMENT, "eta must be 0 to 1, not %g",
                      params->eta);
         return FALSE;
     }

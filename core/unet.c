@@ -136,22 +136,6 @@ resblock_clear (ResBlock *r)
     dnn_linear_free (r->emb_proj);
 }
 
-/* Heads of an attention layer over `c` channels, as UNetModel computes them. */
-static void
-attention_heads (const LdmUnetConfig *cfg, int c, bool upsample, int *heads, int *d_head)
-{
-    int num_heads = upsample && !cfg->use_spatial_transformer && cfg->num_heads_upsample > 0
-                        ? cfg->num_heads_upsample
-                        : cfg->num_heads;
-    if (cfg->num_head_channels > 0) {
-        *heads = c / cfg->num_head_channels;
-        *d_head = cfg->num_head_channels;
-    } else {
-        *heads = num_heads;
-        *d_head = c / num_heads;
-    }
-}
-
 static gboolean
 attention_load (Unet *u, AttentionBlock *a, const Weights *w, const char *prefix, int c,
                 bool upsample, GError **error)
@@ -159,7 +143,7 @@ attention_load (Unet *u, AttentionBlock *a, const Weights *w, const char *prefix
     char name[160];
     int d_head;
     a->c = c;
-    attention_heads (&u->config, c, upsample, &a->heads, &d_head);
+    model_config_attention_heads (&u->config, c, upsample, &a->heads, &d_head);
     g_snprintf (name, sizeof name, "%s.norm", prefix);
     if (!norm_load (&a->norm, w, name, c, 1e-5f, error))
         return FALSE;
@@ -184,7 +168,7 @@ transformer_load (Unet *u, SpatialTransformer *st, const Weights *w, const char 
 {
     const LdmUnetConfig *cfg = &u->config;
     char name[200];
-    attention_heads (cfg, c, false, &st->heads, &st->d_head);
+    model_config_attention_heads (cfg, c, false, &st->heads, &st->d_head);
     st->c = c;
     st->inner = st->heads * st->d_head;
     st->depth = cfg->transformer_depth;
@@ -318,10 +302,13 @@ check_config (const LdmUnetConfig *cfg, GError **error)
         int c = cfg->model_channels * cfg->channel_mult[i];
         if (cfg->channel_mult[i] <= 0 || c % GN_GROUPS)
             problem = "every width must be a positive multiple of 32 (GroupNorm 32)";
-        else if (cfg->num_head_channels > 0 && c % cfg->num_head_channels)
-            problem = "a width is not a multiple of num_head_channels";
-        else if (cfg->num_head_channels <= 0 && c % cfg->num_heads)
-            problem = "a width is not a multiple of num_heads";
+        else {
+            int heads[2], d[2];
+            model_config_attention_heads (cfg, c, false, &heads[0], &d[0]);
+            model_config_attention_heads (cfg, c, true, &heads[1], &d[1]);
+            if (heads[0] * d[0] != c || heads[1] * d[1] != c)
+                problem = "attention heads do not divide a width evenly";
+        }
     }
     if (problem) {
         g_set_error (error, LDM_ERROR, LDM_ERROR_UNSUPPORTED, "U-Net configuration: %s", problem);

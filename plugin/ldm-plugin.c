@@ -400,6 +400,17 @@ inpaint_work (LdmJob *job, gpointer data, GError **error)
                                error);
 }
 
+/* FALSE (and a message) when the image or layer was closed or deleted during the run. */
+static gboolean
+still_there (GimpImage *image, GimpDrawable *drawable, GError **error)
+{
+    if (gimp_image_is_valid (image) && gimp_item_is_valid (GIMP_ITEM (drawable)))
+        return TRUE;
+    *error = plug_in_error (_("The image or layer was closed while the model ran; nothing "
+                              "was changed."));
+    return FALSE;
+}
+
 static GimpValueArray *
 run_inpaint (GimpProcedure *procedure, GimpRunMode run_mode, GimpImage *image,
              GimpDrawable **drawables, GimpProcedureConfig *config, gpointer run_data)
@@ -454,6 +465,11 @@ run_inpaint (GimpProcedure *procedure, GimpRunMode run_mode, GimpImage *image,
     ldm_image_clear (&w.crop);
     if (!ok)
         return fail (procedure, error);
+    /* GIMP stays usable during a long run: the layer or image may be gone now */
+    if (!still_there (image, drawable, &error)) {
+        ldm_region_result_clear (&w.result);
+        return fail (procedure, error);
+    }
 
     g_autofree char *label = model_label (path);
     /* TRANSLATORS: the new layer's name: model file, seed, number of steps */
@@ -539,6 +555,10 @@ run_upscale (GimpProcedure *procedure, GimpRunMode run_mode, GimpImage *image,
     read_sampling (config, &w.sampling);
     g_object_get (config, "in-place", &in_place, NULL);
     int dw = gimp_drawable_get_width (drawable), dh = gimp_drawable_get_height (drawable);
+    if (in_place) { /* then the whole image grows 4x, not just the layer */
+        dw = MAX (dw, gimp_image_get_width (image));
+        dh = MAX (dh, gimp_image_get_height (image));
+    }
     if ((gint64) dw * 4 > GIMP_MAX_IMAGE_SIZE || (gint64) dh * 4 > GIMP_MAX_IMAGE_SIZE)
         return fail (procedure, plug_in_error (_("The layer is too large to be made 4 times "
                                                  "larger (%d x %d)."), dw, dh));
@@ -552,6 +572,10 @@ run_upscale (GimpProcedure *procedure, GimpRunMode run_mode, GimpImage *image,
     ldm_image_clear (&w.source);
     if (!ok)
         return fail (procedure, error);
+    if (!still_there (image, drawable, &error)) {
+        ldm_image_clear (&w.result);
+        return fail (procedure, error);
+    }
 
     g_autofree char *label = model_label (path);
     /* TRANSLATORS: the new layer's name: model file, seed, number of steps */
@@ -566,16 +590,22 @@ run_upscale (GimpProcedure *procedure, GimpRunMode run_mode, GimpImage *image,
     if (in_place) {
         int ox, oy;
         gimp_drawable_get_offsets (drawable, &ox, &oy);
+        int iw = gimp_image_get_width (image), ih = gimp_image_get_height (image);
         gimp_image_undo_group_start (image);
-        gimp_image_scale (image, gimp_image_get_width (image) * 4,
-                          gimp_image_get_height (image) * 4);
-        GimpItem *parent = gimp_item_get_parent (GIMP_ITEM (drawable));
-        layer = ldm_add_layer (image, &w.result, ox * 4, oy * 4,
-                               parent ? GIMP_LAYER (parent) : NULL,
-                               gimp_image_get_item_position (image, GIMP_ITEM (drawable)),
-                               drawable, name, &error);
-        if (layer)
-            ldm_attach_parameters (GIMP_ITEM (layer), parameters->str);
+        layer = NULL;
+        if (!gimp_image_scale (image, iw * 4, ih * 4)) {
+            error = plug_in_error (_("GIMP could not scale the image."));
+        } else {
+            GimpItem *parent = gimp_item_get_parent (GIMP_ITEM (drawable));
+            layer = ldm_add_layer (image, &w.result, ox * 4, oy * 4,
+                                   parent ? GIMP_LAYER (parent) : NULL,
+                                   gimp_image_get_item_position (image, GIMP_ITEM (drawable)),
+                                   drawable, name, &error);
+            if (layer)
+                ldm_attach_parameters (GIMP_ITEM (layer), parameters->str);
+            else /* nothing half done: back to the old size */
+                gimp_image_scale (image, iw, ih);
+        }
         gimp_image_undo_group_end (image);
         target = image;
     } else {
@@ -593,7 +623,7 @@ run_upscale (GimpProcedure *procedure, GimpRunMode run_mode, GimpImage *image,
         gimp_image_undo_enable (target);
         if (!layer)
             gimp_image_delete (target);
-        else if (run_mode == GIMP_RUN_INTERACTIVE)
+        else if (run_mode != GIMP_RUN_NONINTERACTIVE) /* also Filters > Repeat */
             gimp_display_new (target);
     }
     ldm_image_clear (&w.result);

@@ -119,6 +119,7 @@ def run_fixture_images():
                 "--output", os.path.join(tmp, "x.png"), "--quiet"]
         for extra, needle in ((["--steps", "0"], "steps"), (["--steps", "abc"], "steps"),
                               (["--sampler", "euler-x"], "sampler"), (["--eta", "-1"], "eta"),
+                              (["--eta", "1.5"], "eta"),
                               (["--x-T", ref + ":nope"], "nope"),
                               (["--x-T", os.path.join(f, "expected.png") + ":t"], "expected.png")):
             r = ldm(*base, *extra)

@@ -227,6 +227,12 @@ test_samplers_converge (void)
     p.steps = 0;
     g_assert_false (sampler_run (&s, &p, toy_eps, NULL, x, 4, &rng, NULL, &error));
     g_assert_error (error, LDM_ERROR, LDM_ERROR_ARGUMENT);
+    g_clear_error (&error);
+    /* eta above 1 has no DDIM step (a negative square root): refused, not NaN */
+    p.steps = 10;
+    p.eta = 1.5f;
+    g_assert_false (sampler_run (&s, &p, toy_eps, NULL, x, 4, &rng, NULL, &error));
+    g_assert_error (error, LDM_ERROR, LDM_ERROR_ARGUMENT);
 }
 
 int

@@ -293,8 +293,8 @@ command_run (int argc, char **argv, bool inpaint)
                      params.steps);
         goto bad;
     }
-    if (!(params.eta >= 0 && params.eta <= 10)) {
-        g_set_error (&error, LDM_ERROR, LDM_ERROR_ARGUMENT, "--eta must be 0 to 10");
+    if (!(params.eta >= 0 && params.eta <= 1)) {
+        g_set_error (&error, LDM_ERROR, LDM_ERROR_ARGUMENT, "--eta must be 0 to 1");
         goto bad;
     }
     if (o.sampler && !ldm_sampler_parse (o.sampler, &params.sampler)) {
