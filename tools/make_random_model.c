@@ -121,7 +121,8 @@ main (int argc, char **argv)
             n *= (size_t) e->shape[d];
         params += n;
         float *v = g_new (float, n);
-        bool is_norm = strstr (e->name, "norm") && e->ndim == 1;
+        /* every 1-d weight is a norm's gamma (GroupNorm/LayerNorm), every bias starts at 0 */
+        bool is_norm = g_str_has_suffix (e->name, ".weight") && e->ndim == 1;
         bool is_bias = g_str_has_suffix (e->name, ".bias");
         if (strstr (e->name, "quantize.embedding")) {
             rng_normal (&rng, v, n);
