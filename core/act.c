@@ -122,9 +122,32 @@ channel_sums (const float *x, size_t pixels, int c, const double *mean, double *
     }
 }
 
+/* exp(x) for the SiLU: range reduction to x = n ln 2 + r, |r| <= ln 2 / 2, and a degree-6
+ * Taylor/minimax polynomial; relative error about 2e-7. Written so the compiler vectorises it
+ * (no calls, no branches). */
+static inline float
+exp_approx (float x)
+{
+    x = x < -87.0f ? -87.0f : (x > 88.0f ? 88.0f : x);
+    /* n = round(x / ln 2) with the 1.5 * 2^23 trick (SSE2 has no round instruction) */
+    float n = (x * 1.44269504089f + 12582912.0f) - 12582912.0f;
+    float r = x - n * 0.693359375f + n * 2.12194440e-4f; /* ln 2 in two parts */
+    float p = 1.9875691500e-4f;
+    p = p * r + 1.3981999507e-3f;
+    p = p * r + 8.3334519073e-3f;
+    p = p * r + 4.1665795894e-2f;
+    p = p * r + 1.6666665459e-1f;
+    p = p * r + 5.0000001201e-1f;
+    p = p * r * r + r + 1.0f;
+    int32_t bits = ((int32_t) n + 127) << 23; /* 2^n */
+    float scale;
+    memcpy (&scale, &bits, sizeof scale);
+    return p * scale;
+}
+
 void
 act_group_norm (const Act *in, Act *out, const float *gamma, const float *beta, int groups,
-                float eps)
+                float eps, bool silu)
 {
     int c = in->c, per_group = c / groups;
     size_t pixels = (size_t) in->h * in->w;
@@ -154,9 +177,21 @@ act_group_norm (const Act *in, Act *out, const float *gamma, const float *beta, 
             }
         }
 #pragma omp parallel for schedule(static) if (pixels * c >= PARALLEL_MIN)
-        for (size_t p = 0; p < pixels; p++)
-            for (int k = 0; k < c; k++)
-                y[p * c + k] = x[p * c + k] * scale[k] + shift[k];
+        for (size_t p = 0; p < pixels; p++) {
+            float *row = y + p * c;
+            const float *src = x + p * c;
+            if (silu) {
+#pragma omp simd
+                for (int k = 0; k < c; k++) {
+                    float v = src[k] * scale[k] + shift[k];
+                    row[k] = v / (1.0f + exp_approx (-v));
+                }
+            } else {
+#pragma omp simd
+                for (int k = 0; k < c; k++)
+                    row[k] = src[k] * scale[k] + shift[k];
+            }
+        }
     }
     g_free (sums);
     g_free (mean);

@@ -17,9 +17,10 @@ void act_upsample_nearest2x (const Act *in, Act *out);
 void act_avgpool2x2 (const Act *in, Act *out);
 /* GroupNorm over an NHWC activation: per image and group of c / groups channels, subtract the
  * mean and divide by sqrt(variance + eps) (two-pass, accumulated in double), then scale by
- * gamma and shift by beta per channel. in and out may be the same. */
+ * gamma and shift by beta per channel, then SiLU when asked (in the same pass). in and out may
+ * be the same. */
 void act_group_norm (const Act *in, Act *out, const float *gamma, const float *beta, int groups,
-                     float eps);
+                     float eps, bool silu);
 
 /* y += x, element-wise over n floats. */
 void act_add (float *y, const float *x, size_t n);
