@@ -84,42 +84,46 @@ act_add (float *y, const float *x, size_t n)
 }
 
 /* Per-channel sums over the pixels of one image, in double: sum of x, or of (x - mean[c])^2
- * when mean is given. Threads add their partial sums at the end. */
+ * when mean is given. Each thread sums a fixed share (static schedule) into its own slot and
+ * the slots are added in thread order, so the result is the same on every run. */
 static void
 channel_sums (const float *x, size_t pixels, int c, const double *mean, double *sums)
 {
-    memset (sums, 0, c * sizeof (double));
-#pragma omp parallel if (pixels * c >= PARALLEL_MIN)
+    bool parallel = pixels * c >= PARALLEL_MIN;
+    int threads = parallel ? omp_get_max_threads () : 1;
+    double *slots = g_new0 (double, (size_t) threads * c);
+#pragma omp parallel num_threads (threads) if (parallel)
     {
-        double *local = g_new0 (double, c);
-        float *row_sum = g_new (float, c);
-        /* float partial sums over short runs of pixels, flushed to double: fast and exact
-         * enough (a run of 64 pixels loses nothing a float32 reference keeps) */
+        double *local = slots + (size_t) omp_get_thread_num () * c;
+        float *run = g_new (float, c);
+        /* float partial sums over runs of 64 pixels, flushed to double: fast, and nothing a
+         * float32 reference keeps is lost */
 #pragma omp for schedule(static)
         for (size_t p0 = 0; p0 < pixels; p0 += 64) {
             size_t p1 = MIN (pixels, p0 + 64);
-            memset (row_sum, 0, c * sizeof (float));
+            memset (run, 0, c * sizeof (float));
             for (size_t p = p0; p < p1; p++) {
                 const float *v = x + p * c;
                 if (mean) {
                     for (int k = 0; k < c; k++) {
                         float d = v[k] - (float) mean[k];
-                        row_sum[k] += d * d;
+                        run[k] += d * d;
                     }
                 } else {
                     for (int k = 0; k < c; k++)
-                        row_sum[k] += v[k];
+                        run[k] += v[k];
                 }
             }
             for (int k = 0; k < c; k++)
-                local[k] += row_sum[k];
+                local[k] += run[k];
         }
-#pragma omp critical
-        for (int k = 0; k < c; k++)
-            sums[k] += local[k];
-        g_free (local);
-        g_free (row_sum);
+        g_free (run);
     }
+    memset (sums, 0, c * sizeof (double));
+    for (int t = 0; t < threads; t++)
+        for (int k = 0; k < c; k++)
+            sums[k] += slots[(size_t) t * c + k];
+    g_free (slots);
 }
 
 /* exp(x) for the SiLU: range reduction to x = n ln 2 + r, |r| <= ln 2 / 2, and a degree-6
