@@ -289,13 +289,30 @@ inpaint_scaled (LdmEngine *engine, const LdmImage *image, const LdmImage *fill, 
                 const LdmSampleParams *sample, LdmImage *out, GError **error)
 {
     LdmImage small = { 0 }, small_fill = { 0 }, generated = { 0 }, back = { 0 };
-    gboolean ok = ldm_image_resize (image, mw, mh, &small, error)
-                  && ldm_image_resize (fill, mw, mh, &small_fill, error);
+    gboolean ok = ldm_image_resize (image, mw, mh, &small, error);
+    if (ok && !(small_fill.pixels = g_try_malloc0 ((size_t) mw * mh))) {
+        g_set_error (error, LDM_ERROR, LDM_ERROR_NO_MEMORY, "not enough memory for the mask");
+        ok = FALSE;
+    }
     if (ok) {
-        /* any coverage counts: the model must regenerate every pixel the full-size fill
-         * touches, or edge pixels would come back as blurred originals */
-        for (size_t i = 0; i < (size_t) mw * mh; i++)
-            small_fill.pixels[i] = small_fill.pixels[i] ? 255 : 0;
+        /* any coverage counts (a max over each small pixel's footprint, not an average that
+         * could round a thin stroke away): the model must regenerate every pixel the
+         * full-size fill touches, or edge pixels would come back as blurred originals */
+        small_fill.width = mw;
+        small_fill.height = mh;
+        small_fill.channels = 1;
+        for (int y = 0; y < fill->height; y++)
+            for (int x = 0; x < fill->width; x++)
+                if (fill->pixels[(size_t) y * fill->width + x]) {
+                    /* the small pixels under this pixel's first and last point */
+                    int y0 = (int) ((int64_t) y * mh / fill->height);
+                    int y1 = (int) (((int64_t) (y + 1) * mh - 1) / fill->height);
+                    int x0 = (int) ((int64_t) x * mw / fill->width);
+                    int x1 = (int) (((int64_t) (x + 1) * mw - 1) / fill->width);
+                    for (int sy = y0; sy <= y1; sy++)
+                        for (int sx = x0; sx <= x1; sx++)
+                            small_fill.pixels[(size_t) sy * mw + sx] = 255;
+                }
         ok = ldm_inpaint (engine, &small, &small_fill, sample, &generated, error)
              && ldm_image_resize (&generated, image->width, image->height, &back, error);
     }

@@ -75,6 +75,7 @@ ldm_add_inpainted_layer (GimpImage *image, GimpDrawable *drawable, LdmRect crop,
     int position;
     position_above (image, drawable, &parent, &position);
     if (!gimp_image_insert_layer (image, layer, parent, position)) {
+        gimp_item_delete (GIMP_ITEM (layer)); /* never attached: ours to delete */
         g_set_error_literal (error, LDM_ERROR, LDM_ERROR_ARGUMENT,
                              _("GIMP could not add the new layer to the image."));
         return NULL;
@@ -132,7 +133,9 @@ ldm_add_layer (GimpImage *image, const LdmImage *px, int x, int y, GimpLayer *pa
     GimpLayer *layer = gimp_layer_new (image, name, px->width, px->height, type, 100.0,
                                        GIMP_LAYER_MODE_NORMAL);
     if (!layer || !gimp_image_insert_layer (image, layer, parent, position)) {
-        g_set_error_literal (error, LDM_ERROR, LDM_ERROR_NO_MEMORY,
+        if (layer)
+            gimp_item_delete (GIMP_ITEM (layer));
+        g_set_error_literal (error, LDM_ERROR, LDM_ERROR_ARGUMENT,
                              _("GIMP could not create the new layer."));
         return NULL;
     }
