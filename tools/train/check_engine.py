@@ -3,7 +3,7 @@
 
   tools/in-env python3 tools/train/check_engine.py --ldm build-p3/tools/ldm [--work DIR]
 
-For each of data/models/ldm-inpaint-small and ldm-sr4x-small (when present): a 128x128 crop of
+For each of data/models/ldm-inpaint-builtin and ldm-sr-builtin (when present): a 128x128 crop of
 a validation photo (and a box+stroke mask, or its 4x bicubic reduction for SR), the same x_T,
 DDIM 20 steps eta 0, in both; prints the per-pixel differences.
 """
@@ -47,7 +47,7 @@ def main():
     im.resize((32, 32), Image.BICUBIC).save(f"{w}/lr.png")
     ok = True
     models = os.path.join(common.TOP, "data", "models")
-    for name, mode in (("ldm-inpaint-small", "inpaint"), ("ldm-sr4x-small", "upscale")):
+    for name, mode in (("ldm-inpaint-builtin", "inpaint"), ("ldm-sr-builtin", "upscale")):
         path = os.path.join(models, name + ".safetensors")
         if not os.path.exists(path):
             continue

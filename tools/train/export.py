@@ -1,8 +1,8 @@
 #!/usr/bin/env python3
 """Export a trained built-in model in the CompVis layout for the engine (and the authors' code).
 
-  tools/in-env python3 tools/train/export.py --task inpaint [--name ldm-inpaint-small]
-  tools/in-env python3 tools/train/export.py --task sr      [--name ldm-sr4x-small]
+  tools/in-env python3 tools/train/export.py --task inpaint [--name ldm-inpaint-builtin]
+  tools/in-env python3 tools/train/export.py --task sr      [--name ldm-sr-builtin]
 
 Writes data/models/<name>.safetensors (fp16: model.diffusion_model.* = the EMA weights of the
 U-Net, exported as the plain weights; first_stage_model.* = the frozen VQ autoencoder, latent
@@ -23,7 +23,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import common  # noqa: E402
 from train_unet import TASKS  # noqa: E402
 
-DEFAULT_NAMES = {"inpaint": "ldm-inpaint-small", "sr": "ldm-sr4x-small"}
+DEFAULT_NAMES = {"inpaint": "ldm-inpaint-builtin", "sr": "ldm-sr-builtin"}
 OUT = os.path.join(common.TOP, "data", "models")
 
 
