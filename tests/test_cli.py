@@ -5,6 +5,9 @@ import subprocess
 import sys
 import tempfile
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import pngutil  # noqa: E402
+
 LDM = os.environ["LDM_EXE"]
 SHARED = os.environ.get("LDM_SHARED_DIR", "")
 FIXTURES = {
@@ -27,43 +30,10 @@ def ldm(*args):
 
 
 def read_png(path):
-    """A minimal PNG reader (8-bit grey/RGB/RGBA, no interlace) so the test needs no PIL."""
-    import struct
-    import zlib
-    data = open(path, "rb").read()
-    assert data[:8] == b"\x89PNG\r\n\x1a\n", path
-    pos, idat, info = 8, b"", None
-    while pos < len(data):
-        length, kind = struct.unpack(">I4s", data[pos:pos + 8])
-        body = data[pos + 8:pos + 8 + length]
-        if kind == b"IHDR":
-            info = struct.unpack(">IIBBBBB", body)
-        elif kind == b"IDAT":
-            idat += body
-        pos += 12 + length
-    w, h, depth, colour, _, _, interlace = info
-    assert depth == 8 and interlace == 0, path
-    channels = {0: 1, 2: 3, 4: 2, 6: 4}[colour]
-    raw, stride = zlib.decompress(idat), w * channels
-    rows, prev = [], bytearray(stride)
-    for y in range(h):
-        f, line = raw[y * (stride + 1)], bytearray(raw[y * (stride + 1) + 1:(y + 1) * (stride + 1)])
-        for i in range(stride):
-            a = line[i - channels] if i >= channels else 0
-            b, c = prev[i], prev[i - channels] if i >= channels else 0
-            if f == 1:
-                line[i] = (line[i] + a) & 255
-            elif f == 2:
-                line[i] = (line[i] + b) & 255
-            elif f == 3:
-                line[i] = (line[i] + (a + b) // 2) & 255
-            elif f == 4:
-                p = a + b - c
-                pa, pb, pc = abs(p - a), abs(p - b), abs(p - c)
-                line[i] = (line[i] + (a if pa <= pb and pa <= pc else b if pb <= pc else c)) & 255
-        rows.append(bytes(line))
-        prev = line
-    return w, h, channels, rows
+    """(width, height, channels, rows of 8-bit samples) of an 8-bit PNG."""
+    w, h, channels, rows, maxval = pngutil.read_png(path)
+    assert maxval == 255, path
+    return w, h, channels, [bytes(r) for r in rows]
 
 
 def max_diff(a, b):
