@@ -124,6 +124,16 @@ char         *ldm_model_describe (const LdmModel *model);
 
 G_DEFINE_AUTOPTR_CLEANUP_FUNC (LdmModel, ldm_model_free)
 
+/* The models the project trains and ships (data/models/), one per task. */
+#define LDM_BUILTIN_INPAINT "ldm-inpaint-builtin.safetensors"
+#define LDM_BUILTIN_UPSCALE "ldm-sr-builtin.safetensors"
+
+/* The path of the built-in model file BASENAME (newly allocated). $GIMP_LDM_MODEL_DIR, when
+ * set, is the only folder searched; otherwise the first of DIRS (NULL-terminated; empty
+ * entries skipped) that holds the file. The error names every place looked at. */
+char         *ldm_builtin_model_find (const char *basename, const char *const *dirs,
+                                      GError **error);
+
 /* ---------------------------------------------------------------- images */
 
 /* An 8-bit image: `channels` (1 grey, 3 RGB, 4 RGBA) interleaved bytes per pixel, rows top to

@@ -404,3 +404,26 @@ ldm_model_describe (const LdmModel *model)
                             ae->num_res_blocks == 1 ? "" : "s", ae->mid_attention ? "on" : "off");
     return g_string_free (s, FALSE);
 }
+
+char *
+ldm_builtin_model_find (const char *basename, const char *const *dirs, GError **error)
+{
+    const char *env = g_getenv ("GIMP_LDM_MODEL_DIR");
+    const char *only[] = { env, NULL };
+    if (env && *env)
+        dirs = only;
+    g_autoptr (GString) looked = g_string_new (NULL);
+    for (size_t i = 0; dirs && dirs[i]; i++) {
+        if (!*dirs[i])
+            continue;
+        char *path = g_build_filename (dirs[i], basename, NULL);
+        if (g_file_test (path, G_FILE_TEST_IS_REGULAR))
+            return path;
+        g_string_append_printf (looked, "\n  %s", path);
+        g_free (path);
+    }
+    g_set_error (error, LDM_ERROR, LDM_ERROR_IO,
+                 "The built-in model %s is not installed. Looked for:%s", basename,
+                 looked->len ? looked->str : " (nowhere: no folder given)");
+    return NULL;
+}

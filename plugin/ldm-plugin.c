@@ -19,8 +19,6 @@
 #define INPAINT_PROC    "plug-in-ldm-inpaint"
 #define UPSCALE_PROC    "plug-in-ldm-upscale"
 #define MENU_PATH       "<Image>/Filters/Latent Diffusion"
-#define INPAINT_BUILTIN "ldm-inpaint-builtin.safetensors"
-#define UPSCALE_BUILTIN "ldm-sr-builtin.safetensors"
 
 typedef struct {
     GimpPlugIn parent_instance;
@@ -115,7 +113,7 @@ ldm_create_procedure (GimpPlugIn *plug_in, const gchar *name)
               "goes through the model. The result is a new layer above the active one, with a "
               "layer mask made from the selection; the image's own layers are not changed."),
             name);
-        add_sampling_arguments (procedure, INPAINT_BUILTIN, 25, 0.0);
+        add_sampling_arguments (procedure, LDM_BUILTIN_INPAINT, 25, 0.0);
         gimp_procedure_add_int_argument (procedure, "context-padding", _("_Context"),
                                          _("Pixels of surrounding image the model sees around "
                                            "the selection"),
@@ -144,7 +142,7 @@ ldm_create_procedure (GimpPlugIn *plug_in, const gchar *name)
               "(LDSR), on the CPU, into a new image; with in-place, the image itself is scaled "
               "4x and the result added as a new layer."),
             name);
-        add_sampling_arguments (procedure, UPSCALE_BUILTIN, 25, 1.0);
+        add_sampling_arguments (procedure, LDM_BUILTIN_UPSCALE, 25, 1.0);
         gimp_procedure_add_boolean_argument (procedure, "in-place", _("Scale this _image"),
                                              _("Scale the current image 4x and add the result "
                                                "as a layer, instead of making a new image"),
@@ -244,30 +242,23 @@ the_layer (GimpDrawable **drawables, GError **error)
     return d;
 }
 
-/* The built-in model for a task: the first of $GIMP_LDM_MODEL_DIR, models/ beside the
- * plug-in, and the installed data folder that has it. */
+/* The built-in model for a task: $GIMP_LDM_MODEL_DIR when set, else the first of models/
+ * beside the plug-in, the installed data folder and the source tree that has it. */
 static char *
 builtin_model (const char *basename, GError **error)
 {
     g_autofree char *folder = g_path_get_dirname (gimp_get_progname ());
     g_autofree char *beside = g_build_filename (folder, "models", NULL);
-    const char *dirs[] = { g_getenv ("GIMP_LDM_MODEL_DIR"), beside, LDM_MODEL_DIR };
-    g_autoptr (GString) looked = g_string_new (NULL);
-    for (size_t i = 0; i < G_N_ELEMENTS (dirs); i++) {
-        if (!dirs[i] || !*dirs[i])
-            continue;
-        char *path = g_build_filename (dirs[i], basename, NULL);
-        if (g_file_test (path, G_FILE_TEST_IS_REGULAR))
-            return path;
-        g_string_append_printf (looked, "\n  %s", path);
-        g_free (path);
-    }
-    *error = g_error_new (LDM_ERROR, LDM_ERROR_IO,
-                          _("The built-in model %s is not installed. Choose a model file in the "
-                            "Model field (a CompVis latent-diffusion checkpoint) or install the "
-                            "built-in models. Looked for:%s"),
-                          basename, looked->str);
-    return NULL;
+    const char *const dirs[] = { beside, LDM_MODEL_DIR, LDM_SOURCE_MODEL_DIR, NULL };
+    g_autoptr (GError) missing = NULL;
+    char *path = ldm_builtin_model_find (basename, dirs, &missing);
+    if (!path)
+        *error = g_error_new (LDM_ERROR, LDM_ERROR_IO,
+                              _("The built-in model %s is not installed. Choose a model file in "
+                                "the Model field (a CompVis latent-diffusion checkpoint) or "
+                                "install the built-in models.\n%s"),
+                              basename, missing->message);
+    return path;
 }
 
 /* The model path the user asked for (NULL = built-in). */
@@ -435,7 +426,7 @@ run_inpaint (GimpProcedure *procedure, GimpRunMode run_mode, GimpImage *image,
     g_object_get (config, "context-padding", &w.region.context_padding, "working-size",
                   &w.region.working_size, "mask-grow", &w.region.mask_grow, "mask-blur",
                   &w.region.mask_blur, NULL);
-    g_autofree char *path = model_path (config, INPAINT_BUILTIN, &error);
+    g_autofree char *path = model_path (config, LDM_BUILTIN_INPAINT, &error);
     if (!path)
         return fail (procedure, error);
     w.model_path = path;
@@ -562,7 +553,7 @@ run_upscale (GimpProcedure *procedure, GimpRunMode run_mode, GimpImage *image,
     if ((gint64) dw * 4 > GIMP_MAX_IMAGE_SIZE || (gint64) dh * 4 > GIMP_MAX_IMAGE_SIZE)
         return fail (procedure, plug_in_error (_("The layer is too large to be made 4 times "
                                                  "larger (%d x %d)."), dw, dh));
-    g_autofree char *path = model_path (config, UPSCALE_BUILTIN, &error);
+    g_autofree char *path = model_path (config, LDM_BUILTIN_UPSCALE, &error);
     if (!path || !read_layer (drawable, &w.source, &error))
         return fail (procedure, error);
     w.model_path = path;

@@ -102,9 +102,48 @@ def run_fixture_images():
         r = ldm("upscale", "--model", os.path.join(f, "model.ckpt"), "--image",
                 os.path.join(f, "image.png"), "--output", os.path.join(tmp, "y.png"), "--quiet")
         check("upscale with the inpainting model: exit 2", r.returncode == 2, r.stderr)
-        r = ldm("inpaint", "--image", os.path.join(f, "image.png"), "--output", "x.png")
-        check("inpaint without --model: exit 2", r.returncode == 2 and "--model" in r.stderr,
+        r = ldm("inpaint", "--model", os.path.join(f, "model.ckpt"), "--image",
+                os.path.join(f, "image.png"), "--output", "x.png")
+        check("inpaint without --mask: exit 2", r.returncode == 2 and "--mask" in r.stderr,
               r.stderr)
+
+
+def ldm_env(env, *args):
+    return subprocess.run([LDM, *args], capture_output=True, text=True, timeout=120,
+                          env=dict(os.environ, **env))
+
+
+def run_builtin_lookup():
+    """Without --model, `ldm` takes the built-in model of the task: only from
+    $GIMP_LDM_MODEL_DIR when that is set (an empty folder = a clear error naming the place)."""
+    f = os.path.join(SHARED, "fixtures", "ldm-inpaint-tiny")
+    common = ["--image", os.path.join(f, "image.png"), "--mask", os.path.join(f, "mask.png"),
+              "--steps", "2", "--seed", "7", "--quiet"]
+    with tempfile.TemporaryDirectory() as tmp:
+        empty = os.path.join(tmp, "empty")
+        os.makedirs(empty)
+        r = ldm_env({"GIMP_LDM_MODEL_DIR": empty}, "inpaint", *common,
+                    "--output", os.path.join(tmp, "x.png"))
+        want = os.path.join(empty, "ldm-inpaint-builtin.safetensors")
+        check("no built-in model: exit 2 naming where it looked",
+              r.returncode == 2 and "not installed" in r.stderr and want in r.stderr, r.stderr)
+        models = os.path.join(tmp, "models")
+        os.makedirs(models)
+        os.symlink(os.path.join(f, "model.safetensors"),
+                   os.path.join(models, "ldm-inpaint-builtin.safetensors"))
+        os.symlink(os.path.join(f, "config.yaml"), os.path.join(models, "ldm-inpaint-builtin.yaml"))
+        a, b = os.path.join(tmp, "builtin.png"), os.path.join(tmp, "given.png")
+        r1 = ldm_env({"GIMP_LDM_MODEL_DIR": models}, "inpaint", *common, "--output", a)
+        r2 = ldm("inpaint", "--model", os.path.join(f, "model.safetensors"), *common,
+                 "--output", b)
+        check("built-in model from GIMP_LDM_MODEL_DIR: exit 0", r1.returncode == 0 and
+              r2.returncode == 0, r1.stderr + r2.stderr)
+        if r1.returncode == 0 and r2.returncode == 0:
+            check("built-in model: the same picture as with --model", read_png(a) == read_png(b))
+        r = ldm_env({"GIMP_LDM_MODEL_DIR": models}, "upscale", "--image",
+                    os.path.join(f, "image.png"), "--output", os.path.join(tmp, "u.png"), "-q")
+        check("upscale without a built-in SR model: exit 2 naming it", r.returncode == 2
+              and "ldm-sr-builtin.safetensors" in r.stderr, r.stderr)
 
 
 def main():
@@ -153,6 +192,7 @@ def main():
 
     if os.path.isdir(os.path.join(SHARED, "fixtures")):
         run_fixture_images()
+        run_builtin_lookup()
 
     with tempfile.TemporaryDirectory() as tmp:
         text = os.path.join(tmp, "notes.txt")

@@ -27,9 +27,9 @@ print_usage (FILE *out)
            "  info MODEL             describe a model file (.ckpt, .pt, .pth, .safetensors)\n"
            "  tensors FILE [NAME...]  list the tensors of a file; with names, convert those\n"
            "                         to float32 and print min, max, mean and non-finite count\n"
-           "  inpaint --model M --image IN --mask MASK --output OUT [options]\n"
+           "  inpaint [--model M] --image IN --mask MASK --output OUT [options]\n"
            "                         fill the mask's white part of the image\n"
-           "  upscale --model M --image IN --output OUT [options]\n"
+           "  upscale [--model M] --image IN --output OUT [options]\n"
            "                         make the image 4x larger\n"
            "  help                   this text\n"
            "\n"
@@ -227,7 +227,10 @@ command_run (int argc, char **argv, bool inpaint)
 {
     RunOptions o = { .steps = G_MININT, .eta = NAN, .guidance = 7.5, .seed = -1 };
     GOptionEntry entries[] = {
-        { "model", 'm', 0, G_OPTION_ARG_FILENAME, &o.model, "Model file (.ckpt, .safetensors)", "M" },
+        { "model", 'm', 0, G_OPTION_ARG_FILENAME, &o.model,
+          inpaint ? "Model file (.ckpt, .safetensors; default: the built-in " LDM_BUILTIN_INPAINT ")"
+                  : "Model file (.ckpt, .safetensors; default: the built-in " LDM_BUILTIN_UPSCALE ")",
+          "M" },
         { "image", 'i', 0, G_OPTION_ARG_FILENAME, &o.image, "Input image (PNG or JPEG)", "IN" },
         { "mask", 0, inpaint ? 0 : G_OPTION_FLAG_HIDDEN, G_OPTION_ARG_FILENAME, &o.mask,
           "Mask: white (>= 128) = fill", "MASK" },
@@ -271,7 +274,7 @@ command_run (int argc, char **argv, bool inpaint)
         g_set_error (&error, LDM_ERROR, LDM_ERROR_ARGUMENT, "unexpected argument '%s'", argv[1]);
         goto bad;
     }
-    const char *missing = !o.model ? "--model" : !o.image ? "--image" : !o.output ? "--output"
+    const char *missing = !o.image ? "--image" : !o.output ? "--output"
                           : (inpaint && !o.mask) ? "--mask" : NULL;
     if (missing) {
         g_set_error (&error, LDM_ERROR, LDM_ERROR_ARGUMENT, "%s is required", missing);
@@ -336,6 +339,13 @@ command_run (int argc, char **argv, bool inpaint)
         goto bad;
     if (!image_load (o.image, &image, &error) || (inpaint && !image_load_mask (o.mask, &mask, &error)))
         goto bad;
+    if (!o.model) {
+        const char *const dirs[] = { LDM_MODEL_DIR, LDM_SOURCE_MODEL_DIR, NULL };
+        o.model = ldm_builtin_model_find (inpaint ? LDM_BUILTIN_INPAINT : LDM_BUILTIN_UPSCALE,
+                                          dirs, &error);
+        if (!o.model)
+            goto bad;
+    }
     if (!(model = ldm_model_load (o.model, &error)) || !(engine = ldm_engine_new (model, &error)))
         goto bad;
     /* The engine holds its own copy of every weight: unmap the file now. */
