@@ -32,6 +32,8 @@ def main():
     ap.add_argument("--ldm", required=True)
     ap.add_argument("--work", default="build-p3/check-engine")
     ap.add_argument("--steps", type=int, default=20)
+    ap.add_argument("--models", default=os.path.join(common.TOP, "data", "models"),
+                    help="the folder of the exported models (default data/models)")
     args = ap.parse_args()
     os.makedirs(args.work, exist_ok=True)
     w = args.work
@@ -46,7 +48,7 @@ def main():
     Image.fromarray(m).save(f"{w}/mask.png")
     im.resize((32, 32), Image.BICUBIC).save(f"{w}/lr.png")
     ok = True
-    models = os.path.join(common.TOP, "data", "models")
+    models = args.models
     for name, mode in (("ldm-inpaint-builtin", "inpaint"), ("ldm-sr-builtin", "upscale")):
         path = os.path.join(models, name + ".safetensors")
         if not os.path.exists(path):

@@ -64,7 +64,7 @@ def config_yaml(task, ck):
                            target="ldm.models.diffusion.ddpm.LatentDiffusion", params=params))
 
 
-def export(task, name, src=None):
+def export(task, name, src=None, out=OUT):
     if src:
         ck = torch.load(src, map_location="cpu", weights_only=False)
     else:
@@ -83,27 +83,27 @@ def export(task, name, src=None):
             "autoencoder-step": str(ck["ae_step"]),
             "latent-norm": json.dumps(ck["latent_norm"]),
             "weights": "EMA of the U-Net weights, stored as the plain weights"}
-    os.makedirs(OUT, exist_ok=True)
-    st = os.path.join(OUT, name + ".safetensors")
+    os.makedirs(out, exist_ok=True)
+    st = os.path.join(out, name + ".safetensors")
     save_file(tensors, st + ".tmp", metadata=meta)
     os.replace(st + ".tmp", st)
     cfg = config_yaml(task, ck)
-    with open(os.path.join(OUT, name + ".yaml"), "w") as f:
+    with open(os.path.join(out, name + ".yaml"), "w") as f:
         f.write(f"# gimp-ldm built-in model {name}: trained by tools/train (step {ck['step']})\n")
         yaml.safe_dump(cfg, f, sort_keys=False)
     n = sum(v.numel() for k, v in tensors.items() if k.startswith("model."))
     common.log(f"{src} (step {ck['step']}) -> {st}: {os.path.getsize(st) / 1e6:.1f} MB, "
                f"U-Net {n / 1e6:.2f} M parameters")
-    write_sums()
+    write_sums(out)
 
 
-def write_sums():
+def write_sums(out):
     lines = []
-    for fn in sorted(os.listdir(OUT)):
+    for fn in sorted(os.listdir(out)):
         if fn.endswith((".safetensors", ".yaml")):
-            with open(os.path.join(OUT, fn), "rb") as f:
+            with open(os.path.join(out, fn), "rb") as f:
                 lines.append(f"{hashlib.sha256(f.read()).hexdigest()}  {fn}\n")
-    with open(os.path.join(OUT, "SHA256SUMS"), "w") as f:
+    with open(os.path.join(out, "SHA256SUMS"), "w") as f:
         f.writelines(lines)
 
 
@@ -112,8 +112,9 @@ def main():
     ap.add_argument("--task", choices=sorted(TASKS), required=True)
     ap.add_argument("--name")
     ap.add_argument("--checkpoint", help="a stage-2 checkpoint (default: the newest)")
+    ap.add_argument("--out", default=OUT, help="output folder (default data/models)")
     args = ap.parse_args()
-    export(args.task, args.name or DEFAULT_NAMES[args.task], args.checkpoint)
+    export(args.task, args.name or DEFAULT_NAMES[args.task], args.checkpoint, args.out)
 
 
 if __name__ == "__main__":
