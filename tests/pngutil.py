@@ -1,4 +1,4 @@
-"""A minimal PNG reader (8- or 16-bit grey, grey+alpha, RGB, RGBA; no interlace) and grey
+"""A minimal PNG reader (8- or 16-bit grey, grey+alpha, RGB, RGBA; no interlace) and 8-bit
 writer, so that the script tests need nothing beyond Python's standard library."""
 import struct
 import zlib
@@ -51,13 +51,19 @@ def read_png(path):
     return w, h, samples, rows, (1 << depth) - 1
 
 
-def write_png_grey(path, width, height, rows):
-    """An 8-bit grey PNG from rows of 0..255 values."""
+def write_png(path, width, height, channels, rows):
+    """An 8-bit PNG (1 grey, 3 RGB or 4 RGBA channels) from rows of 0..255 values."""
     def chunk(kind, body):
         return (struct.pack(">I", len(body)) + kind + body
                 + struct.pack(">I", zlib.crc32(kind + body) & 0xffffffff))
+    colour = {1: 0, 3: 2, 4: 6}[channels]
     raw = b"".join(b"\0" + bytes(r) for r in rows)
     with open(path, "wb") as f:
         f.write(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", width, height,
-                                                                     8, 0, 0, 0, 0))
+                                                                     8, colour, 0, 0, 0))
                 + chunk(b"IDAT", zlib.compress(raw)) + chunk(b"IEND", b""))
+
+
+def write_png_grey(path, width, height, rows):
+    """An 8-bit grey PNG from rows of 0..255 values."""
+    write_png(path, width, height, 1, rows)
