@@ -252,12 +252,10 @@ builtin_model (const char *basename, GError **error)
     const char *const dirs[] = { beside, LDM_MODEL_DIR, LDM_SOURCE_MODEL_DIR, NULL };
     g_autoptr (GError) missing = NULL;
     char *path = ldm_builtin_model_find (basename, dirs, &missing);
-    if (!path)
-        *error = g_error_new (LDM_ERROR, LDM_ERROR_IO,
-                              _("The built-in model %s is not installed. Choose a model file in "
-                                "the Model field (a CompVis latent-diffusion checkpoint) or "
-                                "install the built-in models.\n%s"),
-                              basename, missing->message);
+    if (!path) /* where it looked, then what to do */
+        *error = g_error_new (LDM_ERROR, LDM_ERROR_IO, "%s\n%s", missing->message,
+                              _("Choose a model file in the Model field (a CompVis "
+                                "latent-diffusion checkpoint) or install the built-in models."));
     return path;
 }
 
