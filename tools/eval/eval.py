@@ -443,6 +443,15 @@ def md_table(header, rows):
     return "\n".join(lines)
 
 
+METRIC_HEADER = ["method", "PSNR (dB)", "SSIM", "texture ratio"]
+
+
+def metric_rows(labels, means, methods):
+    """One table row per method: label, mean PSNR, SSIM and texture ratio."""
+    return [[labels[m], f"{means[m]['psnr']:.2f}", f"{means[m]['ssim']:.4f}",
+             f"{means[m]['texture_ratio']:.3f}"] for m in methods]
+
+
 def write_report(path, res):
     """Writes report.md from the results dictionary."""
     s, inp, sr, tm, crit = (res["settings"], res["inpainting"], res["upscaling"],
@@ -491,9 +500,7 @@ def write_report(path, res):
         f"{RING_OUTER} px; 1.0 = texture as rich as around the hole. The ground truth's own "
         "ratio is the reference. All numbers are means over the cases.",
         "",
-        md_table(["method", "PSNR (dB)", "SSIM", "texture ratio"],
-                 [[INPAINT_LABELS[m], f"{allm[m]['psnr']:.2f}", f"{allm[m]['ssim']:.4f}",
-                   f"{allm[m]['texture_ratio']:.3f}"] for m in INPAINT_METHODS]
+        md_table(METRIC_HEADER, metric_rows(INPAINT_LABELS, allm, INPAINT_METHODS)
                  + [[INPAINT_LABELS["truth"], "", "", f"{inp['truth_texture_ratio']:.3f}"]]),
         "",
         "By hole shape (PSNR dB / SSIM / texture ratio):",
@@ -520,9 +527,7 @@ def write_report(path, res):
         f"seed {s['seed']} + photo index. PSNR and SSIM (as above) over the whole picture; "
         "texture ratio = mean high-pass energy of the output / of HR.",
         "",
-        md_table(["method", "PSNR (dB)", "SSIM", "texture ratio"],
-                 [[SR_LABELS[m], f"{sr['mean'][m]['psnr']:.2f}", f"{sr['mean'][m]['ssim']:.4f}",
-                   f"{sr['mean'][m]['texture_ratio']:.3f}"] for m in SR_METHODS]),
+        md_table(METRIC_HEADER, metric_rows(SR_LABELS, sr["mean"], SR_METHODS)),
         "",
         "![upscaling contact sheet](upscale-sheet.png)",
         "",
