@@ -156,6 +156,11 @@ typedef struct {
     int           steps;
     float         eta;           /* DDIM only: 0 deterministic, 1 = DDPM-like */
     uint64_t      seed;          /* for the initial noise and eta > 0 */
+    /* Inpainting: after every step, the latents more than one latent pixel away from the mask
+     * are set to the masked image's own encoding, noised to the step's level (RePaint-style
+     * blending, the CompVis DDIM sampler's mask/x0), so the fill grows from its surroundings.
+     * FALSE = the authors' inpainting script, which does not blend. */
+    gboolean      keep_known;
     /* Optional initial latent x_T, NCHW (1 x C x h x w) as the fixtures store it; its size
      * must be the padded latent size. NULL = drawn from the seed. */
     const float  *x_T;

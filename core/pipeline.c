@@ -69,11 +69,6 @@ ldm_engine_new (const LdmModel *model, GError **error)
         return NULL;
     }
     const char *path = ldm_tensor_file_path (model_file (model));
-    if (config->v_prediction) { /* refuse before converting gigabytes of weights */
-        g_set_error (error, LDM_ERROR, LDM_ERROR_UNSUPPORTED,
-                     "%s: v-prediction models are not supported yet", path);
-        return NULL;
-    }
     LdmEngine *e = g_new0 (LdmEngine, 1);
     e->config = *config;
     g_autofree char *unet_what = g_strdup_printf ("%s (U-Net)", path);
@@ -310,13 +305,11 @@ denoise_window (Denoiser *d, const float *x, int y0, int x0, int t, float *out_e
     return TRUE;
 }
 
+/* The U-Net's output over the whole latent, window by window when it is large:
+ * out = sum_w ramp_w out_w / sum_w ramp_w */
 static gboolean
-denoise (void *data, const float *x, int t, float *eps, GError **error)
+denoise_tiled (Denoiser *d, const float *x, int t, float *eps, GError **error)
 {
-    Denoiser *d = data;
-    if (tiling_whole (&d->tiling))
-        return denoise_window (d, x, 0, 0, t, eps, error);
-    /* Tiled: eps = sum_w ramp_w eps_w / sum_w ramp_w */
     int xc = d->out.c, wh = d->tiling.win_h, ww = d->tiling.win_w;
     size_t n = (size_t) d->latent_h * d->latent_w;
     g_autofree float *window = g_try_malloc_n ((size_t) wh * ww * xc, sizeof (float));
@@ -344,6 +337,24 @@ denoise (void *data, const float *x, int t, float *eps, GError **error)
         for (int k = 0; k < xc; k++)
             eps[p * xc + k] /= d->weight_sum[p];
     return TRUE;
+}
+
+/* The sampler's DenoiseFn: eps for (x, t). A v-prediction U-Net (parameterization "v",
+ * v = sqrt(a) eps - sqrt(1 - a) x0) gives eps = sqrt(a) v + sqrt(1 - a) x_t. */
+static gboolean
+denoise (void *data, const float *x, int t, float *eps, GError **error)
+{
+    Denoiser *d = data;
+    gboolean ok = tiling_whole (&d->tiling) ? denoise_window (d, x, 0, 0, t, eps, error)
+                                             : denoise_tiled (d, x, t, eps, error);
+    if (ok && d->engine->config.v_prediction) {
+        float a = d->engine->schedule.alphas_cumprod[t];
+        float sa = sqrtf (a), s1a = sqrtf (1.0f - a);
+        size_t n = (size_t) d->latent_h * d->latent_w * d->out.c;
+        for (size_t i = 0; i < n; i++)
+            eps[i] = sa * eps[i] + s1a * x[i];
+    }
+    return ok;
 }
 
 typedef struct {
@@ -375,10 +386,11 @@ caller_noise (void *data, int index, float *out, size_t n, GError **error)
     return TRUE;
 }
 
-/* Samples a latent (x: x_T in, x_0 out) conditioned on `cond`. */
+/* Samples a latent (x: x_T in, x_0 out) conditioned on `cond`; with `known` (x-sized) the
+ * elements where keep is set are blended to it after every step. */
 static gboolean
-sample (LdmEngine *e, const LdmSampleParams *p, const Act *cond, Rng *rng, Act *x,
-        GError **error)
+sample (LdmEngine *e, const LdmSampleParams *p, const Act *cond, const float *known,
+        const uint8_t *keep, Rng *rng, Act *x, GError **error)
 {
     Denoiser d = { .engine = e, .cond = cond, .batch = 1, .latent_h = x->h, .latent_w = x->w };
     tiling_init (&d.tiling, x->h, x->w);
@@ -414,7 +426,7 @@ sample (LdmEngine *e, const LdmSampleParams *p, const Act *cond, Rng *rng, Act *
         SamplerParams sp = { .sampler = p->sampler, .steps = p->steps, .eta = p->eta };
         Hooks h = { .params = p, .latent = *x };
         SamplerHooks hooks = { .noise = p->noise ? caller_noise : NULL, .on_step = on_step,
-                               .data = &h };
+                               .data = &h, .known = known, .keep = keep };
         ok = sampler_run (&e->schedule, &sp, denoise, &d, x->data, act_numel (x), rng, &hooks,
                           error);
     }
@@ -530,6 +542,37 @@ inpaint_condition_sd (LdmEngine *e, const Act *image, const uint8_t *fill, int p
     return ok;
 }
 
+/* For keep_known: the masked image's latent (from the condition) and where it is kept: latent
+ * pixels whose f x f block and its 8 neighbours hold no masked pixel (the encoding of the
+ * blocks next to the hole still sees the hole's flat colour). */
+static gboolean
+known_latents (const Act *cond, LdmModelKind kind, const uint8_t *fill, int pw, int f,
+               float **known, uint8_t **keep, GError **error)
+{
+    int h = cond->h, w = cond->w, zc = cond->c - 1;
+    int first = kind == LDM_MODEL_SD_INPAINT ? 1 : 0; /* SD: [mask | latent], LDM: [latent | mask] */
+    size_t n = (size_t) h * w * zc;
+    *known = g_try_malloc_n (n, sizeof (float));
+    *keep = g_try_malloc (n);
+    if (!*known || !*keep) {
+        g_set_error (error, LDM_ERROR, LDM_ERROR_NO_MEMORY, "not enough memory for the latents");
+        return FALSE;
+    }
+    for (int y = 0; y < h; y++)
+        for (int x = 0; x < w; x++) {
+            bool hole = false;
+            for (int py = MAX (0, (y - 1) * f); py < MIN (h, y + 2) * f && !hole; py++)
+                for (int px = MAX (0, (x - 1) * f); px < MIN (w, x + 2) * f && !hole; px++)
+                    hole = fill[(size_t) py * pw + px];
+            size_t p = (size_t) y * w + x;
+            for (int c = 0; c < zc; c++) {
+                (*known)[p * zc + c] = cond->data[p * cond->c + first + c];
+                (*keep)[p * zc + c] = !hole;
+            }
+        }
+    return TRUE;
+}
+
 static uint8_t
 to_byte (float v) /* [-1, 1] -> 0..255, rounded */
 {
@@ -577,6 +620,8 @@ ldm_inpaint (LdmEngine *e, const LdmImage *image, const LdmImage *mask,
 
     gboolean ok = FALSE;
     Act img = { 0 }, cond = { 0 }, x = { 0 }, quant = { 0 }, dec = { 0 };
+    g_autofree float *known = NULL;
+    g_autofree uint8_t *keep = NULL;
     const Act *z = &x;
     Rng rng;
     rng_seed (&rng, p->seed);
@@ -587,7 +632,9 @@ ldm_inpaint (LdmEngine *e, const LdmImage *image, const LdmImage *mask,
              ? inpaint_condition_ldm (e, &img, fill, pw, ph, &cond, error)
              : inpaint_condition_sd (e, &img, fill, pw, ph, &cond, error);
     ok = ok && act_alloc (&x, 1, ph / f, pw / f, e->config.unet.out_channels, error)
-         && initial_latent (p, &rng, &x, error) && sample (e, p, &cond, &rng, &x, error);
+         && initial_latent (p, &rng, &x, error)
+         && (!p->keep_known || known_latents (&cond, kind, fill, pw, f, &known, &keep, error))
+         && sample (e, p, &cond, known, keep, &rng, &x, error);
     if (!ok)
         goto done;
     if (e->config.first_stage.kind == LDM_AUTOENCODER_VQ) {
@@ -651,7 +698,7 @@ ldm_upscale (LdmEngine *e, const LdmImage *image, const LdmSampleParams *p, LdmI
     rng_seed (&rng, p->seed);
     if (!image_to_act (image, pw, ph, &lr, error)
         || !act_alloc (&x, 1, ph, pw, e->config.unet.out_channels, error)
-        || !initial_latent (p, &rng, &x, error) || !sample (e, p, &lr, &rng, &x, error)
+        || !initial_latent (p, &rng, &x, error) || !sample (e, p, &lr, NULL, NULL, &rng, &x, error)
         || !autoencoder_quantize (e->ae, &x, &quant, NULL, error)
         || !decode_tiled (e, &quant, &dec, error))
         goto done;

@@ -251,6 +251,14 @@ sampler_run (const Schedule *schedule, const SamplerParams *params, DenoiseFn de
                          params->sampler);
             goto done;
         }
+        if (hooks && hooks->known && i < count - 1) {
+            /* x_prev where the latent is known: the known latent noised to a_prev */
+            float sqrt_a_prev = sqrtf (a_prev), sqrt_one_minus_a_prev = sqrtf (1.0f - a_prev);
+            rng_normal (rng, noise, n);
+            for (size_t j = 0; j < n; j++)
+                if (hooks->keep[j])
+                    x[j] = sqrt_a_prev * hooks->known[j] + sqrt_one_minus_a_prev * noise[j];
+        }
         SamplerStep step = { .index = i, .count = count, .t = t, .a_t = a_t, .a_prev = a_prev,
                              .sigma = sigma, .eps = eps, .pred_x0 = pred_x0, .x = x };
         if (!report (hooks, &step, error))

@@ -56,6 +56,11 @@ typedef struct {
      * LDM_ERROR_CANCELLED). NULL = no reports. */
     gboolean (*on_step) (void *data, const SamplerStep *step);
     void *data;
+    /* Inpainting with known latents (the CompVis DDIM sampler's mask/x0): after every step
+     * but the last, x[j] = sqrt(a_prev) known[j] + sqrt(1 - a_prev) noise where keep[j],
+     * noise fresh from the Rng each step. NULL = no blending. */
+    const float   *known;
+    const uint8_t *keep;
 } SamplerHooks;
 
 typedef struct {

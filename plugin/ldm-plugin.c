@@ -130,6 +130,12 @@ ldm_create_procedure (GimpPlugIn *plug_in, const gchar *name)
                                          _("Pixels over which the new layer fades into the "
                                            "image (its layer mask is blurred)"),
                                          0, LDM_REGION_MAX_BLUR, 8, G_PARAM_READWRITE);
+        gimp_procedure_add_boolean_argument (procedure, "keep-known", _("_Follow surroundings"),
+                                             _("At every step, reset the latents around the "
+                                               "selection to the image's own, so the fill grows "
+                                               "from its surroundings (off: the authors' "
+                                               "sampler)"),
+                                             TRUE, G_PARAM_READWRITE);
         gimp_procedure_add_layer_return_value (procedure, "layer", _("Layer"),
                                                _("The new layer"), FALSE, G_PARAM_READWRITE);
     } else if (strcmp (name, UPSCALE_PROC) == 0) {
@@ -202,7 +208,7 @@ show_dialog (GimpProcedure *procedure, GimpProcedureConfig *config, const char *
     gimp_procedure_dialog_set_ok_label (d, inpaint ? _("_Inpaint") : _("_Upscale"));
     if (inpaint) {
         gimp_procedure_dialog_fill_box (d, "region-box", "context-padding", "working-size",
-                                        "mask-grow", "mask-blur", NULL);
+                                        "mask-grow", "mask-blur", "keep-known", NULL);
         gimp_procedure_dialog_get_label (d, "region-title", _("Region"), FALSE, FALSE);
         gimp_procedure_dialog_fill_frame (d, "region-frame", "region-title", FALSE, "region-box");
         gimp_procedure_dialog_fill (d, "model", "sampler", "steps", "seed", "eta",
@@ -370,6 +376,7 @@ init_sample_params (LdmSampleParams *p, const Sampling *s, LdmJob *job)
 typedef struct {
     const char            *model_path;
     Sampling               sampling;
+    gboolean               keep_known;
     LdmRegionParams        region;
     LdmImage               crop;
     const float           *selection;
@@ -385,6 +392,7 @@ inpaint_work (LdmJob *job, gpointer data, GError **error)
         return FALSE;
     LdmSampleParams params;
     init_sample_params (&params, &w->sampling, job);
+    params.keep_known = w->keep_known;
     return ldm_inpaint_region (engine, &w->crop, w->selection, &w->region, &params, &w->result,
                                error);
 }
@@ -423,7 +431,7 @@ run_inpaint (GimpProcedure *procedure, GimpRunMode run_mode, GimpImage *image,
     read_sampling (config, &w.sampling);
     g_object_get (config, "context-padding", &w.region.context_padding, "working-size",
                   &w.region.working_size, "mask-grow", &w.region.mask_grow, "mask-blur",
-                  &w.region.mask_blur, NULL);
+                  &w.region.mask_blur, "keep-known", &w.keep_known, NULL);
     g_autofree char *path = model_path (config, LDM_BUILTIN_INPAINT, &error);
     if (!path)
         return fail (procedure, error);
@@ -468,9 +476,10 @@ run_inpaint (GimpProcedure *procedure, GimpRunMode run_mode, GimpImage *image,
     append_sampling (parameters, INPAINT_PROC, path, &w.sampling);
     g_string_append_printf (parameters,
                             "context-padding=%d\nworking-size=%d\nmask-grow=%d\nmask-blur=%d\n"
-                            "crop=%d,%d,%d,%d\nmodel-size=%d,%d\n",
+                            "keep-known=%s\ncrop=%d,%d,%d,%d\nmodel-size=%d,%d\n",
                             w.region.context_padding, w.region.working_size, w.region.mask_grow,
-                            w.region.mask_blur, crop.x, crop.y, crop.width, crop.height,
+                            w.region.mask_blur, w.keep_known ? "true" : "false", crop.x, crop.y,
+                            crop.width, crop.height,
                             w.result.model_width, w.result.model_height);
 
     /* everything the run changes is one undo step */

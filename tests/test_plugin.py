@@ -221,7 +221,8 @@ def check_inpaint(values, out):
     parasite = " ".join(values.get("inpaint/parasite", []))
     check("inpaint: parameters attached as a parasite",
           all(s in parasite for s in ("procedure=plug-in-ldm-inpaint", "seed=7", "steps=2",
-                                      "sampler=ddim", "context-padding=16", "mask-grow=0")),
+                                      "sampler=ddim", "context-padding=16", "mask-grow=0",
+                                      "keep-known=false")),
           parasite)
 
     before = pixels(os.path.join(out, "inpaint-before.png"))
@@ -333,7 +334,8 @@ def check_equal(values, out):
         r = subprocess.run([LDM, "inpaint", "--model", INPAINT_MODEL, "--image",
                             os.path.join(FIX, "ldm-inpaint-tiny", "image.png"), "--mask",
                             mask, "--output", cli,
-                            "--steps", "3", "--seed", "42", "--sampler", "dpmpp-2m", "--quiet"],
+                            "--steps", "3", "--seed", "42", "--sampler", "dpmpp-2m", "--quiet",
+                            "--keep-known"],  # the plug-in's default
                            capture_output=True, text=True, timeout=300)
         if r.returncode != 0:
             check("equal: plug-in result equals `ldm inpaint`", False, r.stderr)

@@ -74,7 +74,8 @@
       (let* ((result (plug-in-ldm-inpaint #:run-mode RUN-NONINTERACTIVE #:image img
                                           #:drawables (vector base) #:model INPAINT-MODEL
                                           #:steps 2 #:seed 7 #:sampler "ddim"
-                                          #:context-padding 16 #:mask-grow 0 #:mask-blur 0))
+                                          #:context-padding 16 #:mask-grow 0 #:mask-blur 0
+                                          #:keep-known FALSE))
              (layer (car result)))
         (say "seed" (cadr result))
         (say "layers-after" (layer-count img))

@@ -292,6 +292,75 @@ test_ode_accuracy (void)
     g_assert_cmpfloat (last[1], <, last[0] / 3); /* at 160 steps */
 }
 
+/* Known-latent blending: with eps = 0 every DDIM step is x <- sqrt(a_prev / a_t) x, and after
+ * every step but the last the kept elements must be sqrt(a_prev) known + sqrt(1 - a_prev) n,
+ * n the next numbers of an Rng seeded like the sampler's. */
+#define BLEND_N 6
+
+typedef struct {
+    const Schedule *s;
+    const float    *known;
+    const uint8_t  *keep;
+    float           prev[BLEND_N];
+    Rng             rng; /* replays the sampler's draws */
+    int             steps_seen;
+} BlendCheck;
+
+static gboolean
+zero_eps (void *data, const float *x, int t, float *eps, GError **error)
+{
+    (void) data;
+    (void) x;
+    (void) t;
+    (void) error;
+    memset (eps, 0, BLEND_N * sizeof (float));
+    return TRUE;
+}
+
+static gboolean
+check_blend (void *data, const SamplerStep *step)
+{
+    BlendCheck *c = data;
+    bool last = step->index == step->count - 1;
+    float noise[BLEND_N];
+    if (!last)
+        rng_normal (&c->rng, noise, BLEND_N);
+    for (int j = 0; j < BLEND_N; j++) {
+        float want = c->keep[j] && !last
+                         ? sqrtf (step->a_prev) * c->known[j] + sqrtf (1 - step->a_prev) * noise[j]
+                         : sqrtf (step->a_prev) * (c->prev[j] / sqrtf (step->a_t));
+        g_assert_cmpfloat (fabsf (step->x[j] - want), <, 1e-5f);
+        c->prev[j] = step->x[j];
+    }
+    c->steps_seen++;
+    return TRUE;
+}
+
+static void
+test_keep_known (void)
+{
+    static Schedule s;
+    g_assert_true (schedule_init (&s, LDM_BETA_LINEAR, 0.00085, 0.012, 1000, NULL));
+    const float known[BLEND_N] = { 0.5f, -1.0f, 2.0f, 0.0f, 1.5f, -0.25f };
+    const uint8_t keep[BLEND_N] = { 1, 0, 1, 0, 0, 1 };
+    float x[BLEND_N] = { 0.3f, -0.2f, 1.1f, 0.9f, -1.4f, 0.05f };
+    BlendCheck c = { .s = &s, .known = known, .keep = keep };
+    memcpy (c.prev, x, sizeof x);
+    Rng rng;
+    rng_seed (&rng, 11);
+    rng_seed (&c.rng, 11);
+    SamplerHooks hooks = { .on_step = check_blend, .data = &c, .known = known, .keep = keep };
+    SamplerParams p = { .sampler = LDM_SAMPLER_DDIM, .steps = 10, .eta = 0 };
+    g_autoptr (GError) error = NULL;
+    g_assert_true (sampler_run (&s, &p, zero_eps, NULL, x, BLEND_N, &rng, &hooks, &error));
+    g_assert_cmpint (c.steps_seen, ==, 10);
+    /* the kept elements end near the known values: the last step scales them by
+     * sqrt(a0 / a_1) and adds no noise of its own */
+    for (int j = 0; j < BLEND_N; j++)
+        if (keep[j])
+            g_assert_cmpfloat (fabsf (x[j] - known[j]), <, 0.25f);
+}
+
 int
 main (int argc, char **argv)
 {
@@ -311,5 +380,6 @@ main (int argc, char **argv)
     g_test_add_func ("/sampler/rng", test_rng);
     g_test_add_func ("/sampler/converge-and-cancel", test_samplers_converge);
     g_test_add_func ("/sampler/ode-accuracy", test_ode_accuracy);
+    g_test_add_func ("/sampler/keep-known", test_keep_known);
     return g_test_run ();
 }

@@ -140,7 +140,7 @@ typedef struct {
     int     steps;
     double  eta, guidance;
     gint64  seed;
-    gboolean quiet;
+    gboolean quiet, keep_known;
 } RunOptions;
 
 static void
@@ -253,6 +253,9 @@ command_run (int argc, char **argv, bool inpaint)
           &o.uncond_context, "Stable Diffusion: unconditional context tensor", "FILE:TENSOR" },
         { "guidance", 0, inpaint ? 0 : G_OPTION_FLAG_HIDDEN, G_OPTION_ARG_DOUBLE, &o.guidance,
           "Stable Diffusion: guidance scale (default 7.5)", "G" },
+        { "keep-known", 0, inpaint ? 0 : G_OPTION_FLAG_HIDDEN, G_OPTION_ARG_NONE, &o.keep_known,
+          "Blend the latents away from the mask back to the image's at every step (the GIMP "
+          "plug-in's default; the authors' script does not)", NULL },
         { "quiet", 'q', 0, G_OPTION_ARG_NONE, &o.quiet, "No progress or messages", NULL },
         { NULL },
     };
@@ -291,6 +294,7 @@ command_run (int argc, char **argv, bool inpaint)
     if (!isnan (o.eta))
         params.eta = (float) o.eta;
     params.guidance = (float) o.guidance;
+    params.keep_known = o.keep_known;
     if (params.steps < 1 || params.steps > 1000) {
         g_set_error (&error, LDM_ERROR, LDM_ERROR_ARGUMENT, "--steps must be 1 to 1000, not %d",
                      params.steps);

@@ -444,9 +444,11 @@ def linear_alphas_cumprod(linear_start, linear_end, timesteps=1000):
 
 
 @torch.no_grad()
-def ddim_sample(unet, cond, alphas_cumprod, steps=20, eta=0.0, generator=None, x=None):
+def ddim_sample(unet, cond, alphas_cumprod, steps=20, eta=0.0, generator=None, x=None,
+                parameterization="eps"):
     """DDIM as the authors run it: timesteps range(0, 1000, 1000 // steps) + 1, the last
-    step's a_prev = alphas_cumprod[0]. cond is concatenated after x_t."""
+    step's a_prev = alphas_cumprod[0]. cond is concatenated after x_t. With parameterization
+    "v" the U-Net's v becomes eps = sqrt(a) v + sqrt(1 - a) x_t (SD 2's DDIM sampler)."""
     T = alphas_cumprod.shape[0]
     c = T // steps
     ts = list(range(0, T, c))
@@ -460,6 +462,8 @@ def ddim_sample(unet, cond, alphas_cumprod, steps=20, eta=0.0, generator=None, x
         at = a[t]
         ap = a[ts[i - 1]] if i > 0 else a[0]
         e = unet(torch.cat([x, cond], 1), torch.full((b,), t, dtype=torch.long))
+        if parameterization == "v":
+            e = at.sqrt() * e + (1 - at).sqrt() * x
         x0 = (x - (1 - at).sqrt() * e) / at.sqrt()
         s = eta * ((1 - ap) / (1 - at) * (1 - at / ap)).sqrt()
         x = ap.sqrt() * x0 + (1 - ap - s ** 2).sqrt() * e

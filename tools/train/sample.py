@@ -44,6 +44,7 @@ def load_model(path):
     p = "first_stage_model."
     ae.load_state_dict({k[len(p):]: v.float() for k, v in sd.items() if k.startswith(p)})
     acp = linear_alphas_cumprod(cfg["linear_start"], cfg["linear_end"], cfg["timesteps"])
+    unet.parameterization = cfg.get("parameterization", "eps")
     return unet.eval(), ae.eval(), acp
 
 
@@ -79,7 +80,8 @@ def main():
     b, _, h, w = cond.shape
     xT = torch.randn(1, 3, h, w, generator=g)
     save_file({"x_T": xT.contiguous()}, args.x_T)
-    z = ddim_sample(unet, cond, acp, steps=args.steps, eta=0.0, x=xT.clone())
+    z = ddim_sample(unet, cond, acp, steps=args.steps, eta=0.0, x=xT.clone(),
+                    parameterization=unet.parameterization)
     x = ae.decode(z, quantize=True)
     if args.mode == "inpaint":
         out = (1 - m) * img + m * ((x + 1) / 2).clamp(0, 1)

@@ -4,11 +4,14 @@
   tools/in-env python3 tools/train/train_unet.py --task inpaint|sr [--minutes 120]
 
 inpaint: U-Net input [x_t (3) | enc(masked image) (3) | mask (1)], masked pixels -1, the
-         encoding NOT quantised, the mask the top-left pixel of each 4x4 block in {-1, +1};
-         linear betas 0.0015..0.0205, eps-prediction, L1 loss (as inpainting_big).
+         encoding NOT quantised, the mask the top-left pixel of each 4x4 block in {-1, +1}
+         (as inpainting_big); linear betas 0.00085..0.012 and v-prediction with an L2 loss
+         (SD 2's parameterization "v"): see TASKS for why not inpainting_big's eps and L1.
 sr:      U-Net input [x_t (3) | LR image in [-1, 1] (3)] at latent size = LR size;
          linear betas 0.0015..0.0155, eps-prediction, L2 loss (as bsr_sr). LR = blur +
          bicubic 4x + noise (degrade.py) of 128-px crops.
+Every --hires-every-th step trains on 256-px crops (64x64 latents) instead, batch / 4: a U-Net
+trained on 32x32 latents only drew speckled noise at 64x64.
 Target latents: quant_conv(encoder(x)) unquantised (VQModelInterface.encode).
 Encoded samples go through a pool (LatentPool): each step encodes --fresh new crops and trains
 on a random batch of the pool, so every sample is seen about batch/fresh times.
@@ -40,9 +43,17 @@ TASKS = {
     # ~100x in the x0 estimate, and the small U-Net (3300 steps) never learned to draw the
     # hole's colours from the context at t > 850 (measured: x0 error 1.2 where the context
     # alone gives 0.1). The SD schedule (0.00085..0.012, alpha-bar 5e-3 at the end) is gentler;
-    # training went on from those weights with it.
-    "inpaint": dict(in_channels=7, linear_start=0.00085, linear_end=0.012, loss="l1"),
-    "sr": dict(in_channels=6, linear_start=0.0015, linear_end=0.0155, loss="l2"),
+    # training went on from those weights with it (step 3217).
+    # Even so, eps-prediction at t = 951 needs eps right to 0.01 for an x0 right to 0.1, and
+    # after 6700 steps the x0 error there was still 0.6 outside the hole, where the
+    # conditioning holds the answer: samples drifted to grey/yellow whatever the context.
+    # From step 6700 the U-Net predicts v = sqrt(a) eps - sqrt(1 - a) x0 (SD 2's
+    # parameterization "v"): about -x0 at high t, so copying the context is easy, and about eps
+    # at low t. L2, as SD 2 trains v.
+    "inpaint": dict(in_channels=7, linear_start=0.00085, linear_end=0.012, loss="l2",
+                    parameterization="v"),
+    "sr": dict(in_channels=6, linear_start=0.0015, linear_end=0.0155, loss="l2",
+               parameterization="eps"),
 }
 UNET_CONFIG = dict(out_channels=3, model_channels=64, channel_mult=(1, 2, 2), num_res_blocks=2,
                    attention_resolutions=(4,), num_heads=-1, num_head_channels=32)
@@ -86,12 +97,12 @@ def normalise_latents(ae, photos, rng):
     return dict(scale=s, shift=m.tolist())
 
 
-def make_batch(task, ae, photos, n, rng):
-    x = common.random_crops(photos, n, 128, rng)
+def make_batch(task, ae, photos, n, rng, size=128):
+    x = common.random_crops(photos, n, size, rng)
     with torch.no_grad():
         z0 = ae.encode(x)
         if task == "inpaint":
-            m = degrade.masks_batch(n, 128, rng)
+            m = degrade.masks_batch(n, size, rng)
             masked = x * (1 - m) - m           # (1-m)*img in [0,1], then *2-1: holes are -1
             c = ae.encode(masked)
             ml = m[:, :, ::4, ::4] * 2 - 1     # top-left pixel of each 4x4 block, {-1, +1}
@@ -109,14 +120,14 @@ class LatentPool:
     encodes only `fresh` new samples into the pool and trains on a random batch from it. The
     pool starts with `start` samples, grows to `size`, then new samples replace random ones."""
 
-    def __init__(self, task, ae, photos, rng, size, fresh, start):
-        self.task, self.ae, self.photos, self.rng = task, ae, photos, rng
+    def __init__(self, task, ae, photos, rng, size, fresh, start, crop=128):
+        self.task, self.ae, self.photos, self.rng, self.crop = task, ae, photos, rng, crop
         self.size, self.fresh = size, fresh
         self.z0, self.cond = [], []
         self.add(start)
 
     def add(self, n):
-        z0, cond = make_batch(self.task, self.ae, self.photos, n, self.rng)
+        z0, cond = make_batch(self.task, self.ae, self.photos, n, self.rng, self.crop)
         for i in range(n):
             if len(self.z0) < self.size:
                 self.z0.append(z0[i])
@@ -157,6 +168,9 @@ def main():
     ap.add_argument("--save-minutes", type=float, default=5)
     ap.add_argument("--pool", type=int, default=3000, help="encoded samples kept (LatentPool)")
     ap.add_argument("--fresh", type=int, default=2, help="new samples encoded per step")
+    ap.add_argument("--hires-every", type=int, default=2,
+                    help="every k-th step trains on 256-px crops (64x64 latents, batch / 4), "
+                         "so the U-Net also learns larger pictures than 128 px; 0 = never")
     ap.add_argument("--no-commit-ckpt", action="store_true")
     args = ap.parse_args()
     common.setup_threads()
@@ -173,20 +187,30 @@ def main():
         ae.load_state_dict(common.float_state(ck["ae"]))
         norm = ck["latent_norm"]
         ae_step = ck["ae_step"]
-        if "unet" in ck:
-            unet.load_state_dict(common.float_state(ck["unet"]))
-            opt.load_state_dict(ck["opt"])
-        else:
-            unet.load_state_dict(common.float_state(ck["ema"]))
-        ema = Ema(unet, args.ema_decay)
-        ema.shadow = common.float_state(ck["ema"])
-        ema.num_updates = ck.get("ema_updates", 0)
         step, seconds = ck["step"], ck.get("seconds", 0.0)
+        old_param = ck.get("parameterization", "eps")
+        phase_start = ck.get("phase_start", 0)
+        if old_param != spec["parameterization"]:
+            # A new target: start from the EMA weights with a fresh optimizer, EMA and warm-up.
+            unet.load_state_dict(common.float_state(ck["ema"]))
+            ema = Ema(unet, args.ema_decay)
+            phase_start = step
+            common.log(f"parameterization {old_param} -> {spec['parameterization']} at step {step}")
+        else:
+            if "unet" in ck:
+                unet.load_state_dict(common.float_state(ck["unet"]))
+                opt.load_state_dict(ck["opt"])
+            else:
+                unet.load_state_dict(common.float_state(ck["ema"]))
+            ema = Ema(unet, args.ema_decay)
+            ema.shadow = common.float_state(ck["ema"])
+            ema.num_updates = ck.get("ema_updates", 0)
         common.log(f"resumed {task} from {src} at step {step} ({seconds / 3600:.2f} h)")
     else:
         ae, ae_step = load_stage1_ae()
         norm = normalise_latents(ae, photos, random.Random(99))
         ema = Ema(unet, args.ema_decay)
+        phase_start = 0
     ae.eval()
     for p in ae.parameters():
         p.requires_grad_(False)
@@ -197,13 +221,18 @@ def main():
 
     acp = linear_alphas_cumprod(spec["linear_start"], spec["linear_end"]).float()
     sa, s1a = acp.sqrt(), (1 - acp).sqrt()
-    lr_at = common.Lr(args.lr, warmup=100)
+    warm = common.Lr(args.lr, warmup=100)
+    lr_at = lambda s: warm(s - phase_start)  # noqa: E731  (warm-up again after a switch)
     pool = LatentPool(task, ae, photos, rng, args.pool, args.fresh, start=16 * args.batch)
+    # 256-px crops: 4x the encoding per sample, so a smaller pool refreshed one at a time.
+    hires = (LatentPool(task, ae, photos, rng, args.pool // 4, 1, start=4 * args.batch, crop=256)
+             if args.hires_every > 0 else None)
 
     def save():
         base = dict(task=task, step=step, seconds=seconds, unet_config=unet.cfg,
                     ae_config=ae.cfg, ae_step=ae_step, latent_norm=norm,
-                    ema_updates=ema.num_updates)
+                    ema_updates=ema.num_updates, parameterization=spec["parameterization"],
+                    phase_start=phase_start)
         common.atomic_save(dict(base, unet=unet.state_dict(), ema=ema.shadow,
                                 opt=opt.state_dict(), ae=ae.state_dict()),
                            os.path.join(common.CACHE, task + ".pt"))
@@ -220,16 +249,23 @@ def main():
     tcnt = torch.zeros(4)
     while step < args.max_steps and time.time() - t0 < args.minutes * 60:
         common.set_lr(opt, lr_at(step))
-        z0, cond = pool.batch(args.batch)
+        if hires is not None and step % args.hires_every == args.hires_every - 1:
+            z0, cond = hires.batch(max(1, args.batch // 4))
+        else:
+            z0, cond = pool.batch(args.batch)
         b = z0.shape[0]
         t = torch.randint(0, acp.shape[0], (b,))
         eps = torch.randn_like(z0)
         xt = sa[t][:, None, None, None] * z0 + s1a[t][:, None, None, None] * eps
         out = unet(torch.cat([xt, cond], 1), t)
-        if spec["loss"] == "l1":
-            per = (out - eps).abs().mean(dim=(1, 2, 3))
+        if spec["parameterization"] == "v":
+            target = sa[t][:, None, None, None] * eps - s1a[t][:, None, None, None] * z0
         else:
-            per = ((out - eps) ** 2).mean(dim=(1, 2, 3))
+            target = eps
+        if spec["loss"] == "l1":
+            per = (out - target).abs().mean(dim=(1, 2, 3))
+        else:
+            per = ((out - target) ** 2).mean(dim=(1, 2, 3))
         loss = per.mean()
         opt.zero_grad(set_to_none=True)
         loss.backward()
