@@ -237,7 +237,8 @@ def model_inpaint(args, rgb, mask, seed, stem):
     cv2.imwrite(msk, mask)
     dt = run_ldm([args.ldm, "inpaint", "--model", args.inpaint_model, "--image", img,
                   "--mask", msk, "--output", out, "--steps", str(args.steps),
-                  "--seed", str(seed), "--sampler", args.sampler, "--eta", str(args.eta), "-q"])
+                  "--seed", str(seed), "--sampler", args.sampler, "--eta", str(args.eta), "-q"]
+                 + (["--keep-known"] if args.keep_known else []))
     return read_rgb(out), dt
 
 
@@ -488,6 +489,7 @@ def write_report(path, res):
         + ", ".join(f"{k} {100 * v:.1f} %" for k, v in s["masks"].items()) + ".",
         "",
         f"Model: `ldm inpaint`, {s['steps']} steps, sampler {s['sampler']}, eta {s['eta']}, "
+        f"keep-known {'on (the plug-in default)' if s.get('keep_known') else 'off'}, "
         f"seed {s['seed']} + case index. OpenCV: `cv2.inpaint` radius {INPAINT_RADIUS} on the "
         f"BGR picture. Mean fill: the mean colour of the pixels within {RING_OUTER} px of the "
         "hole.",
@@ -574,6 +576,8 @@ def parse_args():
     ap.add_argument("--steps", type=int, default=20)
     ap.add_argument("--sampler", default="ddim", help="inpainting sampler (ddim, ddpm, dpmpp-2m)")
     ap.add_argument("--eta", type=float, default=0.0, help="inpainting DDIM eta")
+    ap.add_argument("--keep-known", action=argparse.BooleanOptionalAction, default=True,
+                    help="pass --keep-known to ldm inpaint (the plug-in's default)")
     ap.add_argument("--sr-sampler", default="ddim", help="upscaling sampler")
     ap.add_argument("--sr-eta", type=float, default=1.0, help="upscaling DDIM eta")
     ap.add_argument("--seed", type=int, default=1, help="base seed (plus the case index)")
@@ -625,7 +629,8 @@ def main():
         "settings": {
             "inpaint_model": rel(args.inpaint_model), "sr_model": rel(args.sr_model),
             "steps": args.steps, "sampler": args.sampler, "eta": args.eta,
-            "sr_sampler": args.sr_sampler, "sr_eta": args.sr_eta, "seed": args.seed,
+            "keep_known": args.keep_known, "sr_sampler": args.sr_sampler,
+            "sr_eta": args.sr_eta, "seed": args.seed,
             "photos": [p for p, _ in photos], "crop_size": SIZE,
             "masks": {k: float((m > 0).mean()) for k, m in masks.items()},
             "sr_blur_sigma": SR_BLUR_SIGMA, "sr_factor": SR_FACTOR},
