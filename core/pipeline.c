@@ -550,7 +550,8 @@ known_latents (const Act *cond, LdmModelKind kind, const uint8_t *fill, int pw, 
                float **known, uint8_t **keep, GError **error)
 {
     int h = cond->h, w = cond->w, zc = cond->c - 1;
-    int first = kind == LDM_MODEL_SD_INPAINT ? 1 : 0; /* SD: [mask | latent], LDM: [latent | mask] */
+    /* SD's condition is [mask | latent], LDM's [latent | mask] */
+    int first = kind == LDM_MODEL_SD_INPAINT ? 1 : 0;
     size_t n = (size_t) h * w * zc;
     *known = g_try_malloc_n (n, sizeof (float));
     *keep = g_try_malloc (n);
@@ -698,7 +699,8 @@ ldm_upscale (LdmEngine *e, const LdmImage *image, const LdmSampleParams *p, LdmI
     rng_seed (&rng, p->seed);
     if (!image_to_act (image, pw, ph, &lr, error)
         || !act_alloc (&x, 1, ph, pw, e->config.unet.out_channels, error)
-        || !initial_latent (p, &rng, &x, error) || !sample (e, p, &lr, NULL, NULL, &rng, &x, error)
+        || !initial_latent (p, &rng, &x, error)
+        || !sample (e, p, &lr, NULL, NULL, &rng, &x, error)
         || !autoencoder_quantize (e->ae, &x, &quant, NULL, error)
         || !decode_tiled (e, &quant, &dec, error))
         goto done;
