@@ -161,6 +161,11 @@ typedef struct {
      * blending, the CompVis DDIM sampler's mask/x0), so the fill grows from its surroundings.
      * FALSE = the authors' inpainting script, which does not blend. */
     gboolean      keep_known;
+    /* Inpainting: shift the decoded fill's colours by the difference between the input and
+     * the decoded picture around the fill (the pixels within 4 latent blocks of it, outside
+     * it), correcting the autoencoder's colour drift (as webui's colour correction). FALSE =
+     * the decoded pixels as they are. */
+    gboolean      match_colors;
     /* Optional initial latent x_T, NCHW (1 x C x h x w) as the fixtures store it; its size
      * must be the padded latent size. NULL = drawn from the seed. */
     const float  *x_T;

@@ -649,6 +649,8 @@ ldm_inpaint (LdmEngine *e, const LdmImage *image, const LdmImage *mask,
     }
     if (!(ok = decode_tiled (e, z, &dec, error)))
         goto done;
+    if (p->match_colors && !(ok = act_match_region_mean (&dec, &img, fill, 4 * f, w, h, error)))
+        goto done;
 
     /* Composite: generated pixels inside the mask, the input's own bytes elsewhere. */
     size_t bytes = (size_t) w * h * image->channels;

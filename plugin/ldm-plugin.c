@@ -136,6 +136,10 @@ ldm_create_procedure (GimpPlugIn *plug_in, const gchar *name)
                                                "from its surroundings (off: the authors' "
                                                "sampler)"),
                                              TRUE, G_PARAM_READWRITE);
+        gimp_procedure_add_boolean_argument (procedure, "match-colors", _("Match co_lors"),
+                                             _("Correct the fill's colors by the model's color "
+                                               "error on the pixels around it"),
+                                             TRUE, G_PARAM_READWRITE);
         gimp_procedure_add_layer_return_value (procedure, "layer", _("Layer"),
                                                _("The new layer"), FALSE, G_PARAM_READWRITE);
     } else if (strcmp (name, UPSCALE_PROC) == 0) {
@@ -208,7 +212,8 @@ show_dialog (GimpProcedure *procedure, GimpProcedureConfig *config, const char *
     gimp_procedure_dialog_set_ok_label (d, inpaint ? _("_Inpaint") : _("_Upscale"));
     if (inpaint) {
         gimp_procedure_dialog_fill_box (d, "region-box", "context-padding", "working-size",
-                                        "mask-grow", "mask-blur", "keep-known", NULL);
+                                        "mask-grow", "mask-blur", "keep-known", "match-colors",
+                                        NULL);
         gimp_procedure_dialog_get_label (d, "region-title", _("Region"), FALSE, FALSE);
         gimp_procedure_dialog_fill_frame (d, "region-frame", "region-title", FALSE, "region-box");
         gimp_procedure_dialog_fill (d, "model", "sampler", "steps", "seed", "eta",
@@ -376,7 +381,7 @@ init_sample_params (LdmSampleParams *p, const Sampling *s, LdmJob *job)
 typedef struct {
     const char            *model_path;
     Sampling               sampling;
-    gboolean               keep_known;
+    gboolean               keep_known, match_colors;
     LdmRegionParams        region;
     LdmImage               crop;
     const float           *selection;
@@ -393,6 +398,7 @@ inpaint_work (LdmJob *job, gpointer data, GError **error)
     LdmSampleParams params;
     init_sample_params (&params, &w->sampling, job);
     params.keep_known = w->keep_known;
+    params.match_colors = w->match_colors;
     return ldm_inpaint_region (engine, &w->crop, w->selection, &w->region, &params, &w->result,
                                error);
 }
@@ -431,7 +437,8 @@ run_inpaint (GimpProcedure *procedure, GimpRunMode run_mode, GimpImage *image,
     read_sampling (config, &w.sampling);
     g_object_get (config, "context-padding", &w.region.context_padding, "working-size",
                   &w.region.working_size, "mask-grow", &w.region.mask_grow, "mask-blur",
-                  &w.region.mask_blur, "keep-known", &w.keep_known, NULL);
+                  &w.region.mask_blur, "keep-known", &w.keep_known, "match-colors",
+                  &w.match_colors, NULL);
     g_autofree char *path = model_path (config, LDM_BUILTIN_INPAINT, &error);
     if (!path)
         return fail (procedure, error);
@@ -476,10 +483,11 @@ run_inpaint (GimpProcedure *procedure, GimpRunMode run_mode, GimpImage *image,
     append_sampling (parameters, INPAINT_PROC, path, &w.sampling);
     g_string_append_printf (parameters,
                             "context-padding=%d\nworking-size=%d\nmask-grow=%d\nmask-blur=%d\n"
-                            "keep-known=%s\ncrop=%d,%d,%d,%d\nmodel-size=%d,%d\n",
+                            "keep-known=%s\nmatch-colors=%s\ncrop=%d,%d,%d,%d\nmodel-size=%d,%d\n",
                             w.region.context_padding, w.region.working_size, w.region.mask_grow,
-                            w.region.mask_blur, w.keep_known ? "true" : "false", crop.x, crop.y,
-                            crop.width, crop.height,
+                            w.region.mask_blur, w.keep_known ? "true" : "false",
+                            w.match_colors ? "true" : "false", crop.x, crop.y, crop.width,
+                            crop.height,
                             w.result.model_width, w.result.model_height);
 
     /* everything the run changes is one undo step */

@@ -64,15 +64,17 @@ def run_fixture_images():
                        for y in range(src[1]) for x in range(src[0]) if mask[3][y][x] < 128)
             check(f"inpaint {model}: pixels outside the mask unchanged", kept)
 
-        # --keep-known: the fill changes, the pixels outside the mask do not; with the whole
-        # picture masked no latent is known and the result is the authors' bit for bit.
+        # --keep-known and --match-colors: the fill changes, the pixels outside the mask do not;
+        # with the whole picture masked no latent is known and no pixel is around the fill, so
+        # the result is the authors' bit for bit.
         src = read_png(os.path.join(f, "image.png"))
         mask = read_png(os.path.join(f, "mask.png"))
         full = os.path.join(tmp, "all-masked.png")
         pngutil.write_png(full, src[0], src[1], 1, [bytes([255] * src[0])] * src[1])
         outs = {}
+        both = ["--keep-known", "--match-colors"]
         for name, m, extra in (("kk", "mask.png", ["--keep-known"]), ("full", full, []),
-                               ("full-kk", full, ["--keep-known"])):
+                               ("full-kk", full, both), ("mc", "mask.png", both)):
             outs[name] = os.path.join(tmp, name + ".png")
             r = ldm("inpaint", "--model", os.path.join(f, "model.safetensors"), "--image",
                     os.path.join(f, "image.png"), "--mask", os.path.join(f, m), "--output",
@@ -84,10 +86,17 @@ def run_fixture_images():
             kept = all(got[3][y][x * 3:x * 3 + 3] == src[3][y][x * 3:x * 3 + 3]
                        for y in range(src[1]) for x in range(src[0]) if mask[3][y][x] < 128)
             check("inpaint --keep-known: pixels outside the mask unchanged", kept)
+            got = read_png(outs["mc"])
+            kept = all(got[3][y][x * 3:x * 3 + 3] == src[3][y][x * 3:x * 3 + 3]
+                       for y in range(src[1]) for x in range(src[0]) if mask[3][y][x] < 128)
+            check("inpaint --match-colors: pixels outside the mask unchanged", kept)
+            check("inpaint --match-colors: the fill differs from --keep-known alone",
+                  max_diff(got, read_png(outs["kk"])) > 0)
             check("inpaint --keep-known: the fill differs from the authors' sampler",
                   max_diff(got, read_png(os.path.join(f, "expected.png"))) > 2)
             a, b = read_png(outs["full"]), read_png(outs["full-kk"])
-            check("inpaint --keep-known with everything masked: the same as without", a == b,
+            check("inpaint --keep-known --match-colors with everything masked: the same as "
+                  "without", a == b,
                   f"max diff {max_diff(a, b)}")
 
         f = os.path.join(SHARED, "fixtures", "ldm-sr-tiny")

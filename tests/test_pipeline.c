@@ -3,7 +3,9 @@
  *  - ldm_inpaint / ldm_upscale end to end (public API) with the stored x_T (and noises):
  *    the result equals the authors' decoded image to a level, and every pixel outside the mask
  *    is the input's, bit for bit;
- *  - bad input, cancellation, sizes that need padding. */
+ *  - bad input, cancellation, sizes that need padding;
+ *  - the colour matching of a generated region (act_match_region_mean), on built pictures. */
+#include "act.h"
 #include "model.h"
 #include "sampler.h"
 #include "testutil.h"
@@ -496,6 +498,50 @@ test_upscale_tiled (void)
     e2e_close (&e);
 }
 
+/* A 40 x 30 picture: ref = (0.2, -0.1, 0.5) near the region and (-0.9, 0.9, -0.9) from
+ * column 30 on (beyond the radius); x = ref + (0.3, 0.1, -0.2) everywhere outside the region
+ * and anything inside it. After matching, the region is shifted by exactly -(0.3, 0.1, -0.2)
+ * (the far pixels, which differ by another amount, are not used), and nothing outside the
+ * region moves. */
+static void
+test_match_region_mean (void)
+{
+    const int w = 40, h = 30, radius = 4;
+    const float near_ref[3] = { 0.2f, -0.1f, 0.5f }, far_ref[3] = { -0.9f, 0.9f, -0.9f };
+    const float drift[3] = { 0.3f, 0.1f, -0.2f };
+    Act x = { 0 }, ref = { 0 };
+    g_assert_true (act_alloc (&x, 1, h, w, 3, NULL) && act_alloc (&ref, 1, h, w, 3, NULL));
+    g_autofree uint8_t *region = g_malloc0 ((size_t) w * h);
+    g_autofree float *before = g_malloc ((size_t) w * h * 3 * sizeof (float));
+    for (int y = 0; y < h; y++)
+        for (int xx = 0; xx < w; xx++) {
+            size_t p = (size_t) y * w + xx;
+            region[p] = xx >= 8 && xx < 20 && y >= 10 && y < 18;
+            for (int k = 0; k < 3; k++) {
+                ref.data[p * 3 + k] = xx >= 30 ? far_ref[k] : near_ref[k];
+                /* the far block drifts by another amount: it must not be used */
+                float d = xx >= 30 ? -drift[k] : drift[k];
+                x.data[p * 3 + k] = region[p] ? 0.05f * (float) ((xx + k) % 7) - 0.1f
+                                              : ref.data[p * 3 + k] + d;
+            }
+        }
+    memcpy (before, x.data, (size_t) w * h * 3 * sizeof (float));
+    g_assert_true (act_match_region_mean (&x, &ref, region, radius, w, h, NULL));
+    for (size_t p = 0; p < (size_t) w * h; p++)
+        for (int k = 0; k < 3; k++) {
+            float want = region[p] ? before[p * 3 + k] - drift[k] : before[p * 3 + k];
+            g_assert_cmpfloat (fabsf (x.data[p * 3 + k] - want), <, 1e-5f);
+        }
+    /* a region that covers everything has no ring: nothing changes */
+    memset (region, 1, (size_t) w * h);
+    memcpy (x.data, before, (size_t) w * h * 3 * sizeof (float));
+    g_assert_true (act_match_region_mean (&x, &ref, region, radius, w, h, NULL));
+    g_assert_cmpmem (x.data, (size_t) w * h * 3 * sizeof (float), before,
+                     (size_t) w * h * 3 * sizeof (float));
+    act_free (&x);
+    act_free (&ref);
+}
+
 int
 main (int argc, char **argv)
 {
@@ -525,5 +571,6 @@ main (int argc, char **argv)
     }
     g_test_add_func ("/pipeline/edges", test_inpaint_edges);
     g_test_add_func ("/pipeline/upscale-tiled", test_upscale_tiled);
+    g_test_add_func ("/pipeline/match-region-mean", test_match_region_mean);
     return g_test_run ();
 }

@@ -140,7 +140,7 @@ typedef struct {
     int     steps;
     double  eta, guidance;
     gint64  seed;
-    gboolean quiet, keep_known;
+    gboolean quiet, keep_known, match_colors;
 } RunOptions;
 
 static void
@@ -256,6 +256,9 @@ command_run (int argc, char **argv, bool inpaint)
         { "keep-known", 0, inpaint ? 0 : G_OPTION_FLAG_HIDDEN, G_OPTION_ARG_NONE, &o.keep_known,
           "Blend the latents away from the mask back to the image's at every step (the GIMP "
           "plug-in's default; the authors' script does not)", NULL },
+        { "match-colors", 0, inpaint ? 0 : G_OPTION_FLAG_HIDDEN, G_OPTION_ARG_NONE,
+          &o.match_colors, "Shift the fill's colors by the autoencoder's color error around "
+          "it (the GIMP plug-in's default)", NULL },
         { "quiet", 'q', 0, G_OPTION_ARG_NONE, &o.quiet, "No progress or messages", NULL },
         { NULL },
     };
@@ -295,6 +298,7 @@ command_run (int argc, char **argv, bool inpaint)
         params.eta = (float) o.eta;
     params.guidance = (float) o.guidance;
     params.keep_known = o.keep_known;
+    params.match_colors = o.match_colors;
     if (params.steps < 1 || params.steps > 1000) {
         g_set_error (&error, LDM_ERROR, LDM_ERROR_ARGUMENT, "--steps must be 1 to 1000, not %d",
                      params.steps);
