@@ -238,7 +238,8 @@ def model_inpaint(args, rgb, mask, seed, stem):
     dt = run_ldm([args.ldm, "inpaint", "--model", args.inpaint_model, "--image", img,
                   "--mask", msk, "--output", out, "--steps", str(args.steps),
                   "--seed", str(seed), "--sampler", args.sampler, "--eta", str(args.eta), "-q"]
-                 + (["--keep-known"] if args.keep_known else []))
+                 + (["--keep-known"] if args.keep_known else [])
+                 + (["--match-colors"] if args.match_colors else []))
     return read_rgb(out), dt
 
 
@@ -489,7 +490,8 @@ def write_report(path, res):
         + ", ".join(f"{k} {100 * v:.1f} %" for k, v in s["masks"].items()) + ".",
         "",
         f"Model: `ldm inpaint`, {s['steps']} steps, sampler {s['sampler']}, eta {s['eta']}, "
-        f"keep-known {'on (the plug-in default)' if s.get('keep_known') else 'off'}, "
+        f"keep-known {'on' if s.get('keep_known') else 'off'}, "
+        f"match-colors {'on' if s.get('match_colors') else 'off'} (the plug-in has both on), "
         f"seed {s['seed']} + case index. OpenCV: `cv2.inpaint` radius {INPAINT_RADIUS} on the "
         f"BGR picture. Mean fill: the mean colour of the pixels within {RING_OUTER} px of the "
         "hole.",
@@ -578,6 +580,8 @@ def parse_args():
     ap.add_argument("--eta", type=float, default=0.0, help="inpainting DDIM eta")
     ap.add_argument("--keep-known", action=argparse.BooleanOptionalAction, default=True,
                     help="pass --keep-known to ldm inpaint (the plug-in's default)")
+    ap.add_argument("--match-colors", action=argparse.BooleanOptionalAction, default=True,
+                    help="pass --match-colors to ldm inpaint (the plug-in's default)")
     ap.add_argument("--sr-sampler", default="ddim", help="upscaling sampler")
     ap.add_argument("--sr-eta", type=float, default=1.0, help="upscaling DDIM eta")
     ap.add_argument("--seed", type=int, default=1, help="base seed (plus the case index)")
@@ -629,7 +633,8 @@ def main():
         "settings": {
             "inpaint_model": rel(args.inpaint_model), "sr_model": rel(args.sr_model),
             "steps": args.steps, "sampler": args.sampler, "eta": args.eta,
-            "keep_known": args.keep_known, "sr_sampler": args.sr_sampler,
+            "keep_known": args.keep_known, "match_colors": args.match_colors,
+            "sr_sampler": args.sr_sampler,
             "sr_eta": args.sr_eta, "seed": args.seed,
             "photos": [p for p, _ in photos], "crop_size": SIZE,
             "masks": {k: float((m > 0).mean()) for k, m in masks.items()},
