@@ -91,7 +91,7 @@ add_sampling_arguments (GimpProcedure *procedure, const char *builtin, int steps
             "ddim", LDM_SAMPLER_DDIM, _("DDIM (the authors' sampler)"), NULL,
             "ddpm", LDM_SAMPLER_DDPM, _("DDPM (ancestral)"), NULL,
             NULL),
-        "dpmpp-2m", G_PARAM_READWRITE);
+        "ddim", G_PARAM_READWRITE);
     gimp_procedure_add_double_argument (procedure, "eta", _("E_ta"),
                                         _("DDIM only: 0 is deterministic, 1 adds fresh noise "
                                           "every step like DDPM"),
