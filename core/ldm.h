@@ -159,7 +159,8 @@ typedef struct {
     /* Inpainting: after every step, the latents more than one latent pixel away from the mask
      * are set to the masked image's own encoding, noised to the step's level (RePaint-style
      * blending, the CompVis DDIM sampler's mask/x0), so the fill grows from its surroundings.
-     * FALSE = the authors' inpainting script, which does not blend. */
+     * FALSE = the authors' inpainting script, which does not blend. The blend's noise always
+     * comes from the seed, not from `noise` below. */
     gboolean      keep_known;
     /* Inpainting: shift the decoded fill's colours by the difference between the input and
      * the decoded picture around the fill (the pixels within 4 latent blocks of it, outside

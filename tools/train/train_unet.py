@@ -11,7 +11,7 @@ sr:      U-Net input [x_t (3) | LR image in [-1, 1] (3)] at latent size = LR siz
          linear betas 0.0015..0.0155, eps-prediction, L2 loss (as bsr_sr). LR = blur +
          bicubic 4x + noise (degrade.py) of 128-px crops.
 Every --hires-every-th step trains on 256-px crops (64x64 latents) instead, batch / 4: a U-Net
-trained on 32x32 latents only drew speckled noise at 64x64.
+trained on 32x32 latents only drew speckled noise at 64x64 (sr too: 64-px LR images).
 Target latents: quant_conv(encoder(x)) unquantised (VQModelInterface.encode).
 Encoded samples go through a pool (LatentPool): each step encodes --fresh new crops and trains
 on a random batch of the pool, so every sample is seen about batch/fresh times.
