@@ -203,50 +203,19 @@ act_group_norm (const Act *in, Act *out, const float *gamma, const float *beta, 
     g_free (shift);
 }
 
-/* dst = src dilated by a (2r+1)-long window along rows (dx = 1) or columns (dx = w). */
-static void
-dilate_axis (const uint8_t *src, uint8_t *dst, int w, int h, int r, bool along_rows)
-{
-    int len = along_rows ? w : h, lines = along_rows ? h : w;
-    size_t step = along_rows ? 1 : (size_t) w, line_step = along_rows ? (size_t) w : 1;
-    for (int l = 0; l < lines; l++) {
-        const uint8_t *s = src + l * line_step;
-        uint8_t *d = dst + l * line_step;
-        int last = -1 - r; /* position of the last set pixel seen, for the left half */
-        for (int i = 0; i < len; i++) {
-            if (s[i * step])
-                last = i;
-            d[i * step] = i - last <= r;
-        }
-        last = len + r; /* the right half */
-        for (int i = len - 1; i >= 0; i--) {
-            if (s[i * step])
-                last = i;
-            d[i * step] |= last - i <= r;
-        }
-    }
-}
-
 gboolean
-act_match_region_mean (Act *x, const Act *ref, const uint8_t *region, int radius, int valid_w,
-                       int valid_h, GError **error)
+act_match_region_mean (Act *x, const Act *ref, const uint8_t *region, const float *near,
+                       int valid_w, int valid_h)
 {
-    int w = x->w, h = x->h, c = x->c;
-    size_t pixels = (size_t) w * h;
-    g_autofree uint8_t *tmp = g_try_malloc (pixels), *near = g_try_malloc (pixels);
-    g_autofree double *sum = g_try_malloc0_n (2 * (size_t) c, sizeof (double));
-    if (!tmp || !near || !sum) {
-        g_set_error (error, LDM_ERROR, LDM_ERROR_NO_MEMORY,
-                     "not enough memory for colour matching");
+    int w = x->w, c = x->c;
+    double sum[2 * LDM_MATCH_MAX_CHANNELS] = { 0 };
+    if (c > LDM_MATCH_MAX_CHANNELS)
         return FALSE;
-    }
-    dilate_axis (region, tmp, w, h, radius, true);
-    dilate_axis (tmp, near, w, h, radius, false);
     size_t count = 0;
-    for (int y = 0; y < MIN (valid_h, h); y++)
+    for (int y = 0; y < MIN (valid_h, x->h); y++)
         for (int xx = 0; xx < MIN (valid_w, w); xx++) {
             size_t p = (size_t) y * w + xx;
-            if (region[p] || !near[p])
+            if (region[p] || near[p] <= 0.0f)
                 continue;
             count++;
             for (int k = 0; k < c; k++) {
@@ -256,11 +225,12 @@ act_match_region_mean (Act *x, const Act *ref, const uint8_t *region, int radius
         }
     if (count == 0)
         return TRUE;
-    for (int k = 0; k < c; k++) {
-        float shift = (float) ((sum[k] - sum[c + k]) / (double) count);
-        for (size_t p = 0; p < pixels; p++)
-            if (region[p])
-                x->data[p * c + k] += shift;
-    }
+    float shift[LDM_MATCH_MAX_CHANNELS];
+    for (int k = 0; k < c; k++)
+        shift[k] = (float) ((sum[k] - sum[c + k]) / (double) count);
+    for (size_t p = 0; p < (size_t) w * x->h; p++)
+        if (region[p])
+            for (int k = 0; k < c; k++)
+                x->data[p * c + k] += shift[k];
     return TRUE;
 }

@@ -25,10 +25,12 @@ void act_group_norm (const Act *in, Act *out, const float *gamma, const float *b
 /* y += x, element-wise over n floats. */
 void act_add (float *y, const float *x, size_t n);
 
-/* Colour matching of a generated region (n = 1, h x w x c; ref the same shape): adds to x
- * inside `region` (h x w bytes, non-zero = generated) the per-channel difference of the means
- * of ref and x over the ring of pixels outside the region within `radius` pixels of it
- * (Chebyshev distance), limited to the top-left valid_w x valid_h pixels. Nothing changes
- * when the ring is empty. FALSE (and a GError) when memory runs out. */
-gboolean act_match_region_mean (Act *x, const Act *ref, const uint8_t *region, int radius,
-                                int valid_w, int valid_h, GError **error);
+/* Colour matching of a generated region (n = 1, h x w x c, c <= LDM_MATCH_MAX_CHANNELS; ref
+ * the same shape): adds to x inside `region` (h x w bytes, non-zero = generated) the
+ * per-channel difference of the means of ref and x over the ring: the pixels outside the
+ * region where `near` (h x w, the region grown, e.g. by ldm_mask_grow) is positive, limited to
+ * the top-left valid_w x valid_h pixels. Nothing changes when the ring is empty. FALSE only
+ * for too many channels. */
+#define LDM_MATCH_MAX_CHANNELS 4
+gboolean act_match_region_mean (Act *x, const Act *ref, const uint8_t *region, const float *near,
+                                int valid_w, int valid_h);

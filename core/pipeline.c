@@ -574,6 +574,26 @@ known_latents (const Act *cond, LdmModelKind kind, const uint8_t *fill, int pw, 
     return TRUE;
 }
 
+/* match_colors: the decoded fill shifted by the mean error input - decoded on the pixels within
+ * `radius` of the fill (a disk, ldm_mask_grow). */
+static gboolean
+match_fill_colors (Act *dec, const Act *img, const uint8_t *fill, int radius, int w, int h,
+                   GError **error)
+{
+    size_t n = (size_t) dec->w * dec->h;
+    g_autofree float *near = g_try_malloc_n (n, sizeof (float));
+    if (!near) {
+        g_set_error (error, LDM_ERROR, LDM_ERROR_NO_MEMORY, "not enough memory for the colours");
+        return FALSE;
+    }
+    for (size_t i = 0; i < n; i++)
+        near[i] = fill[i] ? 1.0f : 0.0f;
+    if (!ldm_mask_grow (near, dec->w, dec->h, radius, error))
+        return FALSE;
+    act_match_region_mean (dec, img, fill, near, w, h); /* 3 channels: cannot fail */
+    return TRUE;
+}
+
 static uint8_t
 to_byte (float v) /* [-1, 1] -> 0..255, rounded */
 {
@@ -649,7 +669,7 @@ ldm_inpaint (LdmEngine *e, const LdmImage *image, const LdmImage *mask,
     }
     if (!(ok = decode_tiled (e, z, &dec, error)))
         goto done;
-    if (p->match_colors && !(ok = act_match_region_mean (&dec, &img, fill, 4 * f, w, h, error)))
+    if (p->match_colors && !(ok = match_fill_colors (&dec, &img, fill, 4 * f, w, h, error)))
         goto done;
 
     /* Composite: generated pixels inside the mask, the input's own bytes elsewhere. */
