@@ -19,14 +19,15 @@ def check(name, ok, detail=""):
     print(f"{'ok' if ok else 'FAIL'}: {name}{': ' + str(detail) if detail and not ok else ''}")
 
 
-def option(name):
+def options(*names):
     opts = json.loads(subprocess.run([MESON, "introspect", "--buildoptions", BUILD],
                                      capture_output=True, text=True, check=True).stdout)
-    return next(o["value"] for o in opts if o["name"] == name)
+    values = {o["name"]: o["value"] for o in opts}
+    return [values[n] for n in names]
 
 
 def main():
-    prefix, datadir = option("prefix"), option("datadir")
+    prefix, datadir = options("prefix", "datadir")
     with tempfile.TemporaryDirectory() as dest:
         r = subprocess.run([MESON, "install", "-C", BUILD, "--destdir", dest, "--no-rebuild",
                             "--quiet"], capture_output=True, text=True)
