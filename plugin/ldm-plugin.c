@@ -74,9 +74,16 @@ add_sampling_arguments (GimpProcedure *procedure, const char *builtin, int steps
 {
     g_autofree char *model_blurb = g_strdup_printf (
         _("Model checkpoint (.ckpt or .safetensors); none = the built-in model %s"), builtin);
+    /* ACTION_ANY: GIMP itself would refuse a missing file or a folder before the plug-in
+     * runs, with a message that names neither ("<not transformable to string> ... out of
+     * range"); model_path() checks it and says which file is wrong. The dialog edits the
+     * auxiliary "model-file" (an open-file chooser, which ACTION_ANY cannot have). */
     gimp_procedure_add_file_argument (procedure, "model", _("_Model"), model_blurb,
-                                      GIMP_FILE_CHOOSER_ACTION_OPEN, TRUE, NULL,
+                                      GIMP_FILE_CHOOSER_ACTION_ANY, TRUE, NULL,
                                       G_PARAM_READWRITE);
+    gimp_procedure_add_file_aux_argument (procedure, "model-file", _("_Model"), model_blurb,
+                                          GIMP_FILE_CHOOSER_ACTION_OPEN, TRUE, NULL,
+                                          G_PARAM_READWRITE);
     gimp_procedure_add_int_argument (procedure, "steps", _("_Steps"),
                                      _("Denoising steps: more is slower and finer"),
                                      1, 1000, steps, G_PARAM_READWRITE);
@@ -202,11 +209,27 @@ plug_in_error (const char *format, ...)
     return error;
 }
 
+/* Copies property `from` of config to `to` when `to` accepts the value (the dialog's
+ * properties are stricter than the PDB's: an existing file); otherwise `to` is reset. */
+static void
+copy_property (GimpProcedureConfig *config, const char *from, const char *to)
+{
+    GParamSpec *spec = g_object_class_find_property (G_OBJECT_GET_CLASS (config), to);
+    GValue value = G_VALUE_INIT;
+    g_value_init (&value, G_PARAM_SPEC_VALUE_TYPE (spec));
+    g_object_get_property (G_OBJECT (config), from, &value);
+    if (g_param_value_validate (spec, &value)) /* not acceptable: reset */
+        g_param_value_set_default (spec, &value);
+    g_object_set_property (G_OBJECT (config), to, &value);
+    g_value_unset (&value);
+}
+
 static gboolean
 show_dialog (GimpProcedure *procedure, GimpProcedureConfig *config, const char *title,
              gboolean inpaint)
 {
     gimp_ui_init (PLUG_IN_BINARY);
+    copy_property (config, "model", "model-file");
     GtkWidget *dialog = gimp_procedure_dialog_new (procedure, config, title);
     GimpProcedureDialog *d = GIMP_PROCEDURE_DIALOG (dialog);
     gimp_procedure_dialog_set_ok_label (d, inpaint ? _("_Inpaint") : _("_Upscale"));
@@ -216,11 +239,11 @@ show_dialog (GimpProcedure *procedure, GimpProcedureConfig *config, const char *
                                         NULL);
         gimp_procedure_dialog_get_label (d, "region-title", _("Region"), FALSE, FALSE);
         gimp_procedure_dialog_fill_frame (d, "region-frame", "region-title", FALSE, "region-box");
-        gimp_procedure_dialog_fill (d, "model", "sampler", "steps", "seed", "eta",
+        gimp_procedure_dialog_fill (d, "model-file", "sampler", "steps", "seed", "eta",
                                     "region-frame", NULL);
     } else {
-        gimp_procedure_dialog_fill (d, "model", "sampler", "steps", "seed", "eta", "in-place",
-                                    NULL);
+        gimp_procedure_dialog_fill (d, "model-file", "sampler", "steps", "seed", "eta",
+                                    "in-place", NULL);
     }
     /* eta only means something to DDIM */
     GimpValueArray *ddim = gimp_value_array_new (1);
@@ -232,6 +255,8 @@ show_dialog (GimpProcedure *procedure, GimpProcedureConfig *config, const char *
     gimp_procedure_dialog_set_sensitive_if_in (d, "eta", NULL, "sampler", ddim, TRUE); /* owns it */
     gboolean run = gimp_procedure_dialog_run (d);
     gtk_widget_destroy (dialog);
+    if (run)
+        copy_property (config, "model-file", "model");
     return run;
 }
 
@@ -282,6 +307,19 @@ model_path (GimpProcedureConfig *config, const char *builtin, GError **error)
     if (!path) {
         g_autofree char *uri = g_file_get_uri (file);
         *error = plug_in_error (_("The model must be a local file, not %s."), uri);
+    } else {
+        /* what GIMP's check of an open-file argument refuses, said with the file's name */
+        GFileType type = g_file_query_file_type (file, G_FILE_QUERY_INFO_NONE, NULL);
+        if (type == G_FILE_TYPE_DIRECTORY)
+            *error = plug_in_error (_("%s is a folder, not a model file: choose the .ckpt or "
+                                      ".safetensors file in it."), path);
+        else if (type == G_FILE_TYPE_UNKNOWN && !g_file_query_exists (file, NULL))
+            *error = plug_in_error (_("The model file %s does not exist."), path);
+        else if (type != G_FILE_TYPE_REGULAR)
+            *error = plug_in_error (_("%s is not a regular file, so it cannot be a model "
+                                      "file."), path);
+        if (*error)
+            g_clear_pointer (&path, g_free);
     }
     g_object_unref (file);
     return path;

@@ -346,9 +346,20 @@ def check_equal(values, out):
               a[:2] == b[:2] and diff == 0, f"{diff} pixels differ")
 
 
-def check_errors(values, out, output):
-    for name in ("missing-model", "text-model", "sr-model-for-inpaint", "steps-0",
-                 "no-builtin-model", "inpaint-model-for-upscale", "empty-selection"):
+def message(values, scenario, name):
+    """The error message expect-error printed for the call NAME of SCENARIO ('' if none)."""
+    for line in values.get(f"{scenario}/message", []):
+        key, _, text = line.partition(" ")
+        if key == name:
+            return text
+    return ""
+
+
+def check_errors(values, out, output, defines):
+    for name in ("missing-model", "folder-model", "folder-model-upscale", "device-model",
+                 "text-model",
+                 "sr-model-for-inpaint", "steps-0", "no-builtin-model",
+                 "inpaint-model-for-upscale", "empty-selection"):
         check(f"error: {name} is rejected", one(values, "errors/rejected") is not None
               and name in values.get("errors/rejected", []))
         check(f"error: {name} leaves the image unchanged",
@@ -357,6 +368,15 @@ def check_errors(values, out, output):
                  "The built-in model ldm-inpaint-builtin.safetensors is not installed",
                  "There is no selection", "is not a 4x super-resolution model"):
         check(f"error message: {text!r}", text in output or text.lower() in output.lower())
+    # the message names the file and says what is wrong with it (GIMP's own check of a file
+    # argument would only say "<not transformable to string> ... out of range")
+    for name, path, text in (("missing-model", defines["MISSING-MODEL"], "does not exist"),
+                             ("folder-model", defines["FOLDER-MODEL"], "is a folder"),
+                             ("folder-model-upscale", defines["FOLDER-MODEL"], "is a folder"),
+                             ("device-model", "/dev/null", "is not a regular file")):
+        m = message(values, "errors", name)
+        check(f"error message: {name} names the file and says {text!r}",
+              path in m and text in m and "not transformable" not in m, m)
     a = pixels(os.path.join(out, "errors-before.png"))
     b = pixels(os.path.join(out, "errors-after.png"))
     check("errors: the image is bit for bit what it was", a == b)
@@ -374,6 +394,8 @@ def main():
             f.write("this is a text file, not a model\n")
         empty = os.path.join(tmp, "no-models")
         os.makedirs(empty)
+        folder_model = os.path.join(tmp, "ldm-inpaint-tiny")  # a model's folder, not its file
+        os.makedirs(folder_model)
         defines = {
             "OUT": tmp,
             "PHOTO": os.path.join(SOURCE, "data", "samples", "chelsea.png"),
@@ -382,6 +404,7 @@ def main():
             "INPAINT-MODEL": INPAINT_MODEL,
             "SR-MODEL": SR_MODEL,
             "MISSING-MODEL": os.path.join(tmp, "missing.ckpt"),
+            "FOLDER-MODEL": folder_model,
             "TEXT-MODEL": text_model,
         }
         main_scenarios = ["inpaint", "variants", "upscale", "equal", "errors"]
@@ -392,7 +415,7 @@ def main():
                          ("variants", lambda: check_variants(values, tmp)),
                          ("upscale", lambda: check_upscale(values, tmp)),
                          ("equal", lambda: check_equal(values, tmp)),
-                         ("errors", lambda: check_errors(values, tmp, output))):
+                         ("errors", lambda: check_errors(values, tmp, output, defines))):
             try:
                 fn()
             except Exception as e:  # a missing export: report, go on

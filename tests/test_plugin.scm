@@ -43,13 +43,28 @@
         (if (defined? 'NO-CATCH) (thunk) (catch (say "scenario-error" name) (thunk)))
         (say "scenario-end" name))))
 
-; Calls thunk, which must fail; prints "rejected NAME" and whether the image stayed as it was.
+; A message on one line (the driver reads the output line by line).
+(define (one-line text)
+  (list->string (map (lambda (c) (if (char=? c #\newline) #\space c)) (string->list text))))
+
+; Calls thunk, which must fail; prints "rejected NAME", the error message ("message NAME
+; text") and whether the image stayed as it was.
 (define (expect-error name img thunk)
   (let* ((n (layer-count img))
          (w (gimp-image-get-width img))
          (images (vector-length (gimp-get-images)))
-         (result (catch 'error (thunk))))
+         (message "")
+         (saved-hook *error-hook*)
+         (result (begin
+                   (set! *error-hook*
+                         (lambda args
+                           (if (and (pair? args) (string? (car args)))
+                               (set! message (car args)))
+                           (apply throw args)))
+                   (catch 'error (thunk)))))
+    (set! *error-hook* saved-hook)
     (say (if (eq? result 'error) "rejected" "accepted") name)
+    (say "message" name (one-line message))
     (say "unchanged" name
          (if (and (= n (layer-count img)) (= w (gimp-image-get-width img))
                   (= images (vector-length (gimp-get-images))))
@@ -195,6 +210,12 @@
       (gimp-image-select-ellipse img CHANNEL-OP-REPLACE 10 15 28 30)
       (export-visible img (out "errors-before.png"))
       (expect-error "missing-model" img (lambda () (inpaint #:model MISSING-MODEL)))
+      (expect-error "folder-model" img (lambda () (inpaint #:model FOLDER-MODEL)))
+      (expect-error "device-model" img (lambda () (inpaint #:model "/dev/null")))
+      (expect-error "folder-model-upscale" img
+                    (lambda () (plug-in-ldm-upscale #:run-mode RUN-NONINTERACTIVE #:image img
+                                                    #:drawables (vector base) #:in-place TRUE
+                                                    #:model FOLDER-MODEL #:steps 2)))
       (expect-error "text-model" img (lambda () (inpaint #:model TEXT-MODEL)))
       (expect-error "sr-model-for-inpaint" img (lambda () (inpaint #:model SR-MODEL)))
       (expect-error "steps-0" img (lambda () (inpaint #:model INPAINT-MODEL #:steps 0)))
