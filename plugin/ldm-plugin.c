@@ -196,6 +196,13 @@ fail (GimpProcedure *procedure, GError *error)
     return gimp_procedure_new_return_values (procedure, status, error);
 }
 
+/* A call the procedure cannot accept (the caller's arguments or image): nothing was done. */
+static GimpValueArray *
+refuse (GimpProcedure *procedure, GError *error)
+{
+    return gimp_procedure_new_return_values (procedure, GIMP_PDB_CALLING_ERROR, error);
+}
+
 static GError *
 plug_in_error (const char *format, ...) G_GNUC_PRINTF (1, 2);
 
@@ -260,10 +267,18 @@ show_dialog (GimpProcedure *procedure, GimpProcedureConfig *config, const char *
     return run;
 }
 
-/* The one layer the procedure works on (a selected layer mask stands for its layer). */
+/* The one layer the procedure works on (a selected layer mask stands for its layer), in an
+ * image it can work on. */
 static GimpDrawable *
-the_layer (GimpDrawable **drawables, GError **error)
+the_layer (GimpImage *image, GimpDrawable **drawables, GError **error)
 {
+    /* the menu offers neither procedure for an indexed image; a script could call them, and
+     * a new layer in an indexed image would be quantised to its palette */
+    if (gimp_image_get_base_type (image) == GIMP_INDEXED) {
+        *error = plug_in_error (_("This works on RGB and grayscale images, and this image is "
+                                  "indexed: convert it first with Image > Mode > RGB."));
+        return NULL;
+    }
     if (!drawables || !drawables[0] || drawables[1]) {
         *error = plug_in_error (_("Select exactly one layer."));
         return NULL;
@@ -458,9 +473,9 @@ run_inpaint (GimpProcedure *procedure, GimpRunMode run_mode, GimpImage *image,
 {
     (void) run_data;
     GError *error = NULL;
-    GimpDrawable *drawable = the_layer (drawables, &error);
+    GimpDrawable *drawable = the_layer (image, drawables, &error);
     if (!drawable)
-        return fail (procedure, error);
+        return refuse (procedure, error);
     gboolean non_empty = FALSE;
     int x1, y1, x2, y2;
     if (!gimp_selection_bounds (image, &non_empty, &x1, &y1, &x2, &y2) || !non_empty)
@@ -587,9 +602,9 @@ run_upscale (GimpProcedure *procedure, GimpRunMode run_mode, GimpImage *image,
 {
     (void) run_data;
     GError *error = NULL;
-    GimpDrawable *drawable = the_layer (drawables, &error);
+    GimpDrawable *drawable = the_layer (image, drawables, &error);
     if (!drawable)
-        return fail (procedure, error);
+        return refuse (procedure, error);
     if (run_mode == GIMP_RUN_INTERACTIVE
         && !show_dialog (procedure, config, _("Upscale 4x"), FALSE))
         return gimp_procedure_new_return_values (procedure, GIMP_PDB_CANCEL, NULL);

@@ -381,6 +381,19 @@ def check_errors(values, out, output, defines):
     b = pixels(os.path.join(out, "errors-after.png"))
     check("errors: the image is bit for bit what it was", a == b)
 
+    for name in ("indexed", "indexed-upscale"):
+        check(f"error: {name} is rejected", name in values.get("errors/rejected", []))
+        check(f"error: {name} leaves the image unchanged",
+              f"{name} yes" in values.get("errors/unchanged", []))
+        m = message(values, "errors", name)
+        check(f"error message: {name} says the image is indexed and to convert it",
+              "indexed" in m and "Image > Mode > RGB" in m, m)
+    check("indexed: the image is still indexed",
+          one(values, "errors/indexed-still-indexed") == "yes")
+    a = pixels(os.path.join(out, "indexed-before.png"))
+    b = pixels(os.path.join(out, "indexed-after.png"))
+    check("indexed: the image is bit for bit what it was", a == b)
+
 
 def main():
     if not shutil.which("gimp-console-3.0"):

@@ -19,6 +19,8 @@
 ; The visible image as it would be flattened, with alpha kept.
 (define (export-visible img path)
   (let* ((dup (gimp-image-duplicate img)))
+    (if (= (gimp-image-get-base-type dup) INDEXED)  ; the driver reads no palette PNGs
+        (gimp-image-convert-rgb dup))
     (gimp-image-merge-visible-layers dup CLIP-TO-IMAGE)
     (gimp-file-save RUN-NONINTERACTIVE dup path -1)
     (gimp-image-delete dup)))
@@ -227,6 +229,24 @@
       (gimp-selection-none img)
       (expect-error "empty-selection" img (lambda () (inpaint #:model INPAINT-MODEL)))
       (export-visible img (out "errors-after.png"))
+      (gimp-image-delete img))
+    ; An indexed image (the menu offers neither procedure for one): refused, not quantised.
+    (let* ((img (load-image FIXTURE-IMAGE))
+           (base (first-layer img)))
+      (gimp-image-convert-indexed img CONVERT-DITHER-NONE CONVERT-PALETTE-GENERATE 16 FALSE
+                                  FALSE "")
+      (gimp-image-select-ellipse img CHANNEL-OP-REPLACE 10 15 28 30)
+      (export-visible img (out "indexed-before.png"))
+      (expect-error "indexed" img
+                    (lambda () (plug-in-ldm-inpaint #:run-mode RUN-NONINTERACTIVE #:image img
+                                                    #:drawables (vector base)
+                                                    #:model INPAINT-MODEL #:steps 2)))
+      (expect-error "indexed-upscale" img
+                    (lambda () (plug-in-ldm-upscale #:run-mode RUN-NONINTERACTIVE #:image img
+                                                    #:drawables (vector base) #:in-place TRUE
+                                                    #:model SR-MODEL #:steps 2)))
+      (say "indexed-still-indexed" (if (= (gimp-image-get-base-type img) INDEXED) "yes" "no"))
+      (export-visible img (out "indexed-after.png"))
       (gimp-image-delete img))))
 
 ; ---------------------------------------------------------------- cancel
