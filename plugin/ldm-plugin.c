@@ -91,8 +91,15 @@ add_sampling_arguments (GimpProcedure *procedure, const char *builtin, int steps
                                      _("Seed of the noise; -1 picks one at random (the seed "
                                        "used is returned and shown in the layer name)"),
                                      -1, G_MAXINT, -1, G_PARAM_READWRITE);
-    gimp_procedure_add_choice_argument (
-        procedure, "sampler", _("Sam_pler"), _("How the noise is removed step by step"),
+    /* A string, checked by read_sampling(): Script-Fu drops a name a choice argument does
+     * not know (a GLib-CRITICAL in Script-Fu) and the procedure would run with the default.
+     * The dialog edits the auxiliary choice "sampler-choice". */
+    gimp_procedure_add_string_argument (procedure, "sampler", _("Sam_pler"),
+                                        _("How the noise is removed step by step: "
+                                          "\"dpmpp-2m\", \"ddim\" or \"ddpm\""),
+                                        "ddim", G_PARAM_READWRITE);
+    gimp_procedure_add_choice_aux_argument (
+        procedure, "sampler-choice", _("Sam_pler"), _("How the noise is removed step by step"),
         gimp_choice_new_with_values (
             "dpmpp-2m", LDM_SAMPLER_DPMPP_2M, _("DPM++ 2M (good in 15-25 steps)"), NULL,
             "ddim", LDM_SAMPLER_DDIM, _("DDIM (the authors' sampler)"), NULL,
@@ -237,6 +244,7 @@ show_dialog (GimpProcedure *procedure, GimpProcedureConfig *config, const char *
 {
     gimp_ui_init (PLUG_IN_BINARY);
     copy_property (config, "model", "model-file");
+    copy_property (config, "sampler", "sampler-choice");
     GtkWidget *dialog = gimp_procedure_dialog_new (procedure, config, title);
     GimpProcedureDialog *d = GIMP_PROCEDURE_DIALOG (dialog);
     gimp_procedure_dialog_set_ok_label (d, inpaint ? _("_Inpaint") : _("_Upscale"));
@@ -246,10 +254,10 @@ show_dialog (GimpProcedure *procedure, GimpProcedureConfig *config, const char *
                                         NULL);
         gimp_procedure_dialog_get_label (d, "region-title", _("Region"), FALSE, FALSE);
         gimp_procedure_dialog_fill_frame (d, "region-frame", "region-title", FALSE, "region-box");
-        gimp_procedure_dialog_fill (d, "model-file", "sampler", "steps", "seed", "eta",
+        gimp_procedure_dialog_fill (d, "model-file", "sampler-choice", "steps", "seed", "eta",
                                     "region-frame", NULL);
     } else {
-        gimp_procedure_dialog_fill (d, "model-file", "sampler", "steps", "seed", "eta",
+        gimp_procedure_dialog_fill (d, "model-file", "sampler-choice", "steps", "seed", "eta",
                                     "in-place", NULL);
     }
     /* eta only means something to DDIM */
@@ -259,11 +267,14 @@ show_dialog (GimpProcedure *procedure, GimpProcedureConfig *config, const char *
     g_value_set_static_string (&value, "ddim");
     gimp_value_array_append (ddim, &value);
     g_value_unset (&value);
-    gimp_procedure_dialog_set_sensitive_if_in (d, "eta", NULL, "sampler", ddim, TRUE); /* owns it */
+    gimp_procedure_dialog_set_sensitive_if_in (d, "eta", NULL, "sampler-choice", ddim,
+                                               TRUE); /* owns ddim */
     gboolean run = gimp_procedure_dialog_run (d);
     gtk_widget_destroy (dialog);
-    if (run)
+    if (run) {
         copy_property (config, "model-file", "model");
+        copy_property (config, "sampler-choice", "sampler");
+    }
     return run;
 }
 
@@ -346,13 +357,20 @@ typedef struct {
     double     eta;
 } Sampling;
 
-static void
-read_sampling (GimpProcedureConfig *config, Sampling *s)
+static gboolean
+read_sampling (GimpProcedureConfig *config, Sampling *s, GError **error)
 {
-    g_object_get (config, "steps", &s->steps, "seed", &s->seed, "eta", &s->eta, NULL);
-    s->sampler = (LdmSampler) gimp_procedure_config_get_choice_id (config, "sampler");
+    g_autofree char *sampler = NULL;
+    g_object_get (config, "steps", &s->steps, "seed", &s->seed, "eta", &s->eta, "sampler",
+                  &sampler, NULL);
+    if (!ldm_sampler_parse (sampler, &s->sampler)) {
+        *error = plug_in_error (_("Unknown sampler \"%s\": use \"dpmpp-2m\", \"ddim\" or "
+                                  "\"ddpm\"."), sampler ? sampler : "");
+        return FALSE;
+    }
     if (s->seed < 0)
         s->seed = g_random_int_range (0, G_MAXINT);
+    return TRUE;
 }
 
 /* The engine for a model, checking it is the kind the procedure needs. Worker thread. */
@@ -487,7 +505,8 @@ run_inpaint (GimpProcedure *procedure, GimpRunMode run_mode, GimpImage *image,
         return gimp_procedure_new_return_values (procedure, GIMP_PDB_CANCEL, NULL);
 
     InpaintWork w = { 0 };
-    read_sampling (config, &w.sampling);
+    if (!read_sampling (config, &w.sampling, &error))
+        return refuse (procedure, error);
     g_object_get (config, "context-padding", &w.region.context_padding, "working-size",
                   &w.region.working_size, "mask-grow", &w.region.mask_grow, "mask-blur",
                   &w.region.mask_blur, "keep-known", &w.keep_known, "match-colors",
@@ -611,7 +630,8 @@ run_upscale (GimpProcedure *procedure, GimpRunMode run_mode, GimpImage *image,
 
     UpscaleWork w = { 0 };
     gboolean in_place = FALSE;
-    read_sampling (config, &w.sampling);
+    if (!read_sampling (config, &w.sampling, &error))
+        return refuse (procedure, error);
     g_object_get (config, "in-place", &in_place, NULL);
     int dw = gimp_drawable_get_width (drawable), dh = gimp_drawable_get_height (drawable);
     if (in_place) { /* then the whole image grows 4x, not just the layer */

@@ -358,7 +358,8 @@ def message(values, scenario, name):
 def check_errors(values, out, output, defines):
     for name in ("missing-model", "folder-model", "folder-model-upscale", "device-model",
                  "text-model",
-                 "sr-model-for-inpaint", "steps-0", "no-builtin-model",
+                 "sr-model-for-inpaint", "steps-0", "bogus-sampler", "bogus-sampler-upscale",
+                 "no-builtin-model",
                  "inpaint-model-for-upscale", "empty-selection"):
         check(f"error: {name} is rejected", one(values, "errors/rejected") is not None
               and name in values.get("errors/rejected", []))
@@ -377,6 +378,13 @@ def check_errors(values, out, output, defines):
         m = message(values, "errors", name)
         check(f"error message: {name} names the file and says {text!r}",
               path in m and text in m and "not transformable" not in m, m)
+    # an unknown sampler was replaced by the default (a GLib-CRITICAL) and the run went on
+    for name, sampler in (("bogus-sampler", "bogus"), ("bogus-sampler-upscale", "DDIM")):
+        m = message(values, "errors", name)
+        check(f"error message: {name} names the sampler and the valid ones",
+              f'"{sampler}"' in m and all(s in m for s in ("dpmpp-2m", "ddim", "ddpm")), m)
+    check("errors: no GLib-CRITICAL about the sampler",
+          "for property 'sampler'" not in output)
     a = pixels(os.path.join(out, "errors-before.png"))
     b = pixels(os.path.join(out, "errors-after.png"))
     check("errors: the image is bit for bit what it was", a == b)

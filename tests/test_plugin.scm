@@ -221,6 +221,13 @@
       (expect-error "text-model" img (lambda () (inpaint #:model TEXT-MODEL)))
       (expect-error "sr-model-for-inpaint" img (lambda () (inpaint #:model SR-MODEL)))
       (expect-error "steps-0" img (lambda () (inpaint #:model INPAINT-MODEL #:steps 0)))
+      (expect-error "bogus-sampler" img
+                    (lambda () (inpaint #:model INPAINT-MODEL #:sampler "bogus")))
+      (expect-error "bogus-sampler-upscale" img
+                    (lambda () (plug-in-ldm-upscale #:run-mode RUN-NONINTERACTIVE #:image img
+                                                    #:drawables (vector base) #:in-place TRUE
+                                                    #:model SR-MODEL #:steps 2
+                                                    #:sampler "DDIM")))
       (expect-error "no-builtin-model" img (lambda () (inpaint)))
       (expect-error "inpaint-model-for-upscale" img
                     (lambda () (plug-in-ldm-upscale #:run-mode RUN-NONINTERACTIVE #:image img
