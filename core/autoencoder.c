@@ -269,6 +269,12 @@ autoencoder_new (Dnn *dnn, const LdmAutoencoderConfig *config, const Weights *w,
                      "autoencoder configuration out of range");
         return NULL;
     }
+    if (config->in_channels != 3 || config->out_ch != 3) { /* the pipelines work on RGB */
+        g_set_error (error, LDM_ERROR, LDM_ERROR_UNSUPPORTED,
+                     "the first stage takes %d and gives %d channels: only RGB (3) is supported",
+                     config->in_channels, config->out_ch);
+        return NULL;
+    }
     Autoencoder *ae = g_new0 (Autoencoder, 1);
     ae->dnn = dnn;
     ae->cfg = *config;

@@ -23,7 +23,7 @@
 /* Ranges that keep every shape and name the enumerators compute small and exact. */
 #define MAX_CHANNELS       8192
 #define MAX_MULT           64
-#define MAX_RES_BLOCKS     8
+#define MAX_RES_BLOCKS     LDM_MAX_RES_BLOCKS
 #define MAX_DEPTH          16
 #define MAX_IO_CHANNELS    1024
 #define MAX_HEADS          1024
@@ -1104,6 +1104,15 @@ check_unet (const LdmUnetConfig *u, const char *origin, GError **error)
                                     "the attention at %d channels gets no valid head count "
                                     "(num_heads %d, num_head_channels %d)",
                                     channels, u->num_heads, u->num_head_channels);
+            /* CompVis's linear proj_out is Linear(in_channels, inner): it only runs when the
+             * heads span the width exactly. */
+            if (u->use_spatial_transformer && u->use_linear_in_transformer
+                && heads * dim_head != channels)
+                return check_error (error, LDM_ERROR_UNSUPPORTED, origin,
+                                    UNET_KEY "use_linear_in_transformer",
+                                    "the transformer at %d channels has %d heads of %d: "
+                                    "a linear proj_out needs heads x head channels = the width",
+                                    channels, heads, dim_head);
         }
     }
     return TRUE;
@@ -1461,6 +1470,23 @@ unet_attention (GArray *p, const LdmUnetConfig *u, const char *base, int64_t cha
         add_conv (p, base, "proj_out", channels, inner, 1);
 }
 
+int
+model_config_unet_skips (const LdmUnetConfig *u, int64_t *widths)
+{
+    if (u->n_levels < 1 || u->n_levels > LDM_MAX_LEVELS || u->num_res_blocks < 1
+        || u->num_res_blocks > MAX_RES_BLOCKS)
+        return 0;
+    int n = 0;
+    widths[n++] = u->model_channels; /* input_blocks.0: the input convolution */
+    for (int level = 0; level < u->n_levels; level++) {
+        for (int r = 0; r < u->num_res_blocks; r++)
+            widths[n++] = (int64_t) u->model_channels * u->channel_mult[level];
+        if (level != u->n_levels - 1) /* the downsampling keeps the width */
+            widths[n++] = (int64_t) u->model_channels * u->channel_mult[level];
+    }
+    return n; /* 1 + levels * res blocks + levels - 1 <= LDM_UNET_MAX_SKIPS */
+}
+
 GArray *
 model_config_unet_params (const LdmUnetConfig *u)
 {
@@ -1478,10 +1504,9 @@ model_config_unet_params (const LdmUnetConfig *u)
         add_param (p, 2, SHAPE (u->num_classes, emb), "label_emb.weight");
 
     /* Input blocks; the widths of their outputs are the skips of the output blocks. */
-    int64_t skips[1 + LDM_MAX_LEVELS * (MAX_RES_BLOCKS + 1)];
-    int n_skips = 0, block = 0;
+    int64_t skips[LDM_UNET_MAX_SKIPS];
+    int n_skips = model_config_unet_skips (u, skips), block = 0;
     add_conv (p, "", "input_blocks.0.0", mc, u->in_channels, 3);
-    skips[n_skips++] = mc;
     int64_t ch = mc;
     for (int level = 0; level < u->n_levels; level++) {
         bool disable = u->has_disable_self_attentions && u->disable_self_attentions[level];
@@ -1493,7 +1518,6 @@ model_config_unet_params (const LdmUnetConfig *u)
                 g_snprintf (base, sizeof base, "input_blocks.%d.1.", block);
                 unet_attention (p, u, base, ch, false, disable);
             }
-            skips[n_skips++] = ch;
         }
         if (level != u->n_levels - 1) {
             g_snprintf (base, sizeof base, "input_blocks.%d.0.", ++block);
@@ -1501,7 +1525,6 @@ model_config_unet_params (const LdmUnetConfig *u)
                 unet_resblock (p, u, base, ch, ch);
             else if (u->conv_resample)
                 add_conv (p, base, "op", ch, ch, 3);
-            skips[n_skips++] = ch;
         }
     }
 

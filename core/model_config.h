@@ -10,6 +10,8 @@
 #include "ldm.h"
 
 #define LDM_MAX_LEVELS 8
+/* Res blocks per level (U-Net num_res_blocks, autoencoder num_res_blocks) the reader accepts. */
+#define LDM_MAX_RES_BLOCKS 8
 
 typedef struct {
     int  in_channels, out_channels, model_channels;
@@ -160,6 +162,14 @@ GArray *model_config_unet_params        (const LdmUnetConfig *unet);
 GArray *model_config_autoencoder_params (const LdmAutoencoderConfig *ae);
 
 int64_t model_config_param_count (const GArray *params); /* sum of the elements */
+
+/* The skips of a U-Net: the widths of the input blocks' outputs (the input convolution, every
+ * res block, every downsampling), which the output blocks concatenate in reverse order. The
+ * parameter list and unet.c both build on this list. At most levels x (res blocks + 1). */
+#define LDM_UNET_MAX_SKIPS (LDM_MAX_LEVELS * (LDM_MAX_RES_BLOCKS + 1))
+/* Fills widths (LDM_UNET_MAX_SKIPS entries) and returns the count; 0 when the levels or res
+ * blocks are beyond the limits (model_config_check rejects those). */
+int     model_config_unet_skips (const LdmUnetConfig *unet, int64_t *widths);
 
 /* The name of a U-Net parameter's EMA copy: "model_ema.diffusion_model" + name without dots
  * (LitEma). g_free it. */

@@ -69,6 +69,14 @@ ldm_engine_new (const LdmModel *model, GError **error)
         return NULL;
     }
     const char *path = ldm_tensor_file_path (model_file (model));
+    if ((config->kind == LDM_MODEL_LDM_INPAINT || config->kind == LDM_MODEL_LDM_SR)
+        && config->first_stage.kind != LDM_AUTOENCODER_VQ) {
+        g_set_error (error, LDM_ERROR, LDM_ERROR_UNSUPPORTED,
+                     "%s: an %s model with a KL first stage is not supported (LDM models "
+                     "condition on and decode a VQ latent)",
+                     path, ldm_model_kind_name (config->kind));
+        return NULL;
+    }
     LdmEngine *e = g_new0 (LdmEngine, 1);
     e->config = *config;
     g_autofree char *unet_what = g_strdup_printf ("%s (U-Net)", path);

@@ -288,7 +288,8 @@ check_config (const LdmUnetConfig *cfg, GError **error)
 {
     const char *problem = NULL;
     if (cfg->n_levels < 1 || cfg->n_levels > LDM_MAX_LEVELS || cfg->model_channels <= 0
-        || cfg->in_channels <= 0 || cfg->out_channels <= 0 || cfg->num_res_blocks <= 0)
+        || cfg->in_channels <= 0 || cfg->out_channels <= 0 || cfg->num_res_blocks <= 0
+        || cfg->num_res_blocks > LDM_MAX_RES_BLOCKS)
         problem = "channels, levels or res blocks out of range";
     else if (cfg->num_heads <= 0 && cfg->num_head_channels <= 0)
         problem = "neither num_heads nor num_head_channels is set";
@@ -302,11 +303,21 @@ check_config (const LdmUnetConfig *cfg, GError **error)
         int c = cfg->model_channels * cfg->channel_mult[i];
         if (cfg->channel_mult[i] <= 0 || c % GN_GROUPS)
             problem = "every width must be a positive multiple of 32 (GroupNorm 32)";
-        else {
-            int heads[2], d[2];
-            model_config_attention_heads (cfg, c, false, &heads[0], &d[0]);
-            model_config_attention_heads (cfg, c, true, &heads[1], &d[1]);
-            if (heads[0] * d[0] != c || heads[1] * d[1] != c)
+    }
+    /* Heads where there is attention: the levels of attention_resolutions and the middle. A
+     * legacy block splits its width into the heads; a transformer works on heads x d. */
+    for (int i = 0; !problem && i <= cfg->n_levels; i++) {
+        bool middle = i == cfg->n_levels, has = middle;
+        for (int k = 0; !middle && k < cfg->n_attention_resolutions; k++)
+            has |= i < 30 && cfg->attention_resolutions[k] == 1 << i;
+        if (!has)
+            continue;
+        int c = cfg->model_channels * cfg->channel_mult[middle ? cfg->n_levels - 1 : i];
+        for (int output = 0; output < 2 && !problem; output++) {
+            int heads, d;
+            model_config_attention_heads (cfg, c, output, &heads, &d);
+            if (heads < 1 || d < 1
+                || (!cfg->use_spatial_transformer && (int64_t) heads * d != c))
                 problem = "attention heads do not divide a width evenly";
         }
     }
@@ -338,8 +349,10 @@ unet_new (Dnn *dnn, const LdmUnetConfig *config, const Weights *w, GError **erro
                                            true, error)))
         goto fail;
 
-    /* Input blocks; remember each one's output width for the skips. */
-    int skip_c[64], n_skips = 0;
+    /* Input blocks; remember each one's output width for the skips (the same list as the
+     * parameter list's, model_config_unet_skips: checked below). */
+    int64_t skip_c[LDM_UNET_MAX_SKIPS], expected[LDM_UNET_MAX_SKIPS];
+    int n_skips = 0, n_expected = model_config_unet_skips (cfg, expected);
     char prefix[64];
     Block b = { 0 };
     b.n_layers = 1;
@@ -366,7 +379,9 @@ unet_new (Dnn *dnn, const LdmUnetConfig *config, const Weights *w, GError **erro
             ch = out_c;
             if (!block_add_attention (u, blk, w, prefix, ch, ds, false, error))
                 goto fail;
-            skip_c[n_skips++] = ch;
+            if (n_skips < LDM_UNET_MAX_SKIPS)
+                skip_c[n_skips] = ch;
+            n_skips++;
         }
         if (level != cfg->n_levels - 1) {
             int index = u->input_blocks->len;
@@ -385,9 +400,20 @@ unet_new (Dnn *dnn, const LdmUnetConfig *config, const Weights *w, GError **erro
                 if (cfg->conv_resample && !(l->conv = conv_load (dnn, w, op, ch, ch, 3, 2, -1, -1, error)))
                     goto fail;
             }
-            skip_c[n_skips++] = ch;
+            if (n_skips < LDM_UNET_MAX_SKIPS)
+                skip_c[n_skips] = ch;
+            n_skips++;
             ds *= 2;
         }
+    }
+    gboolean same = n_skips == n_expected;
+    for (int i = 0; same && i < n_skips; i++)
+        same = skip_c[i] == expected[i];
+    if (!same) { /* cannot happen for a config check_config passed */
+        g_set_error (error, LDM_ERROR, LDM_ERROR_UNSUPPORTED,
+                     "U-Net configuration: %d skips, the parameter list has %d", n_skips,
+                     n_expected);
+        goto fail;
     }
 
     /* Middle block: ResBlock, attention, ResBlock. */
@@ -419,7 +445,7 @@ unet_new (Dnn *dnn, const LdmUnetConfig *config, const Weights *w, GError **erro
             g_array_append_val (u->output_blocks, (Block) { 0 });
             Block *blk = &g_array_index (u->output_blocks, Block, index);
             int out_c = mc * cfg->channel_mult[level];
-            int in_c = ch + skip_c[--n_skips];
+            int in_c = ch + (int) skip_c[--n_skips];
             blk->layers[0].kind = LAYER_RESBLOCK;
             blk->n_layers = 1;
             g_autofree char *res = g_strdup_printf ("%s.0", prefix);
