@@ -301,6 +301,14 @@ the_layer (GimpImage *image, GimpDrawable **drawables, GError **error)
         *error = plug_in_error (_("This works on a layer: select a layer, not a channel."));
         return NULL;
     }
+    /* a script may pass a layer of another image: its pixels would land in this one */
+    GimpImage *owner = gimp_item_get_image (GIMP_ITEM (d));
+    if (!owner || gimp_image_get_id (owner) != gimp_image_get_id (image)) {
+        g_autofree char *name = gimp_item_get_name (GIMP_ITEM (d));
+        *error = plug_in_error (_("The layer \"%s\" belongs to another image than the one "
+                                  "given."), name);
+        return NULL;
+    }
     return d;
 }
 
@@ -330,8 +338,12 @@ model_path (GimpProcedureConfig *config, const char *builtin, GError **error)
     if (!file)
         return builtin_model (builtin, error);
     char *path = g_file_get_path (file);
+    g_autofree char *uri = path ? NULL : g_file_get_uri (file);
+    if (!path && (!uri || !*uri)) { /* Script-Fu's "": no file, as when omitted */
+        g_object_unref (file);
+        return builtin_model (builtin, error);
+    }
     if (!path) {
-        g_autofree char *uri = g_file_get_uri (file);
         *error = plug_in_error (_("The model must be a local file, not %s."), uri);
     } else {
         /* what GIMP's check of an open-file argument refuses, said with the file's name */

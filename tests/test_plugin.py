@@ -360,7 +360,9 @@ def check_errors(values, out, output, defines):
                  "text-model",
                  "sr-model-for-inpaint", "steps-0", "bogus-sampler", "bogus-sampler-upscale",
                  "no-builtin-model",
-                 "inpaint-model-for-upscale", "empty-selection"):
+                 "inpaint-model-for-upscale", "steps-1001", "mask-grow-negative",
+                 "working-size-0", "empty-model-path", "channel", "other-image",
+                 "other-image-upscale", "empty-selection"):
         check(f"error: {name} is rejected", one(values, "errors/rejected") is not None
               and name in values.get("errors/rejected", []))
         check(f"error: {name} leaves the image unchanged",
@@ -383,6 +385,19 @@ def check_errors(values, out, output, defines):
         m = message(values, "errors", name)
         check(f"error message: {name} names the sampler and the valid ones",
               f'"{sampler}"' in m and all(s in m for s in ("dpmpp-2m", "ddim", "ddpm")), m)
+    # out-of-range numbers: GIMP's own check names the value and the range
+    for name, text in (("steps-1001", "value 1001 out of range: 1 to 1000"),
+                       ("mask-grow-negative", "value -1 out of range: 0 to 256"),
+                       ("working-size-0", "value 0 out of range: 32 to 8192"),
+                       # "" is no file: the built-in model, here not installed
+                       ("empty-model-path", "The built-in model ldm-inpaint-builtin"),
+                       ("channel", "select a layer, not a channel"),
+                       ("other-image", "belongs to another image"),
+                       ("other-image-upscale", "belongs to another image")):
+        m = message(values, "errors", name)
+        check(f"error message: {name} says {text!r}", text in m, m)
+    check("other image: its layer stays in it, unscaled",
+          one(values, "errors/other-image-untouched") == "yes")
     check("errors: no GLib-CRITICAL about the sampler",
           "for property 'sampler'" not in output)
     a = pixels(os.path.join(out, "errors-before.png"))

@@ -233,6 +233,31 @@
                     (lambda () (plug-in-ldm-upscale #:run-mode RUN-NONINTERACTIVE #:image img
                                                     #:drawables (vector base)
                                                     #:model INPAINT-MODEL #:steps 2)))
+      ; careless Script-Fu arguments
+      (expect-error "steps-1001" img (lambda () (inpaint #:model INPAINT-MODEL #:steps 1001)))
+      (expect-error "mask-grow-negative" img
+                    (lambda () (inpaint #:model INPAINT-MODEL #:mask-grow -1)))
+      (expect-error "working-size-0" img
+                    (lambda () (inpaint #:model INPAINT-MODEL #:working-size 0)))
+      (expect-error "empty-model-path" img (lambda () (inpaint #:model "")))
+      (let ((channel (gimp-channel-new img "channel" 48 64 50 (gimp-context-get-foreground))))
+        (gimp-image-insert-channel img channel 0 0)
+        (expect-error "channel" img
+                      (lambda () (inpaint #:model INPAINT-MODEL #:drawables (vector channel))))
+        (gimp-image-remove-channel img channel))
+      ; a layer of another image: its pixels must not land in this one, nor this image scale
+      (let* ((other (load-image FIXTURE-IMAGE))
+             (layer (first-layer other)))
+        (expect-error "other-image" img
+                      (lambda () (inpaint #:model INPAINT-MODEL #:drawables (vector layer))))
+        (expect-error "other-image-upscale" img
+                      (lambda () (plug-in-ldm-upscale #:run-mode RUN-NONINTERACTIVE #:image img
+                                                      #:drawables (vector layer)
+                                                      #:in-place TRUE #:model SR-MODEL
+                                                      #:steps 2)))
+        (say "other-image-untouched"
+             (if (and (= (layer-count other) 1) (= (gimp-image-get-width other) 48)) "yes" "no"))
+        (gimp-image-delete other))
       (gimp-selection-none img)
       (expect-error "empty-selection" img (lambda () (inpaint #:model INPAINT-MODEL)))
       (export-visible img (out "errors-after.png"))
