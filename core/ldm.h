@@ -198,9 +198,10 @@ LdmModelKind ldm_engine_kind  (const LdmEngine *engine);
 /* Side lengths of an input are padded up to a multiple of this (then cropped back). */
 int          ldm_engine_alignment (const LdmEngine *engine);
 
-/* Inpaints `image` (RGB or RGBA) where `mask` (1 channel, same size) is >= 128 (the authors'
- * 0.5 threshold). `out` gets a new RGB(A) image of the same size whose pixels outside the mask
- * are the input's, bit for bit (alpha is kept everywhere). */
+/* Inpaints `image` (grey, RGB or RGBA) where `mask` (1 channel, same size) is >= 128 (the
+ * authors' 0.5 threshold; a grey image runs as RGB and its fill is the luma). `out` gets a new
+ * image of the same size and channels whose pixels outside the mask are the input's, bit for
+ * bit (alpha is kept everywhere). */
 gboolean ldm_inpaint (LdmEngine *engine, const LdmImage *image, const LdmImage *mask,
                       const LdmSampleParams *params, LdmImage *out, GError **error);
 

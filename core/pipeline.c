@@ -622,11 +622,14 @@ ldm_inpaint (LdmEngine *e, const LdmImage *image, const LdmImage *mask,
     }
     if (!check_image (image, "image", error) || !check_image (mask, "mask", error))
         return FALSE;
-    if (image->channels < 3 || mask->channels != 1 || mask->width != image->width
-        || mask->height != image->height) {
+    if (mask->channels != 1) {
         g_set_error (error, LDM_ERROR, LDM_ERROR_ARGUMENT,
-                     "the image must be RGB(A) and the mask one channel of the same size "
-                     "(image %dx%d, mask %dx%d)",
+                     "the mask must have one channel, not %d", mask->channels);
+        return FALSE;
+    }
+    if (mask->width != image->width || mask->height != image->height) {
+        g_set_error (error, LDM_ERROR, LDM_ERROR_ARGUMENT,
+                     "the mask must have the image's size (image %dx%d, mask %dx%d)",
                      image->width, image->height, mask->width, mask->height);
         return FALSE;
     }
@@ -695,8 +698,11 @@ ldm_inpaint (LdmEngine *e, const LdmImage *image, const LdmImage *mask,
                 continue;
             uint8_t *dst = out->pixels + ((size_t) y * w + xx) * out->channels;
             const float *src = dec.data + ((size_t) y * pw + xx) * 3;
-            for (int c = 0; c < 3; c++)
-                dst[c] = to_byte (src[c]);
+            if (out->channels == 1) /* grey in, grey out: Rec. 709 luma of the fill */
+                dst[0] = to_byte (0.2126f * src[0] + 0.7152f * src[1] + 0.0722f * src[2]);
+            else
+                for (int c = 0; c < 3; c++)
+                    dst[c] = to_byte (src[c]);
         }
 done:
     act_free (&img);

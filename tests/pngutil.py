@@ -1,5 +1,5 @@
-"""A minimal PNG reader (8- or 16-bit grey, grey+alpha, RGB, RGBA; no interlace) and 8-bit
-writer, so that the script tests need nothing beyond Python's standard library."""
+"""A minimal PNG reader (8- or 16-bit grey, grey+alpha, RGB, RGBA; no interlace) and writer
+(8 or 16 bits), so that the script tests need nothing beyond Python's standard library."""
 import struct
 import zlib
 
@@ -51,17 +51,26 @@ def read_png(path):
     return w, h, samples, rows, (1 << depth) - 1
 
 
-def write_png(path, width, height, channels, rows):
-    """An 8-bit PNG (1 grey, 3 RGB or 4 RGBA channels) from rows of 0..255 values."""
-    def chunk(kind, body):
-        return (struct.pack(">I", len(body)) + kind + body
-                + struct.pack(">I", zlib.crc32(kind + body) & 0xffffffff))
-    colour = {1: 0, 3: 2, 4: 6}[channels]
-    raw = b"".join(b"\0" + bytes(r) for r in rows)
+def png_chunk(kind, body):
+    return (struct.pack(">I", len(body)) + kind + body
+            + struct.pack(">I", zlib.crc32(kind + body) & 0xffffffff))
+
+
+def write_png(path, width, height, channels, rows, depth=8, chunks=()):
+    """A PNG (1 grey, 2 grey+alpha, 3 RGB or 4 RGBA channels) from rows of sample values
+    (0..255, or 0..65535 with depth 16); `chunks` are (kind, body) pairs written before the
+    pixels (gAMA, eXIf, ...)."""
+    colour = {1: 0, 2: 4, 3: 2, 4: 6}[channels]
+    if depth == 16:
+        raw = b"".join(b"\0" + b"".join(struct.pack(">H", v) for v in r) for r in rows)
+    else:
+        raw = b"".join(b"\0" + bytes(r) for r in rows)
     with open(path, "wb") as f:
-        f.write(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", width, height,
-                                                                     8, colour, 0, 0, 0))
-                + chunk(b"IDAT", zlib.compress(raw)) + chunk(b"IEND", b""))
+        f.write(b"\x89PNG\r\n\x1a\n"
+                + png_chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, depth, colour,
+                                                 0, 0, 0))
+                + b"".join(png_chunk(k, b) for k, b in chunks)
+                + png_chunk(b"IDAT", zlib.compress(raw)) + png_chunk(b"IEND", b""))
 
 
 def write_png_grey(path, width, height, rows):

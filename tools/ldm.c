@@ -10,9 +10,12 @@
 #include "image_io.h"
 #include "ldm.h"
 
+#include <errno.h>
 #include <locale.h>
 #include <math.h>
+#include <signal.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
@@ -137,10 +140,10 @@ command_tensors (int argc, char **argv)
 
 typedef struct {
     char   *model, *image, *mask, *output, *x_T, *sampler, *context, *uncond_context, *noise;
-    int     steps;
-    double  eta, guidance;
-    gint64  seed;
-    gboolean quiet, keep_known, match_colors;
+    /* numbers as typed: parsed strictly after the options (GOption takes "nan" as a double) */
+    char   *steps, *eta, *seed, *guidance;
+    int     requested_steps;
+    gboolean quiet, keep_known, match_colors, told_steps;
 } RunOptions;
 
 static void
@@ -155,6 +158,45 @@ run_options_clear (RunOptions *o)
     g_free (o->context);
     g_free (o->uncond_context);
     g_free (o->noise);
+    g_free (o->steps);
+    g_free (o->eta);
+    g_free (o->seed);
+    g_free (o->guidance);
+}
+
+/* A whole decimal integer in [lo, hi], or an error naming the option. */
+static gboolean
+parse_int_option (const char *option, const char *text, gint64 lo, gint64 hi, gint64 *out,
+                  GError **error)
+{
+    char *end = NULL;
+    errno = 0;
+    gint64 v = g_ascii_strtoll (text, &end, 10);
+    if (!*text || *end || errno || v < lo || v > hi) {
+        g_set_error (error, LDM_ERROR, LDM_ERROR_ARGUMENT,
+                     "%s must be a whole number from %" G_GINT64_FORMAT " to %" G_GINT64_FORMAT
+                     ", not '%s'", option, lo, hi, text);
+        return FALSE;
+    }
+    *out = v;
+    return TRUE;
+}
+
+/* A finite number in [lo, hi], or an error naming the option. */
+static gboolean
+parse_double_option (const char *option, const char *text, double lo, double hi, double *out,
+                     GError **error)
+{
+    char *end = NULL;
+    errno = 0;
+    double v = g_ascii_strtod (text, &end);
+    if (!*text || *end || errno || !isfinite (v) || v < lo || v > hi) {
+        g_set_error (error, LDM_ERROR, LDM_ERROR_ARGUMENT,
+                     "%s must be a number from %g to %g, not '%s'", option, lo, hi, text);
+        return FALSE;
+    }
+    *out = v;
+    return TRUE;
 }
 
 /* FILE.safetensors:TENSOR -> a new float array (*len values). */
@@ -211,8 +253,16 @@ read_step_noise (void *data, int step, float *out, size_t n, GError **error)
 static gboolean
 show_progress (void *data, int step, int steps)
 {
-    const RunOptions *o = data;
-    if (o->quiet || !isatty (STDERR_FILENO))
+    RunOptions *o = data;
+    if (o->quiet)
+        return TRUE;
+    if (!o->told_steps && steps != o->requested_steps) {
+        /* CompVis' DDIM schedule: timesteps c = 1000 / N apart, which can make N + 1 */
+        fprintf (stderr, "ldm: the schedule for %d steps has %d steps (the authors' spacing "
+                 "of the timesteps); running %d\n", o->requested_steps, steps, steps);
+        o->told_steps = TRUE;
+    }
+    if (!isatty (STDERR_FILENO))
         return TRUE;
     int width = 30, done = step * width / steps;
     fprintf (stderr, "\r%s [%.*s%*s] %d/%d", o->output, done,
@@ -222,10 +272,35 @@ show_progress (void *data, int step, int steps)
     return TRUE;
 }
 
+/* The 16-bit samples of a result from a 16-bit input: the input's own samples where the
+ * engine kept the pixel (outside the mask, and alpha everywhere: ldm_inpaint's promise),
+ * the engine's 8-bit values widened elsewhere (and everywhere for an upscale). */
+static uint16_t *
+deepen_result (const ImageFile *input, const LdmImage *mask, const LdmImage *result,
+               GError **error)
+{
+    int c = result->channels;
+    size_t n = (size_t) result->width * result->height;
+    uint16_t *deep = g_try_new (uint16_t, n * c);
+    if (!deep) {
+        g_set_error (error, LDM_ERROR, LDM_ERROR_NO_MEMORY,
+                     "not enough memory for the 16-bit result");
+        return NULL;
+    }
+    for (size_t i = 0; i < n; i++)
+        for (int k = 0; k < c; k++) {
+            gboolean kept = mask && c == input->image.channels
+                            && (mask->pixels[i] < 128 || (c == 4 && k == 3));
+            deep[i * c + k] = kept ? input->deep[i * c + k]
+                                   : (uint16_t) (result->pixels[i * c + k] * 257u);
+        }
+    return deep;
+}
+
 static int
 command_run (int argc, char **argv, bool inpaint)
 {
-    RunOptions o = { .steps = G_MININT, .eta = NAN, .guidance = 7.5, .seed = -1 };
+    RunOptions o = { 0 };
     GOptionEntry entries[] = {
         { "model", 'm', 0, G_OPTION_ARG_FILENAME, &o.model,
           inpaint ? "Model file (.ckpt, .safetensors; default: the built-in " LDM_BUILTIN_INPAINT ")"
@@ -234,12 +309,14 @@ command_run (int argc, char **argv, bool inpaint)
         { "image", 'i', 0, G_OPTION_ARG_FILENAME, &o.image, "Input image (PNG or JPEG)", "IN" },
         { "mask", 0, inpaint ? 0 : G_OPTION_FLAG_HIDDEN, G_OPTION_ARG_FILENAME, &o.mask,
           "Mask: white (>= 128) = fill", "MASK" },
-        { "output", 'o', 0, G_OPTION_ARG_FILENAME, &o.output, "Output PNG", "OUT" },
-        { "steps", 's', 0, G_OPTION_ARG_INT, &o.steps,
+        { "output", 'o', 0, G_OPTION_ARG_FILENAME, &o.output,
+          "Output image (.png, or .jpg: lossy; a 16-bit PNG in gives a 16-bit PNG out)", "OUT" },
+        { "steps", 's', 0, G_OPTION_ARG_STRING, &o.steps,
           inpaint ? "Denoising steps (default 50)" : "Denoising steps (default 100)", "N" },
-        { "eta", 0, 0, G_OPTION_ARG_DOUBLE, &o.eta,
+        { "eta", 0, 0, G_OPTION_ARG_STRING, &o.eta,
           inpaint ? "DDIM eta (default 0)" : "DDIM eta (default 1, as the LDSR notebook)", "E" },
-        { "seed", 0, 0, G_OPTION_ARG_INT64, &o.seed, "Seed (default: random, printed)", "S" },
+        { "seed", 0, 0, G_OPTION_ARG_STRING, &o.seed,
+          "Seed, 0 to 2^63-1 (default: random, printed)", "S" },
         { "sampler", 0, 0, G_OPTION_ARG_STRING, &o.sampler, "ddim, ddpm or dpmpp-2m (default ddim)",
           "NAME" },
         { "x-T", 0, 0, G_OPTION_ARG_STRING, &o.x_T,
@@ -251,8 +328,8 @@ command_run (int argc, char **argv, bool inpaint)
           "Stable Diffusion: text context tensor (77 x dim)", "FILE:TENSOR" },
         { "uncond-context", 0, inpaint ? 0 : G_OPTION_FLAG_HIDDEN, G_OPTION_ARG_STRING,
           &o.uncond_context, "Stable Diffusion: unconditional context tensor", "FILE:TENSOR" },
-        { "guidance", 0, inpaint ? 0 : G_OPTION_FLAG_HIDDEN, G_OPTION_ARG_DOUBLE, &o.guidance,
-          "Stable Diffusion: guidance scale (default 7.5)", "G" },
+        { "guidance", 0, inpaint ? 0 : G_OPTION_FLAG_HIDDEN, G_OPTION_ARG_STRING, &o.guidance,
+          "Stable Diffusion: guidance scale, 0 to 30 (default 7.5)", "G" },
         { "keep-known", 0, inpaint ? 0 : G_OPTION_FLAG_HIDDEN, G_OPTION_ARG_NONE, &o.keep_known,
           "Blend the latents away from the mask back to the image's at every step (the GIMP "
           "plug-in's default; the authors' script does not)", NULL },
@@ -270,7 +347,11 @@ command_run (int argc, char **argv, bool inpaint)
     int status = EXIT_BAD_INPUT;
     g_autoptr (LdmModel) model = NULL;
     g_autoptr (LdmEngine) engine = NULL;
-    LdmImage image = { 0 }, mask = { 0 }, result = { 0 };
+    ImageFile input = { 0 };
+    LdmImage mask = { 0 }, result = { 0 };
+    const LdmImage *image = &input.image;
+    g_autofree uint16_t *deep_result = NULL;
+    ImageType output_type = IMAGE_PNG;
     g_autofree float *x_T = NULL, *context = NULL, *uncond = NULL;
     StepNoise step_noise = { 0 };
 
@@ -286,36 +367,46 @@ command_run (int argc, char **argv, bool inpaint)
         g_set_error (&error, LDM_ERROR, LDM_ERROR_ARGUMENT, "%s is required", missing);
         goto bad;
     }
+    /* The output is checked before any work: a bad path should not cost a whole run. */
+    if (!image_check_output (o.output, &output_type, &error))
+        goto bad;
     LdmSampleParams params;
     ldm_sample_params_init (&params);
     if (!inpaint) {
         params.steps = 100;
         params.eta = 1.0f;
     }
-    if (o.steps != G_MININT) /* given */
-        params.steps = o.steps;
-    if (!isnan (o.eta))
-        params.eta = (float) o.eta;
-    params.guidance = (float) o.guidance;
+    gint64 number;
+    double real;
+    if (o.steps) {
+        if (!parse_int_option ("--steps", o.steps, 1, 1000, &number, &error))
+            goto bad;
+        params.steps = (int) number;
+    }
+    if (o.eta) {
+        if (!parse_double_option ("--eta", o.eta, 0, 1, &real, &error))
+            goto bad;
+        params.eta = (float) real;
+    }
+    if (o.guidance) {
+        if (!parse_double_option ("--guidance", o.guidance, 0, 30, &real, &error))
+            goto bad;
+        params.guidance = (float) real;
+    }
+    gint64 seed = -1;
+    if (o.seed && !parse_int_option ("--seed", o.seed, 0, G_MAXINT64, &seed, &error))
+        goto bad;
+    o.requested_steps = params.steps;
     params.keep_known = o.keep_known;
     params.match_colors = o.match_colors;
-    if (params.steps < 1 || params.steps > 1000) {
-        g_set_error (&error, LDM_ERROR, LDM_ERROR_ARGUMENT, "--steps must be 1 to 1000, not %d",
-                     params.steps);
-        goto bad;
-    }
-    if (!(params.eta >= 0 && params.eta <= 1)) {
-        g_set_error (&error, LDM_ERROR, LDM_ERROR_ARGUMENT, "--eta must be 0 to 1");
-        goto bad;
-    }
     if (o.sampler && !ldm_sampler_parse (o.sampler, &params.sampler)) {
         g_set_error (&error, LDM_ERROR, LDM_ERROR_ARGUMENT,
                      "unknown sampler '%s' (ddim, ddpm or dpmpp-2m)", o.sampler);
         goto bad;
     }
-    if (o.seed < 0)
-        o.seed = (gint64) (g_random_int () & 0x7fffffff);
-    params.seed = (uint64_t) o.seed;
+    if (seed < 0)
+        seed = (gint64) (g_random_int () & 0x7fffffff);
+    params.seed = (uint64_t) seed;
     if (o.x_T) {
         if (!(x_T = read_tensor_arg (o.x_T, &params.x_T_len, &error)))
             goto bad;
@@ -324,10 +415,11 @@ command_run (int argc, char **argv, bool inpaint)
     if (o.noise) {
         const char *colon = strrchr (o.noise, ':');
         const char *conversion = colon ? strchr (colon, '%') : NULL;
-        /* the pattern takes exactly one integer: %d with an optional width like %02d */
+        /* the pattern takes exactly one integer: %d with an optional width of at most two
+         * digits like %02d (a huge width would make huge names) */
         if (!conversion || strchr (conversion + 1, '%')
             || strspn (conversion + 1, "0123456789") != strcspn (conversion + 1, "d")
-            || !strchr (conversion, 'd')) {
+            || strcspn (conversion + 1, "d") > 2 || !strchr (conversion, 'd')) {
             g_set_error (&error, LDM_ERROR, LDM_ERROR_ARGUMENT,
                          "--step-noise wants FILE:PATTERN with one %%d, like "
                          "ref.safetensors:step%%02d.noise");
@@ -345,8 +437,20 @@ command_run (int argc, char **argv, bool inpaint)
         goto bad;
     if (o.uncond_context && !(uncond = read_tensor_arg (o.uncond_context, &uncond_len, &error)))
         goto bad;
-    if (!image_load (o.image, &image, &error) || (inpaint && !image_load_mask (o.mask, &mask, &error)))
+    if (!image_load (o.image, &input, &error) || (inpaint && !image_load_mask (o.mask, &mask, &error)))
         goto bad;
+    if (inpaint && (mask.width != image->width || mask.height != image->height)) {
+        g_set_error (&error, LDM_ERROR, LDM_ERROR_ARGUMENT,
+                     "the mask %s is %dx%d but the image %s is %dx%d: they must be the same size",
+                     o.mask, mask.width, mask.height, o.image, image->width, image->height);
+        goto bad;
+    }
+    if (output_type == IMAGE_JPEG && image->channels == 4) {
+        g_set_error (&error, LDM_ERROR, LDM_ERROR_ARGUMENT,
+                     "%s has an alpha channel, which a JPEG cannot hold: write a .png",
+                     o.image);
+        goto bad;
+    }
     if (!o.model) {
         const char *const dirs[] = { LDM_MODEL_DIR, LDM_SOURCE_MODEL_DIR, NULL };
         o.model = ldm_builtin_model_find (inpaint ? LDM_BUILTIN_INPAINT : LDM_BUILTIN_UPSCALE,
@@ -372,14 +476,20 @@ command_run (int argc, char **argv, bool inpaint)
     params.progress = show_progress;
     params.progress_data = &o;
     if (!o.quiet)
-        fprintf (stderr, "seed %" G_GINT64_FORMAT "\n", o.seed);
-    gboolean ok = inpaint ? ldm_inpaint (engine, &image, &mask, &params, &result, &error)
-                          : ldm_upscale (engine, &image, &params, &result, &error);
+        fprintf (stderr, "seed %" G_GINT64_FORMAT "\n", seed);
+    gboolean ok = inpaint ? ldm_inpaint (engine, image, &mask, &params, &result, &error)
+                          : ldm_upscale (engine, image, &params, &result, &error);
     if (!ok) {
         status = g_error_matches (error, LDM_ERROR, LDM_ERROR_ARGUMENT) ? EXIT_BAD_INPUT : 1;
         goto fail;
     }
-    if (!image_save_png (o.output, &result, &error)) {
+    if (input.deep && output_type == IMAGE_PNG
+        && !(deep_result = deepen_result (&input, inpaint ? &mask : NULL, &result, &error)))
+        goto fail;
+    if (output_type == IMAGE_JPEG && inpaint && !o.quiet)
+        fprintf (stderr, "ldm: %s is a JPEG: its compression changes the pixels outside the "
+                 "mask too (write a .png to keep them exactly)\n", o.output);
+    if (!image_save (o.output, output_type, &result, deep_result, &error)) {
         status = 1;
         goto fail;
     }
@@ -392,7 +502,7 @@ fail:
 done:
     ldm_tensor_file_free (step_noise.file);
     g_free (step_noise.pattern);
-    ldm_image_clear (&image);
+    image_file_clear (&input);
     ldm_image_clear (&mask);
     ldm_image_clear (&result);
     run_options_clear (&o);
@@ -403,6 +513,9 @@ int
 main (int argc, char **argv)
 {
     setlocale (LC_ALL, "");
+    /* Past a file size limit, write() should fail with EFBIG (and the old file stay) rather
+     * than the process be killed mid-write. */
+    signal (SIGXFSZ, SIG_IGN);
     if (argc < 2) {
         print_usage (stderr);
         return EXIT_BAD_INPUT;
