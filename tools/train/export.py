@@ -8,6 +8,11 @@ Writes data/models/<name>.safetensors (fp16: model.diffusion_model.* = the EMA w
 U-Net, exported as the plain weights; first_stage_model.* = the frozen VQ autoencoder, latent
 normalisation folded in) and data/models/<name>.yaml (a CompVis config.yaml; use_ema false
 because the file holds the EMA weights as its only U-Net weights), then data/models/SHA256SUMS.
+
+The autoencoder's decoder (post_quant_conv, decoder.*) is replaced by the EMA decoder of the
+newest train_decoder.py checkpoint (tools/train/checkpoints/decoder.pt or the cache copy) when
+that was trained for the same frozen encoder and codebook (fingerprint); --decoder PATH picks
+a checkpoint, --decoder none keeps the U-Net checkpoint's own (stage-1) decoder.
 """
 import argparse
 import hashlib
@@ -21,6 +26,7 @@ from safetensors.torch import save_file
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import common  # noqa: E402
+from train_decoder import frozen_fingerprint  # noqa: E402
 from train_unet import TASKS  # noqa: E402
 
 DEFAULT_NAMES = {"inpaint": "ldm-inpaint-builtin", "sr": "ldm-sr-builtin"}
@@ -66,7 +72,29 @@ def config_yaml(task, ck):
                            target="ldm.models.diffusion.ddpm.LatentDiffusion", params=params))
 
 
-def export(task, name, src=None, out=OUT):
+def fine_tuned_decoder(ae_state, decoder):
+    """(EMA decoder state, its checkpoint) for the autoencoder ae_state, or (None, None)."""
+    if decoder == "none":
+        return None, None
+    explicit = bool(decoder)
+    if explicit:
+        dk = torch.load(decoder, map_location="cpu", weights_only=False)
+    else:
+        dk, decoder = common.load_resume("decoder")
+        if dk is None:
+            return None, None
+    fp = frozen_fingerprint(ae_state)
+    if dk["fingerprint"] != fp:
+        msg = (f"{decoder} was trained for another encoder/codebook ({dk['fingerprint']}, "
+               f"this model's: {fp})")
+        if not explicit:
+            common.log("not using the fine-tuned decoder:", msg)
+            return None, None
+        sys.exit(msg)
+    return dk, decoder
+
+
+def export(task, name, src=None, out=OUT, decoder=None):
     if src:
         ck = torch.load(src, map_location="cpu", weights_only=False)
     else:
@@ -76,7 +104,14 @@ def export(task, name, src=None, out=OUT):
     tensors = {}
     for k, v in ck["ema"].items():
         tensors["model.diffusion_model." + k] = v.half().contiguous()
-    for k, v in ck["ae"].items():
+    ae_state = dict(ck["ae"])
+    dk, dsrc = fine_tuned_decoder(ae_state, decoder)
+    if dk is not None:
+        for k, v in dk["ema"].items():
+            assert k in ae_state and ae_state[k].shape == v.shape, k
+            ae_state[k] = v
+        common.log(f"decoder: EMA of {dsrc} (step {dk['step']})")
+    for k, v in ae_state.items():
         if k.startswith("quantize.") and k != "quantize.embedding.weight":
             continue
         tensors["first_stage_model." + k] = v.half().contiguous()
@@ -85,6 +120,9 @@ def export(task, name, src=None, out=OUT):
             "autoencoder-step": str(ck["ae_step"]),
             "latent-norm": json.dumps(ck["latent_norm"]),
             "weights": "EMA of the U-Net weights, stored as the plain weights"}
+    if dk is not None:
+        meta.update({"decoder-step": str(dk["step"]),
+                     "decoder-train-hours": f"{dk.get('seconds', 0) / 3600:.2f}"})
     os.makedirs(out, exist_ok=True)
     st = os.path.join(out, name + ".safetensors")
     save_file(tensors, st + ".tmp", metadata=meta)
@@ -115,8 +153,11 @@ def main():
     ap.add_argument("--name")
     ap.add_argument("--checkpoint", help="a stage-2 checkpoint (default: the newest)")
     ap.add_argument("--out", default=OUT, help="output folder (default data/models)")
+    ap.add_argument("--decoder", help="a train_decoder.py checkpoint (default: the newest, "
+                                      "when it fits), or none for the stage-1 decoder")
     args = ap.parse_args()
-    export(args.task, args.name or DEFAULT_NAMES[args.task], args.checkpoint, args.out)
+    export(args.task, args.name or DEFAULT_NAMES[args.task], args.checkpoint, args.out,
+           args.decoder)
 
 
 if __name__ == "__main__":
