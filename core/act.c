@@ -1,6 +1,8 @@
 /* act.c: activation buffers and the cheap layers between convolutions. See act.h. */
 #include "act.h"
 
+#include "alloc.h"
+
 #include <math.h>
 #include <omp.h>
 #include <string.h>
@@ -15,10 +17,8 @@ act_alloc (Act *a, int n, int h, int w, int c, GError **error)
     *a = (Act) { .n = n, .h = h, .w = w, .c = c };
     a->data = g_try_malloc_n (count ? count : 1, sizeof (float));
     if (!a->data) {
-        g_set_error (error, LDM_ERROR, LDM_ERROR_NO_MEMORY,
-                     "not enough memory for a %dx%dx%dx%d activation (%zu MB)", n, h, w, c,
-                     count * sizeof (float) >> 20);
-        return FALSE;
+        g_autofree char *what = g_strdup_printf ("a %dx%dx%dx%d activation", n, h, w, c);
+        return ldm_no_memory (error, what, count, sizeof (float));
     }
     return TRUE;
 }
@@ -87,15 +87,16 @@ act_add (float *y, const float *x, size_t n)
  * when mean is given. Each thread sums a fixed share (static schedule) into its own slot and
  * the slots are added in thread order, so the result is the same on every run. */
 static void
-channel_sums (const float *x, size_t pixels, int c, const double *mean, double *sums)
+channel_sums (const float *x, size_t pixels, int c, const double *mean, double *sums,
+              int max_threads, double *slots, float *runs)
 {
     bool parallel = pixels * c >= PARALLEL_MIN;
-    int threads = parallel ? omp_get_max_threads () : 1;
-    double *slots = g_new0 (double, (size_t) threads * c);
+    int threads = parallel ? max_threads : 1;
+    memset (slots, 0, (size_t) threads * c * sizeof (double));
 #pragma omp parallel num_threads (threads) if (parallel)
     {
         double *local = slots + (size_t) omp_get_thread_num () * c;
-        float *run = g_new (float, c);
+        float *run = runs + (size_t) omp_get_thread_num () * c;
         /* float partial sums over runs of 64 pixels, flushed to double: fast, and nothing a
          * float32 reference keeps is lost */
 #pragma omp for schedule(static)
@@ -117,13 +118,11 @@ channel_sums (const float *x, size_t pixels, int c, const double *mean, double *
             for (int k = 0; k < c; k++)
                 local[k] += run[k];
         }
-        g_free (run);
     }
     memset (sums, 0, c * sizeof (double));
     for (int t = 0; t < threads; t++)
         for (int k = 0; k < c; k++)
             sums[k] += slots[(size_t) t * c + k];
-    g_free (slots);
 }
 
 /* exp(x) for the SiLU: range reduction to x = n ln 2 + r, |r| <= ln 2 / 2, and a degree-6
@@ -149,19 +148,31 @@ exp_approx (float x)
     return p * scale;
 }
 
-void
+gboolean
 act_group_norm (const Act *in, Act *out, const float *gamma, const float *beta, int groups,
-                float eps, bool silu)
+                float eps, bool silu, GError **error)
 {
     int c = in->c, per_group = c / groups;
     size_t pixels = (size_t) in->h * in->w;
-    double *sums = g_new (double, c), *mean = g_new (double, c);
-    float *scale = g_new (float, c), *shift = g_new (float, c);
+    /* per channel: sums, mean | scale, shift; per thread and channel: slots | runs */
+    int threads = omp_get_max_threads ();
+    size_t per_thread = (size_t) threads * c;
+    double *doubles = ldm_try_alloc_n (2 * (size_t) c + per_thread, sizeof (double),
+                                       "a group normalisation", error);
+    float *floats = doubles ? ldm_try_alloc_n (2 * (size_t) c + per_thread, sizeof (float),
+                                               "a group normalisation", error)
+                            : NULL;
+    if (!floats) {
+        g_free (doubles);
+        return FALSE;
+    }
+    double *sums = doubles, *mean = doubles + c, *slots = doubles + 2 * c;
+    float *scale = floats, *shift = floats + c, *runs = floats + 2 * c;
     for (int n = 0; n < in->n; n++) {
         const float *x = in->data + (size_t) n * pixels * c;
         float *y = out->data + (size_t) n * pixels * c;
         double count = (double) pixels * per_group;
-        channel_sums (x, pixels, c, NULL, sums);
+        channel_sums (x, pixels, c, NULL, sums, threads, slots, runs);
         for (int g = 0; g < groups; g++) {
             double m = 0;
             for (int k = g * per_group; k < (g + 1) * per_group; k++)
@@ -169,7 +180,7 @@ act_group_norm (const Act *in, Act *out, const float *gamma, const float *beta, 
             for (int k = g * per_group; k < (g + 1) * per_group; k++)
                 mean[k] = m / count;
         }
-        channel_sums (x, pixels, c, mean, sums);
+        channel_sums (x, pixels, c, mean, sums, threads, slots, runs);
         for (int g = 0; g < groups; g++) {
             double v = 0;
             for (int k = g * per_group; k < (g + 1) * per_group; k++)
@@ -197,10 +208,9 @@ act_group_norm (const Act *in, Act *out, const float *gamma, const float *beta, 
             }
         }
     }
-    g_free (sums);
-    g_free (mean);
-    g_free (scale);
-    g_free (shift);
+    g_free (doubles);
+    g_free (floats);
+    return TRUE;
 }
 
 gboolean

@@ -18,9 +18,9 @@ void act_avgpool2x2 (const Act *in, Act *out);
 /* GroupNorm over an NHWC activation: per image and group of c / groups channels, subtract the
  * mean and divide by sqrt(variance + eps) (two-pass, accumulated in double), then scale by
  * gamma and shift by beta per channel, then SiLU when asked (in the same pass). in and out may
- * be the same. */
-void act_group_norm (const Act *in, Act *out, const float *gamma, const float *beta, int groups,
-                     float eps, bool silu);
+ * be the same. FALSE only when memory for its per-channel sums runs out. */
+gboolean act_group_norm (const Act *in, Act *out, const float *gamma, const float *beta,
+                         int groups, float eps, bool silu, GError **error);
 
 /* y += x, element-wise over n floats. */
 void act_add (float *y, const float *x, size_t n);

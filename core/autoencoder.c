@@ -10,6 +10,7 @@
 #include "autoencoder.h"
 
 #include "act.h"
+#include "alloc.h"
 #include "layers.h"
 
 #include <math.h>
@@ -293,7 +294,9 @@ autoencoder_new (Dnn *dnn, const LdmAutoencoderConfig *config, const Weights *w,
         int64_t shape[2] = { cfg->n_embed, cfg->embed_dim };
         if (!(ae->codebook = weights_read (w, "quantize.embedding.weight", 2, shape, error)))
             goto fail;
-        ae->codebook_sq = g_new (float, cfg->n_embed);
+        if (!(ae->codebook_sq = ldm_try_alloc_n (cfg->n_embed, sizeof (float), "the codebook",
+                                                 error)))
+            goto fail;
         for (int j = 0; j < cfg->n_embed; j++) {
             float s = 0;
             for (int c = 0; c < cfg->embed_dim; c++)
@@ -390,7 +393,7 @@ attn_forward (Autoencoder *ae, const AttnBlock *a, Act *x, GError **error)
     float *v = g_try_malloc_n (rows * c, sizeof (float));
     float *mixed = g_try_malloc_n (rows * c, sizeof (float));
     if (!q || !k || !v || !mixed) {
-        g_set_error (error, LDM_ERROR, LDM_ERROR_NO_MEMORY, "not enough memory for attention");
+        ldm_no_memory (error, "the first stage's attention", 4 * rows * c, sizeof (float));
         goto done;
     }
     if (!act_alloc (&t, x->n, x->h, x->w, c, error)

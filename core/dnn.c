@@ -6,6 +6,8 @@
  */
 #include "dnn.h"
 
+#include "alloc.h"
+
 #include <oneapi/dnnl/dnnl.h>
 #include <string.h>
 
@@ -48,9 +50,12 @@ check (dnnl_status_t status, const char *what, GError **error)
 {
     if (status == dnnl_success)
         return TRUE;
-    g_set_error (error, LDM_ERROR,
-                 status == dnnl_out_of_memory ? LDM_ERROR_NO_MEMORY : LDM_ERROR_UNSUPPORTED,
-                 "oneDNN: %s: %s", what, status_text (status));
+    if (status == dnnl_out_of_memory)
+        g_set_error (error, LDM_ERROR, LDM_ERROR_NO_MEMORY, "not enough memory for oneDNN (%s)",
+                     what);
+    else
+        g_set_error (error, LDM_ERROR, LDM_ERROR_UNSUPPORTED, "oneDNN: %s: %s", what,
+                     status_text (status));
     return FALSE;
 }
 
@@ -93,13 +98,10 @@ prim_new (Dnn *dnn, dnnl_primitive_desc_t pd, const int *arg_ids, int n_args, GE
         dnnl_memory_destroy (dnn->scratch_mem);
         dnn->scratch_mem = NULL;
         g_free (dnn->scratch);
-        dnn->scratch = g_try_malloc (scratch);
+        dnn->scratch = ldm_try_alloc_n (scratch, 1, "the oneDNN scratchpad", error);
         dnn->scratch_size = dnn->scratch ? scratch : 0;
-        if (!dnn->scratch) {
-            g_set_error (error, LDM_ERROR, LDM_ERROR_NO_MEMORY,
-                         "not enough memory for a %zu-byte oneDNN scratchpad", scratch);
+        if (!dnn->scratch)
             goto fail;
-        }
         dnnl_memory_desc_t md;
         dnnl_dims_t dims = { (dnnl_dim_t) scratch };
         CHECK (dnnl_memory_desc_create_with_tag (&md, 1, dims, dnnl_u8, dnnl_a), "scratchpad");
@@ -228,27 +230,26 @@ conv_entry_free (gpointer data)
 }
 
 DnnConv *
-dnn_conv_new (Dnn *dnn, const float *weight, const float *bias, int out_c, int in_c, int kh,
-              int kw, int stride, int pad_top, int pad_left, int pad_bottom, int pad_right,
+dnn_conv_new (Dnn *dnn, float *weight, float *bias, int out_c, int in_c, int kh, int kw,
+              int stride, int pad_top, int pad_left, int pad_bottom, int pad_right,
               GError **error)
 {
     DnnConv *conv = g_new0 (DnnConv, 1);
     *conv = (DnnConv) { .dnn = dnn, .out_c = out_c, .in_c = in_c, .kh = kh, .kw = kw,
                         .stride = stride, .pad_t = pad_top, .pad_l = pad_left,
-                        .pad_b = pad_bottom, .pad_r = pad_right };
+                        .pad_b = pad_bottom, .pad_r = pad_right, .plain_data = weight,
+                        .bias_data = bias };
     conv->entries = g_ptr_array_new_with_free_func (conv_entry_free);
 
-    size_t n_weights = (size_t) out_c * in_c * kh * kw;
-    conv->plain_data = g_memdup2 (weight, n_weights * sizeof (float));
     dnnl_dims_t wdims = { out_c, in_c, kh, kw };
     dnnl_memory_desc_t wmd = md_tag (4, wdims, dnnl_oihw);
     dnnl_status_t s = dnnl_memory_create (&conv->plain_weights, wmd, dnn->engine, conv->plain_data);
     dnnl_memory_desc_destroy (wmd);
     CHECK (s, "convolution weights");
 
-    conv->bias_data = g_new0 (float, out_c);
-    if (bias)
-        memcpy (conv->bias_data, bias, out_c * sizeof (float));
+    if (!conv->bias_data
+        && !(conv->bias_data = ldm_try_alloc0_n (out_c, sizeof (float), "a bias", error)))
+        goto fail;
     dnnl_dims_t bdims = { out_c };
     dnnl_memory_desc_t bmd = md_tag (1, bdims, dnnl_a);
     s = dnnl_memory_create (&conv->bias, bmd, dnn->engine, conv->bias_data);
@@ -296,11 +297,9 @@ reorder_new (Dnn *dnn, dnnl_memory_t from, const_dnnl_memory_desc_t md, void **d
     dnnl_memory_t to = NULL;
     dnnl_primitive_desc_t pd = NULL;
     dnnl_primitive_t prim = NULL;
-    *data = g_try_malloc (dnnl_memory_desc_get_size (md));
-    if (!*data) {
-        g_set_error (error, LDM_ERROR, LDM_ERROR_NO_MEMORY, "not enough memory for weights");
+    *data = ldm_try_alloc_n (dnnl_memory_desc_get_size (md), 1, "reordered weights", error);
+    if (!*data)
         return NULL;
-    }
     const_dnnl_memory_desc_t from_md;
     dnnl_memory_get_memory_desc (from, &from_md);
     CHECK (dnnl_memory_create (&to, md, dnn->engine, *data), "weights memory");
@@ -470,24 +469,25 @@ struct DnnLinear {
 };
 
 DnnLinear *
-dnn_linear_new (Dnn *dnn, const float *weight, const float *bias, int out_features,
-                int in_features, GError **error)
+dnn_linear_new (Dnn *dnn, float *weight, float *bias, int out_features, int in_features,
+                GError **error)
 {
     DnnLinear *l = g_new0 (DnnLinear, 1);
     l->dnn = dnn;
     l->out_f = out_features;
     l->in_f = in_features;
     l->entries = g_hash_table_new_full (g_direct_hash, g_direct_equal, NULL, prim_free);
-    l->plain_data = g_memdup2 (weight, (size_t) out_features * in_features * sizeof (float));
+    l->plain_data = weight;
+    l->bias_data = bias;
     /* PyTorch stores [out x in]; matmul wants weights as K x N = in x out: the same bytes. */
     dnnl_dims_t wdims = { in_features, out_features };
     dnnl_memory_desc_t wmd = md_tag (2, wdims, dnnl_ba);
     dnnl_status_t s = dnnl_memory_create (&l->plain_weights, wmd, dnn->engine, l->plain_data);
     dnnl_memory_desc_destroy (wmd);
     CHECK (s, "linear weights");
-    l->bias_data = g_new0 (float, out_features);
-    if (bias)
-        memcpy (l->bias_data, bias, out_features * sizeof (float));
+    if (!l->bias_data
+        && !(l->bias_data = ldm_try_alloc0_n (out_features, sizeof (float), "a bias", error)))
+        goto fail;
     dnnl_dims_t bdims = { 1, out_features };
     dnnl_memory_desc_t bmd = md_tag (2, bdims, dnnl_ab);
     s = dnnl_memory_create (&l->bias, bmd, dnn->engine, l->bias_data);
@@ -765,13 +765,10 @@ scores_buffer (Dnn *dnn, size_t len, GError **error)
 {
     if (len > dnn->scores_len) {
         g_free (dnn->scores);
-        dnn->scores = g_try_malloc_n (len, sizeof (float));
+        dnn->scores = ldm_try_alloc_n (len, sizeof (float), "attention scores", error);
         dnn->scores_len = dnn->scores ? len : 0;
-        if (!dnn->scores) {
-            g_set_error (error, LDM_ERROR, LDM_ERROR_NO_MEMORY,
-                         "not enough memory for attention scores");
+        if (!dnn->scores)
             return NULL;
-        }
     }
     return dnn->scores;
 }

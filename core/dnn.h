@@ -34,8 +34,10 @@ void  dnn_free (Dnn *dnn);
 
 typedef struct DnnConv DnnConv;
 
-/* weight: OIHW float32 (out_c x in_c x kh x kw), bias: out_c or NULL. Both are copied. */
-DnnConv *dnn_conv_new  (Dnn *dnn, const float *weight, const float *bias, int out_c, int in_c,
+/* weight: OIHW float32 (out_c x in_c x kh x kw), bias: out_c or NULL (zeros). Both are taken,
+ * not copied (g_malloc'd; freed with the layer, or here when this fails), so a weight is never
+ * held twice while the networks load. */
+DnnConv *dnn_conv_new  (Dnn *dnn, float *weight, float *bias, int out_c, int in_c,
                         int kh, int kw, int stride, int pad_top, int pad_left, int pad_bottom,
                         int pad_right, GError **error);
 void     dnn_conv_free (DnnConv *conv);
@@ -55,8 +57,9 @@ gboolean dnn_conv_forward (DnnConv *conv, const Act *in, Act *out, const DnnConv
 
 typedef struct DnnLinear DnnLinear;
 
-/* weight: [out x in] float32 (PyTorch's Linear layout), bias: out or NULL. Copied. */
-DnnLinear *dnn_linear_new  (Dnn *dnn, const float *weight, const float *bias, int out_features,
+/* weight: [out x in] float32 (PyTorch's Linear layout), bias: out or NULL. Taken, as for
+ * dnn_conv_new. */
+DnnLinear *dnn_linear_new  (Dnn *dnn, float *weight, float *bias, int out_features,
                             int in_features, GError **error);
 void       dnn_linear_free (DnnLinear *linear);
 /* y[rows x out] = x[rows x in] W^T + b, optionally y += (accumulate). */

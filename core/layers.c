@@ -30,9 +30,7 @@ norm_group (Dnn *dnn, const Norm *norm, const Act *in, Act *out, bool silu, GErr
     /* Our own NHWC GroupNorm with the SiLU fused: oneDNN 3.7's (jit:uni) took a quarter of a
      * U-Net step, and a separate SiLU pass costs a thread start-up per call. */
     (void) dnn;
-    (void) error;
-    act_group_norm (in, out, norm->gamma, norm->beta, GN_GROUPS, norm->eps, silu);
-    return TRUE;
+    return act_group_norm (in, out, norm->gamma, norm->beta, GN_GROUPS, norm->eps, silu, error);
 }
 
 DnnConv *
@@ -47,7 +45,8 @@ conv_load (Dnn *dnn, const Weights *w, const char *prefix, int out_c, int in_c, 
     if (!bias)
         return NULL;
     int lt = pad_lt >= 0 ? pad_lt : k / 2, rb = pad_rb >= 0 ? pad_rb : k / 2;
-    return dnn_conv_new (dnn, weight, bias, out_c, in_c, k, k, stride, lt, lt, rb, rb, error);
+    return dnn_conv_new (dnn, g_steal_pointer (&weight), g_steal_pointer (&bias), out_c, in_c, k,
+                         k, stride, lt, lt, rb, rb, error);
 }
 
 DnnLinear *
@@ -61,5 +60,6 @@ linear_load (Dnn *dnn, const Weights *w, const char *prefix, int out_f, int in_f
     g_autofree float *b = NULL;
     if (bias && !(b = weights_readf (w, error, 1, bshape, "%s.bias", prefix)))
         return NULL;
-    return dnn_linear_new (dnn, weight, b, out_f, in_f, error);
+    return dnn_linear_new (dnn, g_steal_pointer (&weight), g_steal_pointer (&b), out_f, in_f,
+                           error);
 }

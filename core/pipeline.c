@@ -16,8 +16,8 @@
  * mask) to what the networks need and cropped back.
  */
 #include "act.h"
+#include "alloc.h"
 #include "autoencoder.h"
-#include "color_fix.h"
 #include "model.h"
 #include "sampler.h"
 #include "unet.h"
@@ -42,19 +42,10 @@ ldm_image_clear (LdmImage *image)
 }
 
 void
-ldm_sample_params_init_authors (LdmSampleParams *p, LdmTask task)
+ldm_sample_params_init (LdmSampleParams *p)
 {
-    gboolean up = task == LDM_TASK_UPSCALE;
-    *p = (LdmSampleParams) { .sampler = LDM_SAMPLER_DDIM, .steps = up ? 100 : 50,
-                             .eta = up ? 1.0f : 0.0f, .guidance = 7.5f };
-}
-
-void
-ldm_sample_params_init (LdmSampleParams *p, LdmTask task)
-{
-    ldm_sample_params_init_authors (p, task);
-    p->steps = 25;
-    p->keep_known = p->match_colors = p->color_fix = TRUE;
+    *p = (LdmSampleParams) { .sampler = LDM_SAMPLER_DDIM, .steps = 50, .eta = 0.0f,
+                             .guidance = 7.5f };
 }
 
 static const LdmTensor *
@@ -207,11 +198,9 @@ initial_latent (const LdmSampleParams *p, Rng *rng, Act *x, GError **error)
         nchw_to_nhwc (p->x_T, x);
         return TRUE;
     }
-    g_autofree float *noise = g_try_malloc_n (n, sizeof (float));
-    if (!noise) {
-        g_set_error (error, LDM_ERROR, LDM_ERROR_NO_MEMORY, "not enough memory for the latent");
+    g_autofree float *noise = ldm_try_alloc_n (n, sizeof (float), "the initial noise", error);
+    if (!noise)
         return FALSE;
-    }
     rng_normal (rng, noise, n);
     nchw_to_nhwc (noise, x);
     return TRUE;
@@ -330,11 +319,10 @@ denoise_tiled (Denoiser *d, const float *x, int t, float *eps, GError **error)
 {
     int xc = d->out.c, wh = d->tiling.win_h, ww = d->tiling.win_w;
     size_t n = (size_t) d->latent_h * d->latent_w;
-    g_autofree float *window = g_try_malloc_n ((size_t) wh * ww * xc, sizeof (float));
-    if (!window) {
-        g_set_error (error, LDM_ERROR, LDM_ERROR_NO_MEMORY, "not enough memory for a tile");
+    g_autofree float *window = ldm_try_alloc_n ((size_t) wh * ww * xc, sizeof (float), "a tile",
+                                                error);
+    if (!window)
         return FALSE;
-    }
     memset (eps, 0, n * xc * sizeof (float));
     memset (d->weight_sum, 0, n * sizeof (float));
     for (int i = 0; i < d->tiling.n_y; i++)
@@ -391,11 +379,9 @@ static gboolean
 caller_noise (void *data, int index, float *out, size_t n, GError **error)
 {
     Hooks *h = data;
-    g_autofree float *nchw = g_try_malloc_n (n, sizeof (float));
-    if (!nchw) {
-        g_set_error (error, LDM_ERROR, LDM_ERROR_NO_MEMORY, "not enough memory for noise");
+    g_autofree float *nchw = ldm_try_alloc_n (n, sizeof (float), "noise", error);
+    if (!nchw)
         return FALSE;
-    }
     if (!h->params->noise (h->params->noise_data, index, nchw, n, error))
         return FALSE;
     Act dst = h->latent;
@@ -424,7 +410,9 @@ sample (LdmEngine *e, const LdmSampleParams *p, const Act *cond, const float *kn
         if (p->uncond_context && p->guidance != 1.0f) {
             d.batch = 2;
             d.guidance = p->guidance;
-            contexts = g_new (float, 2 * one);
+            contexts = ldm_try_alloc_n (2 * one, sizeof (float), "the text contexts", error);
+            if (!contexts)
+                return FALSE;
             memcpy (contexts, p->uncond_context, one * sizeof (float));
             memcpy (contexts + one, p->context, one * sizeof (float));
             d.contexts = contexts;
@@ -436,10 +424,9 @@ sample (LdmEngine *e, const LdmSampleParams *p, const Act *cond, const float *kn
     gboolean ok = act_alloc (&d.in, d.batch, wh, ww, x->c + cond->c, error)
                   && act_alloc (&d.out, d.batch, wh, ww, x->c, error);
     if (ok && !tiling_whole (&d.tiling)
-        && !(d.weight_sum = g_try_malloc_n ((size_t) x->h * x->w, sizeof (float)))) {
-        g_set_error (error, LDM_ERROR, LDM_ERROR_NO_MEMORY, "not enough memory for tiling");
+        && !(d.weight_sum = ldm_try_alloc_n ((size_t) x->h * x->w, sizeof (float),
+                                             "tile weights", error)))
         ok = FALSE;
-    }
     if (ok) {
         SamplerParams sp = { .sampler = p->sampler, .steps = p->steps, .eta = p->eta };
         Hooks h = { .params = p, .latent = *x };
@@ -465,13 +452,11 @@ decode_tiled (LdmEngine *e, const Act *z, Act *out, GError **error)
     int f = autoencoder_factor (e->ae);
     gboolean ok = FALSE;
     Act window = { 0 }, dec = { 0 };
-    float *weight_sum = g_try_malloc0_n ((size_t) z->h * f * z->w * f, sizeof (float));
+    float *weight_sum = ldm_try_alloc0_n ((size_t) z->h * f * z->w * f, sizeof (float),
+                                          "tile weights", error);
     if (!weight_sum || !act_alloc (out, 1, z->h * f, z->w * f, 3, error)
-        || !act_alloc (&window, 1, tiling.win_h, tiling.win_w, z->c, error)) {
-        if (!weight_sum)
-            g_set_error (error, LDM_ERROR, LDM_ERROR_NO_MEMORY, "not enough memory for tiling");
+        || !act_alloc (&window, 1, tiling.win_h, tiling.win_w, z->c, error))
         goto done;
-    }
     memset (out->data, 0, act_numel (out) * sizeof (float));
     for (int i = 0; i < tiling.n_y; i++)
         for (int j = 0; j < tiling.n_x; j++) {
@@ -571,12 +556,10 @@ known_latents (const Act *cond, LdmModelKind kind, const uint8_t *fill, int pw, 
     /* SD's condition is [mask | latent], LDM's [latent | mask] */
     int first = kind == LDM_MODEL_SD_INPAINT ? 1 : 0;
     size_t n = (size_t) h * w * zc;
-    *known = g_try_malloc_n (n, sizeof (float));
-    *keep = g_try_malloc (n);
-    if (!*known || !*keep) {
-        g_set_error (error, LDM_ERROR, LDM_ERROR_NO_MEMORY, "not enough memory for the latents");
+    *known = ldm_try_alloc_n (n, sizeof (float), "the known latents", error);
+    *keep = *known ? ldm_try_alloc_n (n, 1, "the known latents", error) : NULL;
+    if (!*known || !*keep)
         return FALSE;
-    }
     for (int y = 0; y < h; y++)
         for (int x = 0; x < w; x++) {
             bool hole = false;
@@ -599,11 +582,9 @@ match_fill_colors (Act *dec, const Act *img, const uint8_t *fill, int radius, in
                    GError **error)
 {
     size_t n = (size_t) dec->w * dec->h;
-    g_autofree float *near = g_try_malloc_n (n, sizeof (float));
-    if (!near) {
-        g_set_error (error, LDM_ERROR, LDM_ERROR_NO_MEMORY, "not enough memory for the colours");
+    g_autofree float *near = ldm_try_alloc_n (n, sizeof (float), "the colour matching", error);
+    if (!near)
         return FALSE;
-    }
     for (size_t i = 0; i < n; i++)
         near[i] = fill[i] ? 1.0f : 0.0f;
     if (!ldm_mask_grow (near, dec->w, dec->h, radius, error))
@@ -646,11 +627,9 @@ ldm_inpaint (LdmEngine *e, const LdmImage *image, const LdmImage *mask,
     int w = image->width, h = image->height, align = ldm_engine_alignment (e);
     int pw = round_up (w, align), ph = round_up (h, align);
     size_t n_fill = 0;
-    g_autofree uint8_t *fill = g_try_malloc0 ((size_t) pw * ph);
-    if (!fill) {
-        g_set_error (error, LDM_ERROR, LDM_ERROR_NO_MEMORY, "not enough memory for the mask");
+    g_autofree uint8_t *fill = ldm_try_alloc0_n ((size_t) pw * ph, 1, "the mask", error);
+    if (!fill)
         return FALSE;
-    }
     for (int y = 0; y < h; y++)
         for (int x = 0; x < w; x++)
             n_fill += fill[(size_t) y * pw + x] = mask->pixels[(size_t) y * w + x] >= 128;
@@ -695,9 +674,8 @@ ldm_inpaint (LdmEngine *e, const LdmImage *image, const LdmImage *mask,
 
     /* Composite: generated pixels inside the mask, the input's own bytes elsewhere. */
     size_t bytes = (size_t) w * h * image->channels;
-    *out = (LdmImage) { w, h, image->channels, g_try_malloc (bytes) };
+    *out = (LdmImage) { w, h, image->channels, ldm_try_alloc_n (bytes, 1, "the result", error) };
     if (!out->pixels) {
-        g_set_error (error, LDM_ERROR, LDM_ERROR_NO_MEMORY, "not enough memory for the result");
         ok = FALSE;
         goto done;
     }
@@ -751,15 +729,9 @@ ldm_upscale (LdmEngine *e, const LdmImage *image, const LdmSampleParams *p, LdmI
         || !decode_tiled (e, &quant, &dec, error))
         goto done;
     int ow = w * f, oh = h * f, oc = image->channels == 4 ? 4 : 3;
-    /* 8 rounds: within a level of the input's block means even where clipping fights back
-     * (the fixtures' random models); coarser scales converge in the first rounds */
-    if (p->color_fix && !color_fix_backproject (&dec, &lr, f, w, h, 8, error))
+    *out = (LdmImage) { ow, oh, oc, ldm_try_alloc_n ((size_t) ow * oh, oc, "the result", error) };
+    if (!out->pixels)
         goto done;
-    *out = (LdmImage) { ow, oh, oc, g_try_malloc_n ((size_t) ow * oh, oc) };
-    if (!out->pixels) {
-        g_set_error (error, LDM_ERROR, LDM_ERROR_NO_MEMORY, "not enough memory for the result");
-        goto done;
-    }
     for (int y = 0; y < oh; y++)
         for (int xx = 0; xx < ow; xx++) {
             uint8_t *dst = out->pixels + ((size_t) y * ow + xx) * oc;

@@ -5,6 +5,8 @@
  */
 #include "sampler.h"
 
+#include "alloc.h"
+
 #include <math.h>
 #include <string.h>
 
@@ -185,7 +187,7 @@ sampler_run (const Schedule *schedule, const SamplerParams *params, DenoiseFn de
     float *prev_x0 = g_try_malloc_n (n, sizeof (float));
     float *noise = g_try_malloc_n (n, sizeof (float));
     if (!eps || !pred_x0 || !prev_x0 || !noise) {
-        g_set_error (error, LDM_ERROR, LDM_ERROR_NO_MEMORY, "not enough memory for sampling");
+        ldm_no_memory (error, "sampling", 4 * n, sizeof (float));
         goto done;
     }
     float h_prev = 0;

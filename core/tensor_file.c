@@ -1,6 +1,10 @@
 /* tensor_file.c: the table of named tensors, the file mapping and dtype conversion. */
 #include "tensor_file.h"
 
+#include "alloc.h"
+
+#include <glib/gstdio.h>
+
 #include <errno.h>
 #include <math.h>
 #include <string.h>
@@ -177,7 +181,14 @@ ldm_tensor_file_open (const char *path, GError **error)
     GError *map_error = NULL;
     GMappedFile *map = g_mapped_file_new (path, FALSE, &map_error);
     if (!map) {
-        g_set_error (error, LDM_ERROR, LDM_ERROR_IO, "%s", map_error->message);
+        GStatBuf st;
+        if (g_error_matches (map_error, G_FILE_ERROR, G_FILE_ERROR_NOMEM)
+            && g_stat (path, &st) == 0) { /* the address space for the mapping ran out */
+            g_autofree char *what = g_strdup_printf ("mapping %s", path);
+            ldm_no_memory (error, what, (size_t) st.st_size, 1);
+        } else {
+            g_set_error (error, LDM_ERROR, LDM_ERROR_IO, "%s", map_error->message);
+        }
         g_error_free (map_error);
         return NULL;
     }

@@ -14,6 +14,7 @@
 #include "unet.h"
 
 #include "act.h"
+#include "alloc.h"
 #include "layers.h"
 
 #include <math.h>
@@ -183,7 +184,10 @@ transformer_load (Unet *u, SpatialTransformer *st, const Weights *w, const char 
     g_snprintf (name, sizeof name, "%s.proj_out", prefix);
     if (!(st->proj_out = linear_load (u->dnn, w, name, c, inner, proj_ndim, true, error)))
         return FALSE;
-    st->blocks = g_new0 (TransformerBlock, st->depth);
+    st->blocks = ldm_try_alloc0_n (st->depth, sizeof (TransformerBlock), "transformer blocks",
+                                   error);
+    if (!st->blocks)
+        return FALSE;
     for (int d = 0; d < st->depth; d++) {
         TransformerBlock *b = &st->blocks[d];
         struct {
@@ -518,8 +522,14 @@ static gboolean
 time_mlp (Unet *u, const float *t, int n, float *emb, GError **error)
 {
     int mc = u->config.model_channels;
-    g_autofree float *sinusoid = g_new (float, (size_t) n * mc);
-    g_autofree float *hidden = g_new (float, (size_t) n * u->time_dim);
+    g_autofree float *sinusoid = ldm_try_alloc_n ((size_t) n * mc, sizeof (float),
+                                                  "the timestep embedding", error);
+    g_autofree float *hidden = sinusoid ? ldm_try_alloc_n ((size_t) n * u->time_dim,
+                                                           sizeof (float),
+                                                           "the timestep embedding", error)
+                                        : NULL;
+    if (!hidden)
+        return FALSE;
     for (int i = 0; i < n; i++)
         unet_timestep_embedding (t[i], mc, sinusoid + (size_t) i * mc);
     return dnn_linear_forward (u->time_embed0, sinusoid, hidden, n, false, error)
@@ -540,10 +550,12 @@ resblock_forward (Unet *u, const ResBlock *r, const Act *x, const float *emb_sil
     gboolean ok = FALSE;
     int n = x->n, h = x->h, w = x->w;
     Act t = { 0 }, t_resampled = { 0 }, x_resampled = { 0 }, h1 = { 0 }, t2 = { 0 };
-    g_autofree float *emb_out = g_new (float, (size_t) n * (r->scale_shift ? 2 : 1) * r->out_c);
+    g_autofree float *emb_out = ldm_try_alloc_n ((size_t) n * (r->scale_shift ? 2 : 1) * r->out_c,
+                                                 sizeof (float), "a time embedding projection",
+                                                 error);
     const Act *x_in = x, *t_in = &t;
 
-    if (!act_alloc (&t, n, h, w, r->in_c, error)
+    if (!emb_out || !act_alloc (&t, n, h, w, r->in_c, error)
         || !norm_group (u->dnn, &r->in_norm, x, &t, true, error))
         goto done;
     if (r->resample != RESAMPLE_NONE) {
@@ -619,12 +631,10 @@ attention_forward (Unet *u, const AttentionBlock *a, Act *x, GError **error)
     int c = a->c, d = c / a->heads, tokens = x->h * x->w;
     size_t rows = (size_t) x->n * tokens;
     Act t = { 0 };
-    float *qkv = g_try_malloc_n (rows * 3 * c, sizeof (float));
-    float *mixed = g_try_malloc_n (rows * c, sizeof (float));
-    if (!qkv || !mixed) {
-        g_set_error (error, LDM_ERROR, LDM_ERROR_NO_MEMORY, "not enough memory for attention");
+    float *qkv = ldm_try_alloc_n (rows * 3 * c, sizeof (float), "attention", error);
+    float *mixed = qkv ? ldm_try_alloc_n (rows * c, sizeof (float), "attention", error) : NULL;
+    if (!qkv || !mixed)
         goto done;
-    }
     if (!act_alloc (&t, x->n, x->h, x->w, c, error) || !norm_group (u->dnn, &a->norm, x, &t, false, error)
         || !dnn_linear_forward (a->qkv, t.data, qkv, (int) rows, false, error))
         goto done;
@@ -664,7 +674,8 @@ transformer_forward (Unet *u, const SpatialTransformer *st, Act *x, const float 
     float *gated = g_try_malloc_n (rows * 4 * inner, sizeof (float));
     float scale = 1.0f / sqrtf ((float) d);
     if (!hidden || !normed || !q || !k || !v || !mixed || !ff || !gated) {
-        g_set_error (error, LDM_ERROR, LDM_ERROR_NO_MEMORY, "not enough memory for attention");
+        ldm_no_memory (error, "a spatial transformer", (16 * rows + 2 * kv_rows) * inner,
+                       sizeof (float));
         goto done;
     }
     if (!context) {
@@ -825,11 +836,12 @@ unet_forward (Unet *u, const Act *x, const float *t, const float *context, int c
     }
     gboolean ok = FALSE;
     int n_in = u->input_blocks->len;
-    Act *skips = g_new0 (Act, n_in);
+    Act *skips = g_new0 (Act, n_in); /* a few bytes per block */
     Act h = { 0 }, cat = { 0 };
     int n_skips = 0;
-    float *emb = g_new (float, (size_t) x->n * u->time_dim);
-    if (!time_mlp (u, t, x->n, emb, error)
+    float *emb = ldm_try_alloc_n ((size_t) x->n * u->time_dim, sizeof (float),
+                                  "the time embedding", error);
+    if (!emb || !time_mlp (u, t, x->n, emb, error)
         || !dnn_eltwise (u->dnn, DNN_SILU, emb, emb, (int64_t) x->n * u->time_dim, error))
         goto done;
 

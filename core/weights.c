@@ -1,6 +1,7 @@
 /* weights.c: reading named parameters as float32 with shape checks. See weights.h. */
 #include "weights.h"
 
+#include "alloc.h"
 #include "tensor_file.h"
 
 #include <stdarg.h>
@@ -28,8 +29,8 @@ weights_read (const Weights *w, const char *name, int ndim, const int64_t *shape
     size_t n = (size_t) ldm_tensor_numel (t);
     float *data = g_try_malloc_n (n ? n : 1, sizeof (float));
     if (!data) {
-        g_set_error (error, LDM_ERROR, LDM_ERROR_NO_MEMORY,
-                     "%s: not enough memory for parameter '%s'", w->what, name);
+        g_autofree char *what = g_strdup_printf ("parameter '%s' of %s", name, w->what);
+        ldm_no_memory (error, what, n, sizeof (float));
         return NULL;
     }
     if (!ldm_tensor_read_f32 (t, data, n, error)) {
