@@ -167,6 +167,10 @@ typedef struct {
      * it), correcting the autoencoder's colour drift (as webui's colour correction). FALSE =
      * the decoded pixels as they are. */
     gboolean      match_colors;
+    /* Upscaling: make the output's f x f block means agree with the input's pixels
+     * (back-projection of the residual, color_fix.c), so the colours stay the input's and the
+     * model's detail is kept. FALSE = the decoded pixels as they are (the LDSR notebook). */
+    gboolean      color_fix;
     /* Optional initial latent x_T, NCHW (1 x C x h x w) as the fixtures store it; its size
      * must be the padded latent size. NULL = drawn from the seed. */
     const float  *x_T;
@@ -185,8 +189,17 @@ typedef struct {
     void         *progress_data;
 } LdmSampleParams;
 
-/* Defaults: DDIM, 50 steps, eta 0, seed 0, guidance 7.5 (the CompVis inpainting script). */
-void ldm_sample_params_init (LdmSampleParams *params);
+typedef enum {
+    LDM_TASK_INPAINT,
+    LDM_TASK_UPSCALE,
+} LdmTask;
+
+/* What a user gets (the one source of the plug-in's and ldm's defaults): DDIM, 25 steps, eta 0
+ * (upscaling: 1, as LDSR), seed 0, guidance 7.5, keep_known, match_colors and color_fix on. */
+void ldm_sample_params_init (LdmSampleParams *params, LdmTask task);
+/* The authors' procedure exactly (the CompVis inpainting script, the LDSR notebook): DDIM,
+ * 50 steps, eta 0 (upscaling: 100 steps, eta 1), seed 0, guidance 7.5, no aids. */
+void ldm_sample_params_init_authors (LdmSampleParams *params, LdmTask task);
 
 /* A model made ready to run: its networks built on oneDNN, weights reordered once. The
  * model may be freed afterwards. */

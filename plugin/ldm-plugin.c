@@ -68,10 +68,14 @@ ldm_query_procedures (GimpPlugIn *plug_in)
 
 /* ------------------------------------------------------------ arguments */
 
-/* model, steps, seed, sampler, eta: what both procedures share. */
+/* model, steps, seed, sampler, eta: what both procedures share; the defaults are core's
+ * (ldm_sample_params_init), as for the `ldm` program. */
 static void
-add_sampling_arguments (GimpProcedure *procedure, const char *builtin, int steps, double eta)
+add_sampling_arguments (GimpProcedure *procedure, const char *builtin,
+                        const LdmSampleParams *defaults)
 {
+    int steps = defaults->steps;
+    double eta = defaults->eta;
     g_autofree char *model_blurb = g_strdup_printf (
         _("Model checkpoint (.ckpt or .safetensors); none = the built-in model %s"), builtin);
     /* ACTION_ANY: GIMP itself would refuse a missing file or a folder before the plug-in
@@ -127,7 +131,9 @@ ldm_create_procedure (GimpPlugIn *plug_in, const gchar *name)
               "goes through the model. The result is a new layer above the active one, with a "
               "layer mask made from the selection; the image's own layers are not changed."),
             name);
-        add_sampling_arguments (procedure, LDM_BUILTIN_INPAINT, 25, 0.0);
+        LdmSampleParams defaults;
+        ldm_sample_params_init (&defaults, LDM_TASK_INPAINT);
+        add_sampling_arguments (procedure, LDM_BUILTIN_INPAINT, &defaults);
         gimp_procedure_add_int_argument (procedure, "context-padding", _("_Context"),
                                          _("Pixels of surrounding image the model sees around "
                                            "the selection"),
@@ -149,11 +155,11 @@ ldm_create_procedure (GimpPlugIn *plug_in, const gchar *name)
                                                "selection to the image's own, so the fill grows "
                                                "from its surroundings (off: the authors' "
                                                "sampler)"),
-                                             TRUE, G_PARAM_READWRITE);
+                                             defaults.keep_known, G_PARAM_READWRITE);
         gimp_procedure_add_boolean_argument (procedure, "match-colors", _("Match co_lors"),
                                              _("Correct the fill's colors by the model's color "
                                                "error on the pixels around it"),
-                                             TRUE, G_PARAM_READWRITE);
+                                             defaults.match_colors, G_PARAM_READWRITE);
         gimp_procedure_add_layer_return_value (procedure, "layer", _("Layer"),
                                                _("The new layer"), FALSE, G_PARAM_READWRITE);
     } else if (strcmp (name, UPSCALE_PROC) == 0) {
@@ -166,7 +172,15 @@ ldm_create_procedure (GimpPlugIn *plug_in, const gchar *name)
               "(LDSR), on the CPU, into a new image; with in-place, the image itself is scaled "
               "4x and the result added as a new layer."),
             name);
-        add_sampling_arguments (procedure, LDM_BUILTIN_UPSCALE, 25, 1.0);
+        LdmSampleParams defaults;
+        ldm_sample_params_init (&defaults, LDM_TASK_UPSCALE);
+        add_sampling_arguments (procedure, LDM_BUILTIN_UPSCALE, &defaults);
+        gimp_procedure_add_boolean_argument (procedure, "color-fix", _("_Keep colors"),
+                                             _("Keep the layer's colors: every 4x4 block of the "
+                                               "result averages to its original pixel, the "
+                                               "model adds the detail (off: the decoded colors "
+                                               "as they are)"),
+                                             defaults.color_fix, G_PARAM_READWRITE);
         gimp_procedure_add_boolean_argument (procedure, "in-place", _("Scale this _image"),
                                              _("Scale the current image 4x and add the result "
                                                "as a layer, instead of making a new image"),
@@ -258,7 +272,7 @@ show_dialog (GimpProcedure *procedure, GimpProcedureConfig *config, const char *
                                     "region-frame", NULL);
     } else {
         gimp_procedure_dialog_fill (d, "model-file", "sampler-choice", "steps", "seed", "eta",
-                                    "in-place", NULL);
+                                    "color-fix", "in-place", NULL);
     }
     /* eta only means something to DDIM */
     GimpValueArray *ddim = gimp_value_array_new (1);
@@ -450,7 +464,7 @@ append_sampling (GString *s, const char *procedure, const char *path, const Samp
 static void
 init_sample_params (LdmSampleParams *p, const Sampling *s, LdmJob *job)
 {
-    ldm_sample_params_init (p);
+    ldm_sample_params_init (p, LDM_TASK_INPAINT); /* the aids are set by each procedure */
     p->sampler = s->sampler;
     p->steps = s->steps;
     p->eta = (float) s->eta;
@@ -595,6 +609,7 @@ run_inpaint (GimpProcedure *procedure, GimpRunMode run_mode, GimpImage *image,
 typedef struct {
     const char *model_path;
     Sampling    sampling;
+    gboolean    color_fix;
     LdmImage    source, result;
 } UpscaleWork;
 
@@ -607,6 +622,7 @@ upscale_work (LdmJob *job, gpointer data, GError **error)
         return FALSE;
     LdmSampleParams params;
     init_sample_params (&params, &w->sampling, job);
+    params.color_fix = w->color_fix;
     return ldm_upscale (engine, &w->source, &params, &w->result, error);
 }
 
@@ -644,7 +660,7 @@ run_upscale (GimpProcedure *procedure, GimpRunMode run_mode, GimpImage *image,
     gboolean in_place = FALSE;
     if (!read_sampling (config, &w.sampling, &error))
         return refuse (procedure, error);
-    g_object_get (config, "in-place", &in_place, NULL);
+    g_object_get (config, "in-place", &in_place, "color-fix", &w.color_fix, NULL);
     int dw = gimp_drawable_get_width (drawable), dh = gimp_drawable_get_height (drawable);
     if (in_place) { /* then the whole image grows 4x, not just the layer */
         dw = MAX (dw, gimp_image_get_width (image));
@@ -674,7 +690,8 @@ run_upscale (GimpProcedure *procedure, GimpRunMode run_mode, GimpImage *image,
                                              w.sampling.seed, w.sampling.steps);
     g_autoptr (GString) parameters = g_string_new (NULL);
     append_sampling (parameters, UPSCALE_PROC, path, &w.sampling);
-    g_string_append_printf (parameters, "in-place=%s\n", in_place ? "true" : "false");
+    g_string_append_printf (parameters, "color-fix=%s\nin-place=%s\n",
+                            w.color_fix ? "true" : "false", in_place ? "true" : "false");
 
     GimpImage *target;
     GimpLayer *layer;

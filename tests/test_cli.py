@@ -52,7 +52,7 @@ def run_fixture_images():
             r = ldm("inpaint", "--model", os.path.join(f, model), "--image",
                     os.path.join(f, "image.png"), "--mask", os.path.join(f, "mask.png"),
                     "--output", out, "--steps", "5", "--eta", "0", "--seed", "1",
-                    "--x-T", ref + ":ddim.x_T", "--quiet")
+                    "--x-T", ref + ":ddim.x_T", "--quiet", "--authors")
             check(f"inpaint {model}: exit 0", r.returncode == 0, r.stderr)
             if r.returncode:
                 continue
@@ -73,8 +73,11 @@ def run_fixture_images():
         pngutil.write_png(full, src[0], src[1], 1, [bytes([255] * src[0])] * src[1])
         outs = {}
         both = ["--keep-known", "--match-colors"]
-        for name, m, extra in (("kk", "mask.png", ["--keep-known"]), ("full", full, []),
-                               ("full-kk", full, both), ("mc", "mask.png", both)):
+        for name, m, extra in (("kk", "mask.png", ["--authors", "--keep-known"]),
+                               ("full", full, ["--authors"]),
+                               ("full-kk", full, ["--authors"] + both),
+                               ("mc", "mask.png", ["--authors"] + both),
+                               ("default", "mask.png", [])):
             outs[name] = os.path.join(tmp, name + ".png")
             r = ldm("inpaint", "--model", os.path.join(f, "model.safetensors"), "--image",
                     os.path.join(f, "image.png"), "--mask", os.path.join(f, m), "--output",
@@ -94,6 +97,8 @@ def run_fixture_images():
                   max_diff(got, read_png(outs["kk"])) > 0)
             check("inpaint --keep-known: the fill differs from the authors' sampler",
                   max_diff(got, read_png(os.path.join(f, "expected.png"))) > 2)
+            check("inpaint without --authors: the aids are on (= --keep-known --match-colors)",
+                  read_png(outs["default"]) == got)
             a, b = read_png(outs["full"]), read_png(outs["full-kk"])
             check("inpaint --keep-known --match-colors with everything masked: the same as "
                   "without", a == b,
@@ -106,7 +111,7 @@ def run_fixture_images():
                 out = os.path.join(tmp, "up.png")
                 args = ["upscale", "--model", os.path.join(f, model), "--image",
                         os.path.join(f, "lowres.png"), "--output", out, "--steps", "5",
-                        "--eta", eta, "--x-T", ref + ":ddim.x_T", "--quiet"]
+                        "--eta", eta, "--x-T", ref + ":ddim.x_T", "--quiet", "--authors"]
                 if eta == "1":
                     args += ["--step-noise", ref + ":eta1.ddim.step%02d.noise"]
                 r = ldm(*args)
@@ -116,6 +121,35 @@ def run_fixture_images():
                 d = max_diff(read_png(out), read_png(os.path.join(f, expected)))
                 check(f"upscale {model} eta {eta}: within 2/255 of {expected}", d <= 2,
                       f"max diff {d}")
+
+        # The colour fix (default): each 4x4 block of the output averages to its input pixel.
+        lr = read_png(os.path.join(f, "lowres.png"))
+        outs = {}
+        for name, extra in (("authors", ["--authors"]), ("default", []),
+                            ("authors-fix", ["--authors", "--color-fix"])):
+            outs[name] = os.path.join(tmp, f"up-{name}.png")
+            r = ldm("upscale", "--model", os.path.join(f, "model.safetensors"), "--image",
+                    os.path.join(f, "lowres.png"), "--output", outs[name], "--steps", "5",
+                    "--eta", "0", "--x-T", ref + ":ddim.x_T", "--quiet", *extra)
+            check(f"upscale ({name}): exit 0", r.returncode == 0, r.stderr)
+
+        def block_error(path):
+            w, h, c, rows = read_png(path)
+            total = 0
+            for y in range(lr[1]):
+                for x in range(lr[0]):
+                    for k in range(3):
+                        m = sum(rows[4 * y + dy][(4 * x + dx) * c + k] for dy in range(4)
+                                for dx in range(4)) / 16
+                        total += abs(m - lr[3][y][x * lr[2] + k])
+            return total / (lr[0] * lr[1] * 3)
+        if all(os.path.exists(o) for o in outs.values()):
+            e_authors, e_fix = block_error(outs["authors"]), block_error(outs["default"])
+            check("upscale: the colour fix is on by default (= --authors --color-fix)",
+                  read_png(outs["default"]) == read_png(outs["authors-fix"]))
+            check("upscale --color-fix: block means within 1 level of the input (and closer "
+                  "than without)", e_fix < 1.0 and e_fix < e_authors,
+                  f"mean block error {e_fix:.3f} (without: {e_authors:.3f})")
 
         # bad arguments: exit 2 with a message naming the problem
         f = os.path.join(SHARED, "fixtures", "ldm-inpaint-tiny")

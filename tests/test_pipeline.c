@@ -6,6 +6,7 @@
  *  - bad input, cancellation, sizes that need padding;
  *  - the colour matching of a generated region (act_match_region_mean), on built pictures. */
 #include "act.h"
+#include "color_fix.h"
 #include "model.h"
 #include "sampler.h"
 #include "testutil.h"
@@ -238,7 +239,7 @@ test_inpaint_ldm (gconstpointer data)
     size_t n_x;
     g_autofree float *x_T = ref_read (e.ref, "ddim.x_T", &n_x);
     LdmSampleParams p;
-    ldm_sample_params_init (&p);
+    ldm_sample_params_init_authors (&p, LDM_TASK_INPAINT);
     p.steps = 5;
     p.x_T = x_T;
     p.x_T_len = n_x;
@@ -271,7 +272,7 @@ test_inpaint_sd (gconstpointer data)
     g_autofree float *ctx = ref_read (e.ref, "cond.context", &n_ctx);
     g_autofree float *uctx = ref_read (e.ref, "cond.uncond_context", NULL);
     LdmSampleParams p;
-    ldm_sample_params_init (&p);
+    ldm_sample_params_init_authors (&p, LDM_TASK_INPAINT);
     p.steps = 5;
     p.x_T = x_T;
     p.x_T_len = n_x;
@@ -329,7 +330,7 @@ test_upscale (gconstpointer data)
     g_autofree float *x_T = ref_read (e.ref, "ddim.x_T", &n_x);
     for (int eta = 0; eta <= 1; eta++) {
         LdmSampleParams p;
-        ldm_sample_params_init (&p);
+        ldm_sample_params_init_authors (&p, LDM_TASK_UPSCALE);
         p.steps = 5;
         p.eta = (float) eta;
         p.x_T = x_T;
@@ -377,7 +378,7 @@ test_inpaint_edges (void)
     for (int i = 0; i < w * h * 4; i++)
         image.pixels[i] = (uint8_t) (i * 7 + i / 13);
     LdmSampleParams p;
-    ldm_sample_params_init (&p);
+    ldm_sample_params_init_authors (&p, LDM_TASK_INPAINT);
     p.steps = 3;
     p.seed = 42;
     LdmImage out = { 0 };
@@ -472,7 +473,7 @@ test_upscale_tiled (void)
     for (int i = 0; i < w * h * 3; i++)
         image.pixels[i] = (uint8_t) (128 + 100 * sin (i * 0.01));
     LdmSampleParams p;
-    ldm_sample_params_init (&p);
+    ldm_sample_params_init_authors (&p, LDM_TASK_INPAINT);
     p.steps = 2;
     p.seed = 5;
     LdmImage a = { 0 }, b = { 0 };
@@ -548,6 +549,67 @@ test_match_region_mean (void)
     act_free (&ref);
 }
 
+/* Colour fix: an upscale whose colours drifted (a constant and a slow ramp per channel) over
+ * detail with zero block means (a checkerboard inside every 4x4 block) comes back with the
+ * block means of the low-resolution input and its detail kept; the padding is not touched. */
+static void
+test_color_fix (void)
+{
+    enum { W = 10, H = 12, F = 4, C = 3, PAD = 2 };
+    Act lr = { 0 }, hr = { 0 };
+    g_autoptr (GError) error = NULL;
+    g_assert_true (act_alloc (&lr, 1, H + PAD, W + PAD, C, &error));
+    g_assert_true (act_alloc (&hr, 1, (H + PAD) * F, (W + PAD) * F, C, &error));
+    guint32 state = 7;
+    for (size_t i = 0; i < act_numel (&lr); i++) {
+        state = state * 1664525u + 1013904223u;
+        lr.data[i] = (float) (state >> 8) / (float) (1 << 24) * 1.6f - 0.8f;
+    }
+    for (int y = 0; y < (H + PAD) * F; y++)
+        for (int x = 0; x < (W + PAD) * F; x++)
+            for (int k = 0; k < C; k++) {
+                float base = lr.data[((size_t) (y / F) * lr.w + x / F) * C + k];
+                float detail = ((x + y) % 2 ? 0.1f : -0.1f);
+                float drift = 0.2f - 0.1f * (float) k + 0.004f * (float) (x + y);
+                hr.data[((size_t) y * hr.w + x) * C + k] = base + detail + drift;
+            }
+    Act before = hr;
+    before.data = g_memdup2 (hr.data, act_numel (&hr) * sizeof (float));
+    g_assert_true (color_fix_backproject (&hr, &lr, F, W, H, 4, &error));
+    g_assert_no_error (error);
+    double worst_mean = 0, detail_sum = 0;
+    for (int by = 0; by < H; by++)
+        for (int bx = 0; bx < W; bx++)
+            for (int k = 0; k < C; k++) {
+                double sum = 0, checker = 0;
+                for (int dy = 0; dy < F; dy++)
+                    for (int dx = 0; dx < F; dx++) {
+                        int x = bx * F + dx, y = by * F + dy;
+                        float v = hr.data[((size_t) y * hr.w + x) * C + k];
+                        sum += v;
+                        checker += (x + y) % 2 ? v : -v;
+                    }
+                double err = fabs (sum / (F * F) - lr.data[((size_t) by * lr.w + bx) * C + k]);
+                worst_mean = MAX (worst_mean, err);
+                detail_sum += checker / (F * F);
+            }
+    /* the drift was up to 0.3 (38 levels): what is left is below half a level */
+    g_assert_cmpfloat (worst_mean, <, 1.0 / 255);
+    /* the checkerboard's amplitude (0.1) is kept to within 2 % */
+    g_assert_cmpfloat (fabs (detail_sum / (W * H * C) - 0.1), <, 0.002);
+    /* the padding (outside the valid W x H blocks) is left alone */
+    for (int y = 0; y < (H + PAD) * F; y++)
+        for (int x = 0; x < (W + PAD) * F; x++)
+            if (y >= H * F || x >= W * F)
+                for (int k = 0; k < C; k++) {
+                    size_t i = ((size_t) y * hr.w + x) * C + k;
+                    g_assert_cmpfloat (hr.data[i], ==, before.data[i]);
+                }
+    act_free (&before);
+    act_free (&lr);
+    act_free (&hr);
+}
+
 int
 main (int argc, char **argv)
 {
@@ -578,5 +640,6 @@ main (int argc, char **argv)
     g_test_add_func ("/pipeline/edges", test_inpaint_edges);
     g_test_add_func ("/pipeline/upscale-tiled", test_upscale_tiled);
     g_test_add_func ("/pipeline/match-region-mean", test_match_region_mean);
+    g_test_add_func ("/pipeline/color-fix", test_color_fix);
     return g_test_run ();
 }

@@ -83,7 +83,7 @@ def run_gimp(defines, scenarios, env_extra=None):
                 scenario = rest
             last = f"{scenario}/{key}" if key != "scenario" else key
             values.setdefault(last, []).append(rest)
-        elif last and last.endswith("/parasite"):  # the parameters' text has several lines
+        elif last and last.endswith("parasite"):  # the parameters' text has several lines
             values[last][-1] += "\n" + line
     return p.returncode, values, output
 
@@ -316,6 +316,22 @@ def check_upscale(values, out):
         same = a[:2] == b[:2] and all(px(a, x, y)[:3] == px(b, x, y)[:3]
                                       for y in range(a[1]) for x in range(a[0]))
         check("upscale: the new image equals `ldm upscale` with the same seed", same)
+        # color-fix FALSE = `ldm upscale --no-color-fix`, and differs from the default
+        nofix = os.path.join(tmp, "nofix.png")
+        r = subprocess.run([LDM, "upscale", "--model", SR_MODEL, "--image",
+                            os.path.join(FIX, "ldm-sr-tiny", "lowres.png"), "--output", nofix,
+                            "--steps", "2", "--seed", "3", "--sampler", "ddim", "--eta", "1",
+                            "--no-color-fix", "--quiet"], capture_output=True, text=True,
+                           timeout=300)
+        c = pixels(os.path.join(out, "upscale-nofix.png"))
+        d = pixels(nofix) if r.returncode == 0 else None
+        check("upscale color-fix FALSE: equals `ldm upscale --no-color-fix`", d is not None
+              and c[:2] == d[:2] and all(px(c, x, y)[:3] == px(d, x, y)[:3]
+                                         for y in range(c[1]) for x in range(c[0])), r.stderr)
+        check("upscale color-fix FALSE: differs from the default", c[:2] == a[:2] and any(
+            px(c, x, y)[:3] != px(a, x, y)[:3] for y in range(c[1]) for x in range(c[0])))
+        check("upscale color-fix FALSE: in the parasite",
+              "color-fix=false" in " ".join(values.get("upscale/nofix-parasite", [])))
 
 
 def check_equal(values, out):

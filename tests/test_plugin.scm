@@ -160,6 +160,15 @@
       (say "source-layers" (layer-count img))
       (export-visible big (out "upscale.png"))
       (gimp-image-delete big)
+      ; color-fix off: the decoded colours as they are, said in the parasite
+      (let* ((result (plug-in-ldm-upscale #:run-mode RUN-NONINTERACTIVE #:image img
+                                          #:drawables (vector base) #:model SR-MODEL
+                                          #:steps 2 #:seed 3 #:sampler "ddim" #:eta 1.0
+                                          #:color-fix FALSE)))
+        (say "nofix-parasite"
+             (caddr (gimp-item-get-parasite (cadr result) "gimp-ldm-parameters")))
+        (export-visible (car result) (out "upscale-nofix.png"))
+        (gimp-image-delete (car result)))
       ; in place: the image itself is scaled and gets the result as a new layer
       (let* ((result (plug-in-ldm-upscale #:run-mode RUN-NONINTERACTIVE #:image img
                                           #:drawables (vector base) #:model SR-MODEL

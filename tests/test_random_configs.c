@@ -401,7 +401,7 @@ case_run (Run *run, const Case *c, bool verbose)
     gboolean ok = engine != NULL;
     if (ok) {
         LdmSampleParams params;
-        ldm_sample_params_init (&params);
+        ldm_sample_params_init_authors (&params, LDM_TASK_INPAINT);
         params.steps = c->steps;
         params.sampler = c->sampler;
         params.eta = c->eta;

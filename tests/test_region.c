@@ -182,7 +182,7 @@ make_region (LdmImage *image, float *selection)
 static void
 sample_params (LdmSampleParams *sp)
 {
-    ldm_sample_params_init (sp);
+    ldm_sample_params_init_authors (sp, LDM_TASK_INPAINT);
     sp->steps = 3;
     sp->seed = 11;
 }

@@ -20,6 +20,7 @@
 #include <unistd.h>
 
 #define EXIT_BAD_INPUT 2
+#define AUTHORS_STEPS "50 to inpaint, 100 to upscale"
 
 static void
 print_usage (FILE *out)
@@ -143,7 +144,9 @@ typedef struct {
     /* numbers as typed: parsed strictly after the options (GOption takes "nan" as a double) */
     char   *steps, *eta, *seed, *guidance;
     int     requested_steps;
-    gboolean quiet, keep_known, match_colors, told_steps;
+    gboolean quiet, told_steps, authors;
+    /* the aids: each can be forced on or off over the defaults (or --authors) */
+    gboolean keep_known, no_keep_known, match_colors, no_match_colors, color_fix, no_color_fix;
 } RunOptions;
 
 static void
@@ -312,9 +315,12 @@ command_run (int argc, char **argv, bool inpaint)
         { "output", 'o', 0, G_OPTION_ARG_FILENAME, &o.output,
           "Output image (.png, or .jpg: lossy; a 16-bit PNG in gives a 16-bit PNG out)", "OUT" },
         { "steps", 's', 0, G_OPTION_ARG_STRING, &o.steps,
-          inpaint ? "Denoising steps (default 50)" : "Denoising steps (default 100)", "N" },
+          "Denoising steps (default 25; --authors: " AUTHORS_STEPS ")", "N" },
         { "eta", 0, 0, G_OPTION_ARG_STRING, &o.eta,
           inpaint ? "DDIM eta (default 0)" : "DDIM eta (default 1, as the LDSR notebook)", "E" },
+        { "authors", 0, 0, G_OPTION_ARG_NONE, &o.authors,
+          "The authors' procedure exactly: their step count, pure-noise start, none of the aids "
+          "below (reproduces their results)", NULL },
         { "seed", 0, 0, G_OPTION_ARG_STRING, &o.seed,
           "Seed, 0 to 2^63-1 (default: random, printed)", "S" },
         { "sampler", 0, 0, G_OPTION_ARG_STRING, &o.sampler, "ddim, ddpm or dpmpp-2m (default ddim)",
@@ -331,11 +337,20 @@ command_run (int argc, char **argv, bool inpaint)
         { "guidance", 0, inpaint ? 0 : G_OPTION_FLAG_HIDDEN, G_OPTION_ARG_STRING, &o.guidance,
           "Stable Diffusion: guidance scale, 0 to 30 (default 7.5)", "G" },
         { "keep-known", 0, inpaint ? 0 : G_OPTION_FLAG_HIDDEN, G_OPTION_ARG_NONE, &o.keep_known,
-          "Blend the latents away from the mask back to the image's at every step (the GIMP "
-          "plug-in's default; the authors' script does not)", NULL },
+          "Blend the latents away from the mask back to the image's at every step (default; "
+          "the authors' script does not)", NULL },
+        { "no-keep-known", 0, inpaint ? 0 : G_OPTION_FLAG_HIDDEN, G_OPTION_ARG_NONE,
+          &o.no_keep_known, "Do not blend the latents back", NULL },
         { "match-colors", 0, inpaint ? 0 : G_OPTION_FLAG_HIDDEN, G_OPTION_ARG_NONE,
           &o.match_colors, "Shift the fill's colors by the autoencoder's color error around "
-          "it (the GIMP plug-in's default)", NULL },
+          "it (default)", NULL },
+        { "no-match-colors", 0, inpaint ? 0 : G_OPTION_FLAG_HIDDEN, G_OPTION_ARG_NONE,
+          &o.no_match_colors, "Keep the fill's decoded colors", NULL },
+        { "color-fix", 0, inpaint ? G_OPTION_FLAG_HIDDEN : 0, G_OPTION_ARG_NONE, &o.color_fix,
+          "Keep the input's colors: every 4x4 block of the output averages to its input pixel "
+          "(default)", NULL },
+        { "no-color-fix", 0, inpaint ? G_OPTION_FLAG_HIDDEN : 0, G_OPTION_ARG_NONE,
+          &o.no_color_fix, "The decoded colors as they are", NULL },
         { "quiet", 'q', 0, G_OPTION_ARG_NONE, &o.quiet, "No progress or messages", NULL },
         { NULL },
     };
@@ -371,11 +386,11 @@ command_run (int argc, char **argv, bool inpaint)
     if (!image_check_output (o.output, &output_type, &error))
         goto bad;
     LdmSampleParams params;
-    ldm_sample_params_init (&params);
-    if (!inpaint) {
-        params.steps = 100;
-        params.eta = 1.0f;
-    }
+    LdmTask task = inpaint ? LDM_TASK_INPAINT : LDM_TASK_UPSCALE;
+    if (o.authors)
+        ldm_sample_params_init_authors (&params, task);
+    else
+        ldm_sample_params_init (&params, task);
     gint64 number;
     double real;
     if (o.steps) {
@@ -397,8 +412,15 @@ command_run (int argc, char **argv, bool inpaint)
     if (o.seed && !parse_int_option ("--seed", o.seed, 0, G_MAXINT64, &seed, &error))
         goto bad;
     o.requested_steps = params.steps;
-    params.keep_known = o.keep_known;
-    params.match_colors = o.match_colors;
+    if ((o.keep_known && o.no_keep_known) || (o.match_colors && o.no_match_colors)
+        || (o.color_fix && o.no_color_fix)) {
+        g_set_error (&error, LDM_ERROR, LDM_ERROR_ARGUMENT,
+                     "an aid cannot be both on and off (--X and --no-X)");
+        goto bad;
+    }
+    params.keep_known = (params.keep_known || o.keep_known) && !o.no_keep_known;
+    params.match_colors = (params.match_colors || o.match_colors) && !o.no_match_colors;
+    params.color_fix = (params.color_fix || o.color_fix) && !o.no_color_fix;
     if (o.sampler && !ldm_sampler_parse (o.sampler, &params.sampler)) {
         g_set_error (&error, LDM_ERROR, LDM_ERROR_ARGUMENT,
                      "unknown sampler '%s' (ddim, ddpm or dpmpp-2m)", o.sampler);

@@ -1,0 +1,92 @@
+/* color_fix.c: colour-true super-resolution (see color_fix.h).
+ *
+ * A diffusion upscaler draws plausible detail but lets the colours drift (the autoencoder's
+ * colour error, the sampler's low-frequency noise). The input already holds the right answer
+ * for everything below its own resolution: the mean of each f x f block of the output should
+ * be the input pixel. Back-projection moves the output towards that by a smooth (bilinear)
+ * spread of the residual, so the correction has no block edges and the model's detail above
+ * the input's resolution is left alone. */
+#include "color_fix.h"
+
+#include <math.h>
+#include <string.h>
+
+/* residual (h x w x c) = lr - the f x f area mean of hr, over the valid part. */
+static void
+block_residual (const Act *hr, const Act *lr, int f, int w, int h, float *residual)
+{
+    int c = lr->c;
+    float inv = 1.0f / (float) (f * f);
+#pragma omp parallel for
+    for (int y = 0; y < h; y++)
+        for (int x = 0; x < w; x++) {
+            float sum[8] = { 0 };
+            for (int dy = 0; dy < f; dy++) {
+                const float *row = hr->data + ((size_t) (y * f + dy) * hr->w + (size_t) x * f) * c;
+                for (int dx = 0; dx < f; dx++)
+                    for (int k = 0; k < c; k++)
+                        sum[k] += row[dx * c + k];
+            }
+            const float *target = lr->data + ((size_t) y * lr->w + x) * c;
+            float *r = residual + ((size_t) y * w + x) * c;
+            for (int k = 0; k < c; k++)
+                r[k] = target[k] - sum[k] * inv;
+        }
+}
+
+/* hr += bilinear upsampling of residual (h x w x c) by f, pixel centres aligned, edges held;
+ * then clipped to [-1, 1]. */
+static void
+add_upsampled (Act *hr, const float *residual, int f, int w, int h)
+{
+    int c = hr->c;
+#pragma omp parallel for
+    for (int yy = 0; yy < h * f; yy++) {
+        float sy = ((float) yy + 0.5f) / (float) f - 0.5f;
+        int y0 = (int) floorf (sy);
+        float ty = sy - (float) y0;
+        int ya = y0 < 0 ? 0 : y0, yb = y0 + 1 > h - 1 ? h - 1 : y0 + 1;
+        for (int xx = 0; xx < w * f; xx++) {
+            float sx = ((float) xx + 0.5f) / (float) f - 0.5f;
+            int x0 = (int) floorf (sx);
+            float tx = sx - (float) x0;
+            int xa = x0 < 0 ? 0 : x0, xb = x0 + 1 > w - 1 ? w - 1 : x0 + 1;
+            const float *p00 = residual + ((size_t) ya * w + xa) * c;
+            const float *p01 = residual + ((size_t) ya * w + xb) * c;
+            const float *p10 = residual + ((size_t) yb * w + xa) * c;
+            const float *p11 = residual + ((size_t) yb * w + xb) * c;
+            float *q = hr->data + ((size_t) yy * hr->w + xx) * c;
+            for (int k = 0; k < c; k++) {
+                float v = q[k] + (1 - ty) * ((1 - tx) * p00[k] + tx * p01[k])
+                          + ty * ((1 - tx) * p10[k] + tx * p11[k]);
+                /* held in the displayable range, so the next round corrects what clipping
+                 * would undo (alternating projections) */
+                q[k] = v < -1.0f ? -1.0f : (v > 1.0f ? 1.0f : v);
+            }
+        }
+    }
+}
+
+gboolean
+color_fix_backproject (Act *hr, const Act *lr, int f, int valid_w, int valid_h, int rounds,
+                       GError **error)
+{
+    int w = MIN (valid_w, lr->w), h = MIN (valid_h, lr->h);
+    g_return_val_if_fail (hr->c == lr->c && lr->c <= 8 && f >= 1, FALSE);
+    w = MIN (w, hr->w / f);
+    h = MIN (h, hr->h / f);
+    if (w <= 0 || h <= 0)
+        return TRUE;
+    float *residual = g_try_malloc_n ((size_t) w * h, (size_t) lr->c * sizeof (float));
+    if (!residual) {
+        g_set_error (error, LDM_ERROR, LDM_ERROR_NO_MEMORY,
+                     "not enough memory for the colour fix (%dx%d)", w, h);
+        return FALSE;
+    }
+    for (int i = 0; i < rounds; i++) {
+        block_residual (hr, lr, f, w, h, residual);
+        add_upsampled (hr, residual, f, w, h);
+    }
+    g_free (residual);
+    return TRUE;
+}

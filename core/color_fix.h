@@ -1,0 +1,14 @@
+/* color_fix.h (private to core/): colour-true super-resolution. */
+#pragma once
+
+#include "act.h"
+
+/* Makes hr (1 x H x W x c, a decoded upscale, values in [-1, 1]) agree with lr (1 x h x w x c,
+ * the low-resolution input) in its low frequencies while keeping its detail: iterative
+ * back-projection, hr += up (lr - down (hr)), `rounds` times, where down is the f x f area
+ * mean and up is bilinear with pixel centres aligned, the result clipped to [-1, 1]. Only the
+ * top-left valid_w x valid_h pixels of lr and their f x f blocks in hr are read and changed
+ * (the rest is padding).
+ * FALSE (and a GError) only when memory for the residual runs out. */
+gboolean color_fix_backproject (Act *hr, const Act *lr, int f, int valid_w, int valid_h,
+                                int rounds, GError **error);
