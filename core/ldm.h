@@ -21,7 +21,8 @@ typedef enum {
     LDM_ERROR_IO,          /* the file cannot be opened or read */
     LDM_ERROR_FORMAT,      /* the file is not what it claims to be, or is damaged */
     LDM_ERROR_UNSUPPORTED, /* valid, but something this engine does not handle */
-    LDM_ERROR_MODEL,       /* the tensors do not fit the architecture */
+    LDM_ERROR_MODEL,       /* the tensors do not fit the architecture, or the run gave
+                            * non-finite values (NaN/infinite weights, overflow) */
     LDM_ERROR_ARGUMENT,    /* a bad argument from the caller */
     LDM_ERROR_CANCELLED,   /* the caller's cancel flag was set */
     LDM_ERROR_NO_MEMORY,   /* an allocation failed */

@@ -32,7 +32,7 @@ struct LdmEngine {
     Unet          *unet;
     Autoencoder   *ae;
     Schedule       schedule;
-    char          *what;   /* "U-Net of FILE" etc. for messages */
+    char          *path;   /* the model file, for messages */
 };
 
 void
@@ -90,6 +90,7 @@ ldm_engine_new (const LdmModel *model, GError **error)
     }
     LdmEngine *e = g_new0 (LdmEngine, 1);
     e->config = *config;
+    e->path = g_strdup (path);
     g_autofree char *unet_what = g_strdup_printf ("%s (U-Net)", path);
     g_autofree char *ae_what = g_strdup_printf ("%s (first stage)", path);
     Weights unet_w = { unet_lookup, model, unet_what };
@@ -113,6 +114,7 @@ ldm_engine_free (LdmEngine *e)
     unet_free (e->unet);
     autoencoder_free (e->ae);
     dnn_free (e->dnn);
+    g_free (e->path);
     g_free (e);
 }
 
@@ -355,6 +357,24 @@ denoise_tiled (Denoiser *d, const float *x, int t, float *eps, GError **error)
     return TRUE;
 }
 
+/* Fails (LDM_ERROR_MODEL, naming the model) when any of the n values is NaN or infinite: a
+ * model with damaged weights, or one whose activations overflow float32, would otherwise give
+ * a flat fill that looks like a result. One pass over a latent or an image: cheap. */
+static gboolean
+check_finite (const LdmEngine *e, const float *v, size_t n, const char *what, GError **error)
+{
+    size_t bad = 0;
+    for (size_t i = 0; i < n; i++)
+        bad += !isfinite (v[i]);
+    if (bad == 0)
+        return TRUE;
+    g_set_error (error, LDM_ERROR, LDM_ERROR_MODEL,
+                 "%s: %s has %zu non-finite values (NaN or infinity) of %zu: the model's "
+                 "weights are damaged, or its activations overflow",
+                 e->path, what, bad, n);
+    return FALSE;
+}
+
 /* The sampler's DenoiseFn: eps for (x, t). A v-prediction U-Net (parameterization "v",
  * v = sqrt(a) eps - sqrt(1 - a) x0) gives eps = sqrt(a) v + sqrt(1 - a) x_t. */
 static gboolean
@@ -369,6 +389,12 @@ denoise (void *data, const float *x, int t, float *eps, GError **error)
         size_t n = (size_t) d->latent_h * d->latent_w * d->out.c;
         for (size_t i = 0; i < n; i++)
             eps[i] = sa * eps[i] + s1a * x[i];
+    }
+    if (ok) { /* once per step, on what the U-Net predicted */
+        char what[64];
+        g_snprintf (what, sizeof what, "the U-Net's output at timestep %d", t);
+        ok = check_finite (d->engine, eps, (size_t) d->latent_h * d->latent_w * d->out.c, what,
+                           error);
     }
     return ok;
 }
@@ -665,7 +691,8 @@ ldm_inpaint (LdmEngine *e, const LdmImage *image, const LdmImage *mask,
     ok = ok && act_alloc (&x, 1, ph / f, pw / f, e->config.unet.out_channels, error)
          && initial_latent (p, &rng, &x, error)
          && (!p->keep_known || known_latents (&cond, kind, fill, pw, f, &known, &keep, error))
-         && sample (e, p, &cond, known, keep, &rng, &x, error);
+         && sample (e, p, &cond, known, keep, &rng, &x, error)
+         && check_finite (e, x.data, act_numel (&x), "the sampled latent", error);
     if (!ok)
         goto done;
     if (e->config.first_stage.kind == LDM_AUTOENCODER_VQ) {
@@ -677,7 +704,8 @@ ldm_inpaint (LdmEngine *e, const LdmImage *image, const LdmImage *mask,
         for (size_t i = 0; i < act_numel (&x); i++)
             x.data[i] *= inv;
     }
-    if (!(ok = decode_tiled (e, z, &dec, error)))
+    if (!(ok = decode_tiled (e, z, &dec, error)
+               && check_finite (e, dec.data, act_numel (&dec), "the decoded image", error)))
         goto done;
     if (p->match_colors && !(ok = match_fill_colors (&dec, &img, fill, 4 * f, w, h, error)))
         goto done;
@@ -735,8 +763,10 @@ ldm_upscale (LdmEngine *e, const LdmImage *image, const LdmSampleParams *p, LdmI
         || !act_alloc (&x, 1, ph, pw, e->config.unet.out_channels, error)
         || !initial_latent (p, &rng, &x, error)
         || !sample (e, p, &lr, NULL, NULL, &rng, &x, error)
+        || !check_finite (e, x.data, act_numel (&x), "the sampled latent", error)
         || !autoencoder_quantize (e->ae, &x, &quant, NULL, error)
-        || !decode_tiled (e, &quant, &dec, error))
+        || !decode_tiled (e, &quant, &dec, error)
+        || !check_finite (e, dec.data, act_numel (&dec), "the decoded image", error))
         goto done;
     int ow = w * f, oh = h * f, oc = image->channels == 4 ? 4 : 3;
     /* 8 rounds: within a level of the input's block means even where clipping fights back

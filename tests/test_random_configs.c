@@ -85,7 +85,7 @@ typedef struct {
     int      steps;
     LdmSampler sampler;
     float    eta;
-    bool     keep_known, match_colors;
+    bool     keep_known, match_colors, color_fix;
     int      context_dim, context_tokens;
     bool     guided;    /* SD: [uncond, cond] batch with guidance 7.5 */
     bool     threaded;  /* all threads; else one (tiny primitives: barriers would dominate) */
@@ -308,6 +308,7 @@ case_generate (Case *c, uint64_t seed, int fixed_levels, int fixed_res_blocks, i
     c->eta = chance (&g, 50) ? 0.0f : (float) uniform (&g, 0.0, 1.0);
     c->keep_known = chance (&g, 50);
     c->match_colors = chance (&g, 50);
+    c->color_fix = chance (&g, 50);
     c->context_dim = context_dim;
     c->context_tokens = 1 + pick (&g, 8);
     c->guided = sd && chance (&g, 50);
@@ -352,11 +353,11 @@ static void
 print_case (const Case *c)
 {
     g_printerr ("case %" G_GUINT64_FORMAT ": %s\n--- config (model.yaml)\n%s---\n"
-                "image %dx%dx%d, %d step(s) %s eta %.3f, keep_known %d, match_colors %d, "
+                "image %dx%dx%d, %d step(s) %s eta %.3f, keep_known %d, match_colors %d, color_fix %d, "
                 "context %d x %d%s, %s weights\n"
                 "reproduce: LDM_FUZZ_CASE=%" G_GUINT64_FORMAT " %s\n",
                 c->seed, c->summary, c->yaml->str, c->width, c->height, c->channels, c->steps,
-                ldm_sampler_name (c->sampler), c->eta, c->keep_known, c->match_colors,
+                ldm_sampler_name (c->sampler), c->eta, c->keep_known, c->match_colors, c->color_fix,
                 c->context_tokens, c->context_dim, c->guided ? " guided" : "",
                 c->f16 ? "F16" : "F32", c->seed, g_get_prgname ());
 }
@@ -401,13 +402,15 @@ case_run (Run *run, const Case *c, bool verbose)
     gboolean ok = engine != NULL;
     if (ok) {
         LdmSampleParams params;
-        ldm_sample_params_init_authors (&params, LDM_TASK_INPAINT);
+        ldm_sample_params_init_authors (&params, c->kind == CASE_LDM_SR ? LDM_TASK_UPSCALE
+                                                                        : LDM_TASK_INPAINT);
         params.steps = c->steps;
         params.sampler = c->sampler;
         params.eta = c->eta;
         params.seed = c->seed;
         params.keep_known = c->keep_known;
         params.match_colors = c->match_colors;
+        params.color_fix = c->color_fix;
         if (c->context_dim > 0) {
             Gen g = { c->seed ^ 0xc0ffee };
             size_t n = (size_t) c->context_tokens * c->context_dim;
