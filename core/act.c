@@ -131,7 +131,9 @@ channel_sums (const float *x, size_t pixels, int c, const double *mean, double *
 static inline float
 exp_approx (float x)
 {
-    x = x < -87.0f ? -87.0f : (x > 88.0f ? 88.0f : x);
+    /* clamped so that NaN becomes -87 too: (int32_t) n below must never see a NaN (UB) */
+    x = x > -87.0f ? x : -87.0f;
+    x = x < 88.0f ? x : 88.0f;
     /* n = round(x / ln 2) with the 1.5 * 2^23 trick (SSE2 has no round instruction) */
     float n = (x * 1.44269504089f + 12582912.0f) - 12582912.0f;
     float r = x - n * 0.693359375f + n * 2.12194440e-4f; /* ln 2 in two parts */
