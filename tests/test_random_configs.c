@@ -195,7 +195,7 @@ case_generate (Case *c, uint64_t seed, int fixed_levels, int fixed_res_blocks, i
         heads_up = PICK_OF (&g, 1, 2, 4);
     if (head_channels != -1 && !transformer && !legacy && chance (&g, 30))
         num_heads = PICK_OF (&g, 1, 2, 4); /* head channels win */
-    int depth = 1 + (chance (&g, 20) ? pick (&g, 3) : 0);
+    int depth = fixed_levels > 0 ? 1 : 1 + (chance (&g, 20) ? pick (&g, 3) : 0);
     int context_dim = transformer ? PICK_OF (&g, 8, 16, 40, 77) : 0;
     int unet_in, unet_out = embed;
     switch (c->kind) {
@@ -311,7 +311,7 @@ case_generate (Case *c, uint64_t seed, int fixed_levels, int fixed_res_blocks, i
     c->color_fix = chance (&g, 50);
     c->context_dim = context_dim;
     c->context_tokens = 1 + pick (&g, 8);
-    c->guided = sd && chance (&g, 50);
+    c->guided = sd && fixed_levels == 0 && chance (&g, 50); /* the deepest: one batch */
     c->threaded = chance (&g, 15);
     g_snprintf (c->summary, sizeof c->summary,
                 "%s, %d levels x %d res blocks, mc %d, attention %d, %s, first stage f%d %s, "
