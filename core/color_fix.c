@@ -34,37 +34,59 @@ block_residual (const Act *hr, const Act *lr, int f, int w, int h, float *residu
         }
 }
 
-/* hr += bilinear upsampling of residual (h x w x c) by f, pixel centres aligned, edges held;
- * then clipped to [-1, 1]. */
+/* out (c floats) = the bilinear sample of src (h x w x c, row stride `stride` pixels) at
+ * pixel (xx, yy) of its f-times enlargement, pixel centres aligned, edges held. */
+static void
+bilinear_at (const float *src, int w, int h, int stride, int c, int f, int xx, int yy,
+             float *out)
+{
+    float sy = ((float) yy + 0.5f) / (float) f - 0.5f, sx = ((float) xx + 0.5f) / (float) f - 0.5f;
+    int y0 = (int) floorf (sy), x0 = (int) floorf (sx);
+    float ty = sy - (float) y0, tx = sx - (float) x0;
+    int ya = CLAMP (y0, 0, h - 1), yb = CLAMP (y0 + 1, 0, h - 1);
+    int xa = CLAMP (x0, 0, w - 1), xb = CLAMP (x0 + 1, 0, w - 1);
+    const float *p00 = src + ((size_t) ya * stride + xa) * c;
+    const float *p01 = src + ((size_t) ya * stride + xb) * c;
+    const float *p10 = src + ((size_t) yb * stride + xa) * c;
+    const float *p11 = src + ((size_t) yb * stride + xb) * c;
+    for (int k = 0; k < c; k++)
+        out[k] = (1 - ty) * ((1 - tx) * p00[k] + tx * p01[k])
+                 + ty * ((1 - tx) * p10[k] + tx * p11[k]);
+}
+
+/* hr += bilinear upsampling of residual (h x w x c) by f; then clipped to [-1, 1]. */
 static void
 add_upsampled (Act *hr, const float *residual, int f, int w, int h)
 {
     int c = hr->c;
 #pragma omp parallel for
-    for (int yy = 0; yy < h * f; yy++) {
-        float sy = ((float) yy + 0.5f) / (float) f - 0.5f;
-        int y0 = (int) floorf (sy);
-        float ty = sy - (float) y0;
-        int ya = y0 < 0 ? 0 : y0, yb = y0 + 1 > h - 1 ? h - 1 : y0 + 1;
+    for (int yy = 0; yy < h * f; yy++)
         for (int xx = 0; xx < w * f; xx++) {
-            float sx = ((float) xx + 0.5f) / (float) f - 0.5f;
-            int x0 = (int) floorf (sx);
-            float tx = sx - (float) x0;
-            int xa = x0 < 0 ? 0 : x0, xb = x0 + 1 > w - 1 ? w - 1 : x0 + 1;
-            const float *p00 = residual + ((size_t) ya * w + xa) * c;
-            const float *p01 = residual + ((size_t) ya * w + xb) * c;
-            const float *p10 = residual + ((size_t) yb * w + xa) * c;
-            const float *p11 = residual + ((size_t) yb * w + xb) * c;
+            float r[8];
+            bilinear_at (residual, w, h, w, c, f, xx, yy, r);
             float *q = hr->data + ((size_t) yy * hr->w + xx) * c;
             for (int k = 0; k < c; k++) {
-                float v = q[k] + (1 - ty) * ((1 - tx) * p00[k] + tx * p01[k])
-                          + ty * ((1 - tx) * p10[k] + tx * p11[k]);
+                float v = q[k] + r[k];
                 /* held in the displayable range, so the next round corrects what clipping
                  * would undo (alternating projections) */
                 q[k] = v < -1.0f ? -1.0f : (v > 1.0f ? 1.0f : v);
             }
         }
-    }
+}
+
+gboolean
+act_upsample_bilinear (const Act *src, int f, Act *dst, GError **error)
+{
+    int c = src->c;
+    g_return_val_if_fail (src->n == 1 && c <= 8 && f >= 1, FALSE);
+    if (!act_alloc (dst, 1, src->h * f, src->w * f, c, error))
+        return FALSE;
+#pragma omp parallel for
+    for (int yy = 0; yy < dst->h; yy++)
+        for (int xx = 0; xx < dst->w; xx++)
+            bilinear_at (src->data, src->w, src->h, src->w, c, f, xx, yy,
+                         dst->data + ((size_t) yy * dst->w + xx) * c);
+    return TRUE;
 }
 
 gboolean

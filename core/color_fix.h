@@ -12,3 +12,7 @@
  * FALSE (and a GError) only when memory for the residual runs out. */
 gboolean color_fix_backproject (Act *hr, const Act *lr, int f, int valid_w, int valid_h,
                                 int rounds, GError **error);
+
+/* dst (a new 1 x f h x f w x c activation) = src (1 x h x w x c, c <= 8) enlarged f times,
+ * bilinear with pixel centres aligned (the interpolation the colour fix spreads with). */
+gboolean act_upsample_bilinear (const Act *src, int f, Act *dst, GError **error);

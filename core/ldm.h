@@ -101,6 +101,18 @@ const char *ldm_sampler_name  (LdmSampler sampler); /* "ddim", "ddpm", "dpmpp-2m
 /* Parses a sampler name; FALSE for an unknown one. */
 gboolean    ldm_sampler_parse (const char *name, LdmSampler *sampler);
 
+/* Where sampling starts. */
+typedef enum {
+    LDM_INIT_NOISE,    /* pure noise (the authors'); `strength` is not used */
+    LDM_INIT_FILL,     /* inpainting: the hole filled classically (a smooth membrane from its
+                        * surroundings), encoded and noised to `strength` (webui's "fill") */
+    LDM_INIT_ORIGINAL, /* the image itself (upscaling: its bilinear 4x enlargement), encoded
+                        * and noised to `strength` (img2img: keeps the layout) */
+} LdmInit;
+
+const char *ldm_init_name  (LdmInit init); /* "noise", "fill", "original" */
+gboolean    ldm_init_parse (const char *name, LdmInit *init);
+
 /* ---------------------------------------------------------------- models */
 
 typedef enum {
@@ -172,6 +184,11 @@ typedef struct {
      * (back-projection of the residual, color_fix.c), so the colours stay the input's and the
      * model's detail is kept. FALSE = the decoded pixels as they are (the LDSR notebook). */
     gboolean      color_fix;
+    /* The start (see LdmInit) and, for a start from an image, the share of the schedule it
+     * goes through: 1 starts at the noisiest step, 0.5 runs the last half of the steps from
+     * the image's latent noised to that step's level. In (0, 1]. */
+    LdmInit       init;
+    float         strength;
     /* Optional initial latent x_T, NCHW (1 x C x h x w) as the fixtures store it; its size
      * must be the padded latent size. NULL = drawn from the seed. */
     const float  *x_T;

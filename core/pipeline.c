@@ -19,6 +19,7 @@
 #include "alloc.h"
 #include "autoencoder.h"
 #include "color_fix.h"
+#include "fill.h"
 #include "model.h"
 #include "sampler.h"
 #include "unet.h"
@@ -47,7 +48,8 @@ ldm_sample_params_init_authors (LdmSampleParams *p, LdmTask task)
 {
     gboolean up = task == LDM_TASK_UPSCALE;
     *p = (LdmSampleParams) { .sampler = LDM_SAMPLER_DDIM, .steps = up ? 100 : 50,
-                             .eta = up ? 1.0f : 0.0f, .guidance = 7.5f };
+                             .eta = up ? 1.0f : 0.0f, .guidance = 7.5f,
+                             .init = LDM_INIT_NOISE, .strength = 1.0f };
 }
 
 void
@@ -430,7 +432,7 @@ caller_noise (void *data, int index, float *out, size_t n, GError **error)
  * elements where keep is set are blended to it after every step. */
 static gboolean
 sample (LdmEngine *e, const LdmSampleParams *p, const Act *cond, const float *known,
-        const uint8_t *keep, Rng *rng, Act *x, GError **error)
+        const uint8_t *keep, const Act *init_x0, Rng *rng, Act *x, GError **error)
 {
     Denoiser d = { .engine = e, .cond = cond, .batch = 1, .latent_h = x->h, .latent_w = x->w };
     tiling_init (&d.tiling, x->h, x->w);
@@ -467,7 +469,9 @@ sample (LdmEngine *e, const LdmSampleParams *p, const Act *cond, const float *kn
         SamplerParams sp = { .sampler = p->sampler, .steps = p->steps, .eta = p->eta };
         Hooks h = { .params = p, .latent = *x };
         SamplerHooks hooks = { .noise = p->noise ? caller_noise : NULL, .on_step = on_step,
-                               .data = &h, .known = known, .keep = keep };
+                               .data = &h, .known = known, .keep = keep,
+                               .init_x0 = init_x0 ? init_x0->data : NULL,
+                               .strength = p->strength };
         ok = sampler_run (&e->schedule, &sp, denoise, &d, x->data, act_numel (x), rng, &hooks,
                           error);
     }
@@ -584,6 +588,74 @@ inpaint_condition_sd (LdmEngine *e, const Act *image, const uint8_t *fill, int p
 /* For keep_known: the masked image's latent (from the condition) and where it is kept: latent
  * pixels whose f x f block and its 8 neighbours hold no masked pixel (the encoding of the
  * blocks next to the hole still sees the hole's flat colour). */
+/* The latent the U-Net samples in, of a [-1, 1] image: VQ (LDM) the encoder's output before
+ * quantisation (the decoder quantises what the sampler returns); KL (SD) scale x the posterior
+ * mean. For a start from an image (init fill / original). */
+static gboolean
+image_latent (LdmEngine *e, const Act *image, Act *z, GError **error)
+{
+    Act enc = { 0 };
+    int zc = e->config.unet.out_channels;
+    if (!autoencoder_encode (e->ae, image, &enc, error))
+        return FALSE;
+    gboolean vq = e->config.first_stage.kind == LDM_AUTOENCODER_VQ;
+    if (enc.c < zc || !act_alloc (z, 1, enc.h, enc.w, zc, error)) {
+        if (enc.c < zc)
+            g_set_error (error, LDM_ERROR, LDM_ERROR_MODEL,
+                         "the autoencoder gives %d latent channels, the U-Net samples %d", enc.c,
+                         zc);
+        act_free (&enc);
+        return FALSE;
+    }
+    float scale = vq ? 1.0f : (float) e->config.scale_factor;
+    for (size_t p = 0; p < (size_t) enc.h * enc.w; p++)
+        for (int c = 0; c < zc; c++)
+            z->data[p * zc + c] = scale * enc.data[p * enc.c + c];
+    act_free (&enc);
+    return TRUE;
+}
+
+/* The latent a start from an image begins from (start stays empty for init = noise): fill =
+ * the picture with its hole filled by a membrane from around it, original = the picture. */
+static gboolean
+inpaint_start (LdmEngine *e, const LdmSampleParams *p, const Act *img, const uint8_t *fill,
+               Act *start, GError **error)
+{
+    if (p->init == LDM_INIT_NOISE)
+        return TRUE;
+    if (p->init != LDM_INIT_FILL && p->init != LDM_INIT_ORIGINAL) {
+        g_set_error (error, LDM_ERROR, LDM_ERROR_ARGUMENT, "unknown init %d", p->init);
+        return FALSE;
+    }
+    Act picture = { 0 };
+    if (!act_alloc (&picture, 1, img->h, img->w, img->c, error))
+        return FALSE;
+    memcpy (picture.data, img->data, act_numel (img) * sizeof (float));
+    gboolean ok = (p->init != LDM_INIT_FILL || fill_membrane (&picture, fill, error))
+                  && image_latent (e, &picture, start, error);
+    act_free (&picture);
+    return ok;
+}
+
+/* Upscaling from an image: the latent of the input's bilinear enlargement (fill and original
+ * are the same here: there is no hole). */
+static gboolean
+upscale_start (LdmEngine *e, const LdmSampleParams *p, const Act *lr, Act *start,
+               GError **error)
+{
+    if (p->init == LDM_INIT_NOISE)
+        return TRUE;
+    if (p->init != LDM_INIT_FILL && p->init != LDM_INIT_ORIGINAL) {
+        g_set_error (error, LDM_ERROR, LDM_ERROR_ARGUMENT, "unknown init %d", p->init);
+        return FALSE;
+    }
+    Act big = { 0 };
+    gboolean ok = act_upsample_bilinear (lr, autoencoder_factor (e->ae), &big, error)
+                  && image_latent (e, &big, start, error);
+    act_free (&big);
+    return ok;
+}
+
 static gboolean
 known_latents (const Act *cond, LdmModelKind kind, const uint8_t *fill, int pw, int f,
                float **known, uint8_t **keep, GError **error)
@@ -676,7 +748,7 @@ ldm_inpaint (LdmEngine *e, const LdmImage *image, const LdmImage *mask,
     }
 
     gboolean ok = FALSE;
-    Act img = { 0 }, cond = { 0 }, x = { 0 }, quant = { 0 }, dec = { 0 };
+    Act img = { 0 }, cond = { 0 }, x = { 0 }, quant = { 0 }, dec = { 0 }, start = { 0 };
     g_autofree float *known = NULL;
     g_autofree uint8_t *keep = NULL;
     const Act *z = &x;
@@ -691,7 +763,8 @@ ldm_inpaint (LdmEngine *e, const LdmImage *image, const LdmImage *mask,
     ok = ok && act_alloc (&x, 1, ph / f, pw / f, e->config.unet.out_channels, error)
          && initial_latent (p, &rng, &x, error)
          && (!p->keep_known || known_latents (&cond, kind, fill, pw, f, &known, &keep, error))
-         && sample (e, p, &cond, known, keep, &rng, &x, error)
+         && inpaint_start (e, p, &img, fill, &start, error)
+         && sample (e, p, &cond, known, keep, start.data ? &start : NULL, &rng, &x, error)
          && check_finite (e, x.data, act_numel (&x), "the sampled latent", error);
     if (!ok)
         goto done;
@@ -731,6 +804,7 @@ ldm_inpaint (LdmEngine *e, const LdmImage *image, const LdmImage *mask,
                     dst[c] = to_byte (src[c]);
         }
 done:
+    act_free (&start);
     act_free (&img);
     act_free (&cond);
     act_free (&x);
@@ -756,13 +830,14 @@ ldm_upscale (LdmEngine *e, const LdmImage *image, const LdmSampleParams *p, LdmI
     int w = image->width, h = image->height, align = ldm_engine_alignment (e);
     int pw = round_up (w, align), ph = round_up (h, align), f = autoencoder_factor (e->ae);
     gboolean ok = FALSE;
-    Act lr = { 0 }, x = { 0 }, quant = { 0 }, dec = { 0 };
+    Act lr = { 0 }, x = { 0 }, quant = { 0 }, dec = { 0 }, start = { 0 };
     Rng rng;
     rng_seed (&rng, p->seed);
     if (!image_to_act (image, pw, ph, &lr, error)
         || !act_alloc (&x, 1, ph, pw, e->config.unet.out_channels, error)
         || !initial_latent (p, &rng, &x, error)
-        || !sample (e, p, &lr, NULL, NULL, &rng, &x, error)
+        || !upscale_start (e, p, &lr, &start, error)
+        || !sample (e, p, &lr, NULL, NULL, start.data ? &start : NULL, &rng, &x, error)
         || !check_finite (e, x.data, act_numel (&x), "the sampled latent", error)
         || !autoencoder_quantize (e->ae, &x, &quant, NULL, error)
         || !decode_tiled (e, &quant, &dec, error)
@@ -787,6 +862,7 @@ ldm_upscale (LdmEngine *e, const LdmImage *image, const LdmSampleParams *p, LdmI
         }
     ok = TRUE;
 done:
+    act_free (&start);
     act_free (&lr);
     act_free (&x);
     act_free (&quant);

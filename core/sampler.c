@@ -21,6 +21,28 @@ ldm_sampler_name (LdmSampler sampler)
     return "?";
 }
 
+const char *
+ldm_init_name (LdmInit init)
+{
+    switch (init) {
+    case LDM_INIT_NOISE: return "noise";
+    case LDM_INIT_FILL: return "fill";
+    case LDM_INIT_ORIGINAL: return "original";
+    }
+    return "?";
+}
+
+gboolean
+ldm_init_parse (const char *name, LdmInit *init)
+{
+    for (LdmInit i = LDM_INIT_NOISE; i <= LDM_INIT_ORIGINAL; i++)
+        if (name && strcmp (name, ldm_init_name (i)) == 0) {
+            *init = i;
+            return TRUE;
+        }
+    return FALSE;
+}
+
 gboolean
 ldm_sampler_parse (const char *name, LdmSampler *sampler)
 {
@@ -181,6 +203,19 @@ sampler_run (const Schedule *schedule, const SamplerParams *params, DenoiseFn de
     }
     int timesteps[SCHEDULE_MAX_STEPS];
     int count = ddim_timesteps (schedule->n, params->steps, timesteps);
+    if (hooks && hooks->init_x0) {
+        if (!(hooks->strength > 0.0f && hooks->strength <= 1.0f)) {
+            g_set_error (error, LDM_ERROR, LDM_ERROR_ARGUMENT,
+                         "strength must be more than 0 and at most 1, not %g", hooks->strength);
+            return FALSE;
+        }
+        /* the schedule's last steps only: the image's latent noised to the first of them */
+        count = CLAMP ((int) lrintf (hooks->strength * (float) count), 1, count);
+        float a = schedule->alphas_cumprod[timesteps[count - 1]];
+        float sa = sqrtf (a), s1 = sqrtf (1.0f - a);
+        for (size_t j = 0; j < n; j++)
+            x[j] = sa * hooks->init_x0[j] + s1 * x[j];
+    }
     gboolean ok = FALSE;
     float *eps = g_try_malloc_n (n, sizeof (float));
     float *pred_x0 = g_try_malloc_n (n, sizeof (float));

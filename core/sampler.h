@@ -61,6 +61,11 @@ typedef struct {
      * noise fresh from the Rng each step. NULL = no blending. */
     const float   *known;
     const uint8_t *keep;
+    /* A start from an image (img2img, SDEdit): only the last max(1, round(strength x count))
+     * timesteps run, from x = sqrt(a) init_x0 + sqrt(1 - a) x at the first of them (x holds
+     * the standard normal noise on entry). NULL = x is x_T. */
+    const float   *init_x0;
+    float          strength;
 } SamplerHooks;
 
 typedef struct {

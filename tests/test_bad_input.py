@@ -257,6 +257,12 @@ def arguments(tmp):
             "--mask", MASK, "--output", out, "--steps", "12", "--seed", "3")
     check("--steps 12: says the schedule has 13 steps", r.returncode == 0
           and "13 steps" in r.stderr, r.stderr)
+    for args, want in ((["--init", "bogus"], "--init"), (["--strength", "0"], "--strength"),
+                       (["--init", "fill", "--strength", "1.5"], "--strength"),
+                       (["--authors", "--init", "fill"], "--authors")):
+        r = inpaint(out, IMAGE, MASK, *args)
+        check(f"{' '.join(args)}: exit 2 naming the option", r.returncode == 2
+              and want in r.stderr, r.stderr)
     ref = os.path.join(INPAINT, "reference.safetensors")
     start = time.monotonic()
     r = inpaint(out, IMAGE, MASK, "--eta", "1", "--step-noise", ref + ":%999999999d")

@@ -361,6 +361,64 @@ test_keep_known (void)
             g_assert_cmpfloat (fabsf (x[j] - known[j]), <, 0.25f);
 }
 
+/* A start from an image (init fill / original): only the last round (strength x count) steps
+ * run, from x = sqrt(a) x0 + sqrt(1 - a) noise at the first of them. */
+typedef struct {
+    int   calls, first_t;
+    float first_x[BLEND_N];
+} StartCheck;
+
+static gboolean
+record_start (void *data, const float *x, int t, float *eps, GError **error)
+{
+    StartCheck *c = data;
+    if (c->calls++ == 0) {
+        c->first_t = t;
+        memcpy (c->first_x, x, sizeof c->first_x);
+    }
+    return zero_eps (NULL, x, t, eps, error);
+}
+
+static void
+test_init_strength (void)
+{
+    static Schedule s;
+    g_assert_true (schedule_init (&s, LDM_BETA_LINEAR, 0.00085, 0.012, 1000, NULL));
+    const float x0[BLEND_N] = { 0.5f, -1.0f, 2.0f, 0.0f, 1.5f, -0.25f };
+    const float noise[BLEND_N] = { 0.3f, -0.2f, 1.1f, 0.9f, -1.4f, 0.05f };
+    /* 10 DDIM steps over 1000: timesteps 1, 101, ..., 901 */
+    const struct { float strength; int calls, first_t; } cases[] = {
+        { 1.0f, 10, 901 }, { 0.5f, 5, 401 }, { 0.26f, 3, 201 }, { 0.01f, 1, 1 },
+    };
+    for (size_t i = 0; i < G_N_ELEMENTS (cases); i++) {
+        float x[BLEND_N];
+        memcpy (x, noise, sizeof x);
+        StartCheck c = { 0 };
+        Rng rng;
+        rng_seed (&rng, 3);
+        SamplerHooks hooks = { .init_x0 = x0, .strength = cases[i].strength };
+        SamplerParams p = { .sampler = LDM_SAMPLER_DDIM, .steps = 10, .eta = 0 };
+        g_autoptr (GError) error = NULL;
+        g_assert_true (sampler_run (&s, &p, record_start, &c, x, BLEND_N, &rng, &hooks, &error));
+        g_assert_cmpint (c.calls, ==, cases[i].calls);
+        g_assert_cmpint (c.first_t, ==, cases[i].first_t);
+        float a = s.alphas_cumprod[cases[i].first_t];
+        for (int j = 0; j < BLEND_N; j++)
+            g_assert_cmpfloat (c.first_x[j], ==, sqrtf (a) * x0[j] + sqrtf (1.0f - a) * noise[j]);
+    }
+    const float bad[] = { 0.0f, -0.5f, 1.5f, NAN };
+    for (size_t i = 0; i < G_N_ELEMENTS (bad); i++) {
+        float x[BLEND_N] = { 0 };
+        Rng rng;
+        rng_seed (&rng, 3);
+        SamplerHooks hooks = { .init_x0 = x0, .strength = bad[i] };
+        SamplerParams p = { .sampler = LDM_SAMPLER_DDIM, .steps = 10, .eta = 0 };
+        g_autoptr (GError) error = NULL;
+        g_assert_false (sampler_run (&s, &p, zero_eps, NULL, x, BLEND_N, &rng, &hooks, &error));
+        g_assert_error (error, LDM_ERROR, LDM_ERROR_ARGUMENT);
+    }
+}
+
 int
 main (int argc, char **argv)
 {
@@ -381,5 +439,6 @@ main (int argc, char **argv)
     g_test_add_func ("/sampler/converge-and-cancel", test_samplers_converge);
     g_test_add_func ("/sampler/ode-accuracy", test_ode_accuracy);
     g_test_add_func ("/sampler/keep-known", test_keep_known);
+    g_test_add_func ("/sampler/init-strength", test_init_strength);
     return g_test_run ();
 }

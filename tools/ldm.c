@@ -142,9 +142,9 @@ command_tensors (int argc, char **argv)
 typedef struct {
     char   *model, *image, *mask, *output, *x_T, *sampler, *context, *uncond_context, *noise;
     /* numbers as typed: parsed strictly after the options (GOption takes "nan" as a double) */
-    char   *steps, *eta, *seed, *guidance;
+    char   *steps, *eta, *seed, *guidance, *init, *strength;
     int     requested_steps;
-    gboolean quiet, told_steps, authors;
+    gboolean quiet, told_steps, authors, from_image;
     /* the aids: each can be forced on or off over the defaults (or --authors) */
     gboolean keep_known, no_keep_known, match_colors, no_match_colors, color_fix, no_color_fix;
 } RunOptions;
@@ -165,6 +165,8 @@ run_options_clear (RunOptions *o)
     g_free (o->eta);
     g_free (o->seed);
     g_free (o->guidance);
+    g_free (o->init);
+    g_free (o->strength);
 }
 
 /* A whole decimal integer in [lo, hi], or an error naming the option. */
@@ -259,7 +261,11 @@ show_progress (void *data, int step, int steps)
     RunOptions *o = data;
     if (o->quiet)
         return TRUE;
-    if (!o->told_steps && steps != o->requested_steps) {
+    if (!o->told_steps && o->from_image) {
+        fprintf (stderr, "ldm: --init %s: running the last %d steps of the schedule for %d\n",
+                 o->init, steps, o->requested_steps);
+        o->told_steps = TRUE;
+    } else if (!o->told_steps && steps != o->requested_steps) {
         /* CompVis' DDIM schedule: timesteps c = 1000 / N apart, which can make N + 1 */
         fprintf (stderr, "ldm: the schedule for %d steps has %d steps (the authors' spacing "
                  "of the timesteps); running %d\n", o->requested_steps, steps, steps);
@@ -318,6 +324,14 @@ command_run (int argc, char **argv, bool inpaint)
           "Denoising steps (default 25; --authors: " AUTHORS_STEPS ")", "N" },
         { "eta", 0, 0, G_OPTION_ARG_STRING, &o.eta,
           inpaint ? "DDIM eta (default 0)" : "DDIM eta (default 1, as the LDSR notebook)", "E" },
+        { "init", 0, 0, G_OPTION_ARG_STRING, &o.init,
+          inpaint ? "Start from noise, fill (the hole filled from its surroundings) or original "
+                    "(the image), noised to --strength (default: noise)"
+                  : "Start from noise, or original (the input enlarged), noised to --strength "
+                    "(default: noise)", "INIT" },
+        { "strength", 0, 0, G_OPTION_ARG_STRING, &o.strength,
+          "With --init fill or original: how much noise the start gets, more than 0 to 1 (the "
+          "share of the steps that run; default 1)", "S" },
         { "authors", 0, 0, G_OPTION_ARG_NONE, &o.authors,
           "The authors' procedure exactly: their step count, pure-noise start, none of the aids "
           "below (reproduces their results)", NULL },
@@ -407,6 +421,27 @@ command_run (int argc, char **argv, bool inpaint)
         if (!parse_double_option ("--guidance", o.guidance, 0, 30, &real, &error))
             goto bad;
         params.guidance = (float) real;
+    }
+    if (o.init && !ldm_init_parse (o.init, &params.init)) {
+        g_set_error (&error, LDM_ERROR, LDM_ERROR_ARGUMENT,
+                     "--init must be noise, fill or original, not '%s'", o.init);
+        goto bad;
+    }
+    if (o.strength) {
+        if (!parse_double_option ("--strength", o.strength, 0, 1, &real, &error))
+            goto bad;
+        if (real <= 0) {
+            g_set_error (&error, LDM_ERROR, LDM_ERROR_ARGUMENT,
+                         "--strength must be more than 0 (0 would run no step)");
+            goto bad;
+        }
+        params.strength = (float) real;
+    }
+    o.from_image = params.init != LDM_INIT_NOISE;
+    if (o.authors && params.init != LDM_INIT_NOISE) {
+        g_set_error (&error, LDM_ERROR, LDM_ERROR_ARGUMENT,
+                     "--authors starts from noise: it cannot take --init %s", o.init);
+        goto bad;
     }
     gint64 seed = -1;
     if (o.seed && !parse_int_option ("--seed", o.seed, 0, G_MAXINT64, &seed, &error))
