@@ -114,6 +114,26 @@ add_sampling_arguments (GimpProcedure *procedure, const char *builtin,
                                         _("DDIM only: 0 is deterministic, 1 adds fresh noise "
                                           "every step like DDPM"),
                                         0.0, 1.0, eta, G_PARAM_READWRITE);
+    /* A string checked by read_sampling(), for the same reason as "sampler". */
+    gimp_procedure_add_string_argument (procedure, "init", _("St_art from"),
+                                        _("Where sampling starts: \"noise\", \"fill\" (the "
+                                          "selection filled from its surroundings) or "
+                                          "\"original\" (the image itself), noised to "
+                                          "strength"),
+                                        ldm_init_name (defaults->init), G_PARAM_READWRITE);
+    gimp_procedure_add_choice_aux_argument (
+        procedure, "init-choice", _("St_art from"), _("Where sampling starts"),
+        gimp_choice_new_with_values (
+            "noise", LDM_INIT_NOISE, _("Noise (the authors')"), NULL,
+            "fill", LDM_INIT_FILL, _("The selection filled from its surroundings"), NULL,
+            "original", LDM_INIT_ORIGINAL, _("The image (keeps its layout)"), NULL,
+            NULL),
+        ldm_init_name (defaults->init), G_PARAM_READWRITE);
+    gimp_procedure_add_double_argument (procedure, "strength", _("St_rength"),
+                                        _("Starting from fill or original: how much noise the "
+                                          "start gets (1: all, the picture is redrawn; 0.3: a "
+                                          "light touch)"),
+                                        0.01, 1.0, defaults->strength, G_PARAM_READWRITE);
 }
 
 static GimpProcedure *
@@ -259,6 +279,7 @@ show_dialog (GimpProcedure *procedure, GimpProcedureConfig *config, const char *
     gimp_ui_init (PLUG_IN_BINARY);
     copy_property (config, "model", "model-file");
     copy_property (config, "sampler", "sampler-choice");
+    copy_property (config, "init", "init-choice");
     GtkWidget *dialog = gimp_procedure_dialog_new (procedure, config, title);
     GimpProcedureDialog *d = GIMP_PROCEDURE_DIALOG (dialog);
     gimp_procedure_dialog_set_ok_label (d, inpaint ? _("_Inpaint") : _("_Upscale"));
@@ -269,10 +290,10 @@ show_dialog (GimpProcedure *procedure, GimpProcedureConfig *config, const char *
         gimp_procedure_dialog_get_label (d, "region-title", _("Region"), FALSE, FALSE);
         gimp_procedure_dialog_fill_frame (d, "region-frame", "region-title", FALSE, "region-box");
         gimp_procedure_dialog_fill (d, "model-file", "sampler-choice", "steps", "seed", "eta",
-                                    "region-frame", NULL);
+                                    "init-choice", "strength", "region-frame", NULL);
     } else {
         gimp_procedure_dialog_fill (d, "model-file", "sampler-choice", "steps", "seed", "eta",
-                                    "color-fix", "in-place", NULL);
+                                    "init-choice", "strength", "color-fix", "in-place", NULL);
     }
     /* eta only means something to DDIM */
     GimpValueArray *ddim = gimp_value_array_new (1);
@@ -283,11 +304,20 @@ show_dialog (GimpProcedure *procedure, GimpProcedureConfig *config, const char *
     g_value_unset (&value);
     gimp_procedure_dialog_set_sensitive_if_in (d, "eta", NULL, "sampler-choice", ddim,
                                                TRUE); /* owns ddim */
+    /* strength only means something to a start from an image */
+    GimpValueArray *noise = gimp_value_array_new (1);
+    g_value_init (&value, G_TYPE_STRING);
+    g_value_set_static_string (&value, "noise");
+    gimp_value_array_append (noise, &value);
+    g_value_unset (&value);
+    gimp_procedure_dialog_set_sensitive_if_in (d, "strength", NULL, "init-choice", noise,
+                                               FALSE); /* owns noise */
     gboolean run = gimp_procedure_dialog_run (d);
     gtk_widget_destroy (dialog);
     if (run) {
         copy_property (config, "model-file", "model");
         copy_property (config, "sampler-choice", "sampler");
+        copy_property (config, "init-choice", "init");
     }
     return run;
 }
@@ -380,18 +410,24 @@ model_path (GimpProcedureConfig *config, const char *builtin, GError **error)
 typedef struct {
     int        steps, seed;
     LdmSampler sampler;
-    double     eta;
+    double     eta, strength;
+    LdmInit    init;
 } Sampling;
 
 static gboolean
 read_sampling (GimpProcedureConfig *config, Sampling *s, GError **error)
 {
-    g_autofree char *sampler = NULL;
+    g_autofree char *sampler = NULL, *init = NULL;
     g_object_get (config, "steps", &s->steps, "seed", &s->seed, "eta", &s->eta, "sampler",
-                  &sampler, NULL);
+                  &sampler, "init", &init, "strength", &s->strength, NULL);
     if (!ldm_sampler_parse (sampler, &s->sampler)) {
         *error = plug_in_error (_("Unknown sampler \"%s\": use \"dpmpp-2m\", \"ddim\" or "
                                   "\"ddpm\"."), sampler ? sampler : "");
+        return FALSE;
+    }
+    if (!ldm_init_parse (init, &s->init)) {
+        *error = plug_in_error (_("Unknown start \"%s\": use \"noise\", \"fill\" or "
+                                  "\"original\"."), init ? init : "");
         return FALSE;
     }
     if (s->seed < 0)
@@ -455,10 +491,12 @@ model_label (const char *path)
 static void
 append_sampling (GString *s, const char *procedure, const char *path, const Sampling *sp)
 {
-    char eta[G_ASCII_DTOSTR_BUF_SIZE];
-    g_string_append_printf (s, "procedure=%s\nmodel=%s\nseed=%d\nsteps=%d\nsampler=%s\neta=%s\n",
+    char eta[G_ASCII_DTOSTR_BUF_SIZE], strength[G_ASCII_DTOSTR_BUF_SIZE];
+    g_string_append_printf (s, "procedure=%s\nmodel=%s\nseed=%d\nsteps=%d\nsampler=%s\neta=%s\n"
+                            "init=%s\nstrength=%s\n",
                             procedure, path, sp->seed, sp->steps, ldm_sampler_name (sp->sampler),
-                            g_ascii_dtostr (eta, sizeof eta, sp->eta));
+                            g_ascii_dtostr (eta, sizeof eta, sp->eta), ldm_init_name (sp->init),
+                            g_ascii_dtostr (strength, sizeof strength, sp->strength));
 }
 
 static void
@@ -468,6 +506,8 @@ init_sample_params (LdmSampleParams *p, const Sampling *s, LdmJob *job)
     p->sampler = s->sampler;
     p->steps = s->steps;
     p->eta = (float) s->eta;
+    p->init = s->init;
+    p->strength = (float) s->strength;
     p->seed = (uint64_t) s->seed;
     p->progress = ldm_job_progress;
     p->progress_data = job;

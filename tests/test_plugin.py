@@ -360,6 +360,20 @@ def check_equal(values, out):
         diff = sum(px(a, x, y)[:3] != px(b, x, y)[:3] for y in range(a[1]) for x in range(a[0]))
         check("equal: plug-in result equals `ldm inpaint` with the same seed, bit for bit",
               a[:2] == b[:2] and diff == 0, f"{diff} pixels differ")
+        # init fill, strength 0.5: the same as ldm's --init fill --strength 0.5
+        r = subprocess.run([LDM, "inpaint", "--model", INPAINT_MODEL, "--image",
+                            os.path.join(FIX, "ldm-inpaint-tiny", "image.png"), "--mask",
+                            mask, "--output", cli, "--steps", "4", "--seed", "42",
+                            "--sampler", "ddim", "--init", "fill", "--strength", "0.5",
+                            "--quiet"], capture_output=True, text=True, timeout=300)
+        a, b = pixels(os.path.join(out, "equal-plugin-fill.png")), pixels(cli)
+        diff = sum(px(a, x, y)[:3] != px(b, x, y)[:3] for y in range(a[1]) for x in range(a[0]))
+        check("equal: init fill strength 0.5 equals `ldm inpaint --init fill --strength 0.5`",
+              r.returncode == 0 and a[:2] == b[:2] and diff == 0, f"{diff} pixels differ "
+              + r.stderr)
+        parasite = " ".join(values.get("equal/fill-parasite", []))
+        check("equal: init and strength in the parasite",
+              "init=fill" in parasite and "strength=0.5" in parasite, parasite)
 
 
 def message(values, scenario, name):
@@ -375,7 +389,7 @@ def check_errors(values, out, output, defines):
     for name in ("missing-model", "folder-model", "folder-model-upscale", "device-model",
                  "text-model",
                  "sr-model-for-inpaint", "steps-0", "bogus-sampler", "bogus-sampler-upscale",
-                 "no-builtin-model",
+                 "bogus-init", "no-builtin-model",
                  "inpaint-model-for-upscale", "steps-1001", "mask-grow-negative",
                  "working-size-0", "empty-model-path", "channel", "other-image",
                  "other-image-upscale", "empty-selection"):
@@ -401,6 +415,9 @@ def check_errors(values, out, output, defines):
         m = message(values, "errors", name)
         check(f"error message: {name} names the sampler and the valid ones",
               f'"{sampler}"' in m and all(s in m for s in ("dpmpp-2m", "ddim", "ddpm")), m)
+    m = message(values, "errors", "bogus-init")
+    check("error message: bogus-init names the start and the valid ones",
+          '"bogus"' in m and all(s in m for s in ("noise", "fill", "original")), m)
     # out-of-range numbers: GIMP's own check names the value and the range
     for name, text in (("steps-1001", "value 1001 out of range: 1 to 1000"),
                        ("mask-grow-negative", "value -1 out of range: 0 to 256"),

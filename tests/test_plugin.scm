@@ -204,7 +204,19 @@
         (say "offsets" (gimp-drawable-get-offsets layer))
         ; without its mask, the new layer over the image is ldm inpaint's whole result
         (gimp-layer-remove-mask layer MASK-DISCARD)
-        (export-visible img (out "equal-plugin.png")))
+        (export-visible img (out "equal-plugin.png"))
+        (gimp-image-remove-layer img layer))
+      ; a start from the filled selection, half the steps
+      (let* ((result (plug-in-ldm-inpaint #:run-mode RUN-NONINTERACTIVE #:image img
+                                          #:drawables (vector base) #:model INPAINT-MODEL
+                                          #:steps 4 #:seed 42 #:sampler "ddim"
+                                          #:init "fill" #:strength 0.5
+                                          #:context-padding 4096 #:working-size 512
+                                          #:mask-grow 0 #:mask-blur 0))
+             (layer (car result)))
+        (say "fill-parasite" (caddr (gimp-item-get-parasite layer "gimp-ldm-parameters")))
+        (gimp-layer-remove-mask layer MASK-DISCARD)
+        (export-visible img (out "equal-plugin-fill.png")))
       (gimp-image-delete img))))
 
 ; ---------------------------------------------------------------- errors
@@ -232,6 +244,8 @@
       (expect-error "steps-0" img (lambda () (inpaint #:model INPAINT-MODEL #:steps 0)))
       (expect-error "bogus-sampler" img
                     (lambda () (inpaint #:model INPAINT-MODEL #:sampler "bogus")))
+      (expect-error "bogus-init" img
+                    (lambda () (inpaint #:model INPAINT-MODEL #:init "bogus")))
       (expect-error "bogus-sampler-upscale" img
                     (lambda () (plug-in-ldm-upscale #:run-mode RUN-NONINTERACTIVE #:image img
                                                     #:drawables (vector base) #:in-place TRUE
