@@ -8,6 +8,8 @@
  * the input's resolution is left alone. */
 #include "color_fix.h"
 
+#include "alloc.h"
+
 #include <math.h>
 #include <string.h>
 
@@ -99,12 +101,10 @@ color_fix_backproject (Act *hr, const Act *lr, int f, int valid_w, int valid_h, 
     h = MIN (h, hr->h / f);
     if (w <= 0 || h <= 0)
         return TRUE;
-    float *residual = g_try_malloc_n ((size_t) w * h, (size_t) lr->c * sizeof (float));
-    if (!residual) {
-        g_set_error (error, LDM_ERROR, LDM_ERROR_NO_MEMORY,
-                     "not enough memory for the colour fix (%dx%d)", w, h);
+    float *residual = ldm_try_alloc_n ((size_t) w * h * lr->c, sizeof (float),
+                                       "the colour fix", error);
+    if (!residual)
         return FALSE;
-    }
     for (int i = 0; i < rounds; i++) {
         block_residual (hr, lr, f, w, h, residual);
         add_upsampled (hr, residual, f, w, h);

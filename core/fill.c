@@ -4,6 +4,8 @@
  * The diffusion model then draws the texture on top (init = fill). */
 #include "fill.h"
 
+#include "alloc.h"
+
 #include <math.h>
 #include <string.h>
 
@@ -112,13 +114,10 @@ fill_membrane (Act *img, const uint8_t *hole, GError **error)
         Level *l = &levels[count++];
         l->w = w;
         l->h = h;
-        l->v = g_try_malloc_n ((size_t) w * h, (size_t) c * sizeof (float));
-        l->known = g_try_malloc ((size_t) w * h);
-        if (!l->v || !l->known) {
-            g_set_error (error, LDM_ERROR, LDM_ERROR_NO_MEMORY,
-                         "not enough memory for the fill (%dx%d)", img->w, img->h);
+        l->v = ldm_try_alloc_n ((size_t) w * h * c, sizeof (float), "the fill", error);
+        l->known = l->v ? ldm_try_alloc_n ((size_t) w * h, 1, "the fill", error) : NULL;
+        if (!l->known)
             goto done;
-        }
         if (w == 1 && h == 1)
             break;
     }

@@ -553,7 +553,8 @@ command_run (int argc, char **argv, bool inpaint)
     status = 0;
     goto done;
 bad:
-    status = EXIT_BAD_INPUT;
+    /* too little memory is not the input's fault: a failure while working */
+    status = g_error_matches (error, LDM_ERROR, LDM_ERROR_NO_MEMORY) ? 1 : EXIT_BAD_INPUT;
 fail:
     fprintf (stderr, "ldm: %s\n", error->message);
 done:
