@@ -59,7 +59,8 @@ def main():
                         "--image", img, "--output", f"{w}/{name}-torch.png",
                         "--x-T", f"{w}/{name}-xT.safetensors", "--steps", str(args.steps)]
                        + extra, check=True)
-        subprocess.run([args.ldm, mode, "--model", path, "--image", img,
+        # --authors: none of ldm's aids (keep-known, match-colors, color-fix), as sample.py
+        subprocess.run([args.ldm, mode, "--model", path, "--image", img, "--authors",
                         "--output", f"{w}/{name}-engine.png", "--steps", str(args.steps),
                         "--eta", "0", "--x-T", f"{w}/{name}-xT.safetensors:x_T", "-q"]
                        + extra, check=True)
