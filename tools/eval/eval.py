@@ -2,21 +2,24 @@
 """Quality evaluation of gimp-ldm's built-in models against classical baselines.
 
   tools/in-env python3 tools/eval/eval.py --ldm build-eval/tools/ldm [--out docs/eval] [--quick]
+  tools/in-env python3 tools/eval/eval.py --self-test
 
 Inpainting: every validation photo (256x256 crop) x a fixed set of 4 hole shapes (10-30 % of
 the crop), filled by the built-in model (the C engine, `ldm inpaint`), OpenCV's Telea and
-Navier-Stokes inpainting and a mean-colour fill; PSNR and SSIM inside the hole and the ratio of
-high-frequency energy inside the hole to around it.
-Super-resolution: each crop blurred and reduced 4x, brought back by the built-in model
-(`ldm upscale`), bicubic and Lanczos; PSNR, SSIM and the high-frequency energy ratio to the
-original.
-Timing: wall time of each engine call (model loading included).
+Navier-Stokes inpainting and a mean-colour fill; inside the hole PSNR, SSIM, the ratio of
+high-frequency energy inside the hole to around it, the 4-px (latent grid) blockiness and the
+share of alien colours (dE > 20 from every colour around the hole).
+Super-resolution: each crop reduced 4x (plain bicubic, and blurred then bicubic), brought back
+by the built-in model (`ldm upscale`), bicubic and Lanczos; PSNR, SSIM, the high-frequency
+energy ratio to the original and the shift of the mean Lab colour.
+Goals (issue 12) with PASS/FAIL. Timing: wall time of each engine call (model loading included).
 
-Writes report.md, results.json, inpaint-sheet.png and upscale-sheet.png into --out.
-See tools/eval/README.md.
+Writes report.md, results.json, inpaint-sheet.png, upscale-sheet.png and upscale-plain-sheet.png
+into --out. See tools/eval/README.md.
 """
 import argparse
 import datetime
+import hashlib
 import json
 import os
 import platform
@@ -27,6 +30,7 @@ import time
 
 import cv2
 import numpy as np
+from PIL import Image
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 TOP = os.path.dirname(os.path.dirname(HERE))
@@ -45,6 +49,19 @@ RING_OUTER = 16        # and by RING_OUTER pixels (also the ring of the mean-col
 INPAINT_RADIUS = 3     # cv2.inpaint radius
 TILE = 128             # contact sheet tile side
 HOLE_GREY = 128
+LATENT_BLOCK = 4       # the autoencoder's downsampling: one latent pixel = 4x4 image pixels
+BLOCK_EPS = 0.01       # grey levels added to both means of the blockiness ratio (flat = 1.0)
+ALIEN_DE = 20.0        # alien colour: farther than this (CIE76 dE) from every ring colour
+LAB_CELL = 2.0         # ring colours deduplicated on a grid of this many Lab units
+# The issue's goals (issue 12)
+GOAL_PSNR_VS_TELEA = 0.5     # inpainting PSNR >= Telea - this (dB)
+GOAL_TEXTURE = (0.5, 1.6)    # inpainting texture ratio within
+GOAL_BLOCK_OVER_TRUTH = 0.1  # inpainting blockiness <= the photo's own + this
+GOAL_ALIEN = 0.02            # alien share <= max(this, GOAL_ALIEN_TRUTH x the photo's own)
+GOAL_ALIEN_TRUTH = 2.0
+GOAL_SR_PSNR_VS_BICUBIC = 1.0  # upscaling PSNR >= bicubic - this (dB)
+GOAL_SR_TEXTURE = 0.6          # upscaling texture ratio >= this
+GOAL_SR_SHIFT = 3.0            # upscaling mean colour shift (dE) <= this
 
 INPAINT_METHODS = ["model", "telea", "ns", "mean"]
 INPAINT_LABELS = {"model": "built-in model", "telea": "OpenCV Telea", "ns": "OpenCV Navier-Stokes",
@@ -52,6 +69,12 @@ INPAINT_LABELS = {"model": "built-in model", "telea": "OpenCV Telea", "ns": "Ope
 SR_METHODS = ["model", "bicubic", "lanczos"]
 SR_LABELS = {"model": "built-in model", "bicubic": "bicubic (cv2.INTER_CUBIC)",
              "lanczos": "Lanczos (cv2.INTER_LANCZOS4)"}
+# The two kinds of low-resolution input (see lowres()); "degraded" is the one of earlier reports
+LR_KINDS = ["plain", "degraded"]
+LR_LABELS = {"plain": "plain bicubic-downsampled input",
+             "degraded": f"docs/eval's degradation (blur sigma {SR_BLUR_SIGMA} + cv2 bicubic)"}
+INPAINT_METRICS = ("psnr", "ssim", "texture_ratio", "blockiness", "alien_share")
+SR_METRICS = ("psnr", "ssim", "texture_ratio", "colour_shift")
 
 
 # --------------------------------------------------------------------------------------------
@@ -216,6 +239,92 @@ def energy_ratio(out, ref):
     return float(highpass_energy(out).mean() / max(highpass_energy(ref).mean(), 1e-12))
 
 
+def grey_float(rgb):
+    """Rec. 601 luma (0.299 R + 0.587 G + 0.114 B) as float64, unrounded."""
+    return rgb.astype(np.float64) @ np.array([0.299, 0.587, 0.114])
+
+
+def blockiness(rgb, hole, block=LATENT_BLOCK):
+    """Visibility of the latent grid inside the hole: the mean |grey step| between
+    horizontally or vertically adjacent pixels across a block border (x = block*k - 1 and
+    block*k, same for y; the grid starts at pixel 0 since the crop is the whole engine input)
+    over the mean |step| between the other adjacent pairs; only pairs with both pixels in the
+    hole. BLOCK_EPS is added to both means, so a flat fill gives 1.0. About 1 for a natural
+    picture, large for a picture made of flat blocks."""
+    g = grey_float(rgb)
+    dx = np.abs(g[:, 1:] - g[:, :-1])
+    dy = np.abs(g[1:, :] - g[:-1, :])
+    inx = hole[:, 1:] & hole[:, :-1]
+    iny = hole[1:, :] & hole[:-1, :]
+    # pair (j, j + 1) crosses a border when j + 1 is a multiple of block
+    bx = np.zeros(dx.shape, bool)
+    bx[:, block - 1::block] = True
+    by = np.zeros(dy.shape, bool)
+    by[block - 1::block, :] = True
+    across = np.concatenate([dx[inx & bx], dy[iny & by]])
+    other = np.concatenate([dx[inx & ~bx], dy[iny & ~by]])
+    if not len(across) or not len(other):
+        return 1.0
+    return float((across.mean() + BLOCK_EPS) / (other.mean() + BLOCK_EPS))
+
+
+_SRGB_LINEAR = np.where(np.arange(256) / 255.0 <= 0.04045, np.arange(256) / 255.0 / 12.92,
+                        ((np.arange(256) / 255.0 + 0.055) / 1.055) ** 2.4)
+_RGB_TO_XYZ = np.array([[0.4124564, 0.3575761, 0.1804375],   # sRGB primaries, D65
+                        [0.2126729, 0.7151522, 0.0721750],
+                        [0.0193339, 0.1191920, 0.9503041]])
+_D65_WHITE = np.array([0.95047, 1.0, 1.08883])
+
+
+def srgb_to_lab(rgb):
+    """uint8 sRGB (any shape ... x 3) -> CIELAB (D65 white), float64 ... x 3: the sRGB
+    transfer curve, the sRGB -> XYZ matrix, then CIE L*a*b* with the CIE 1976 cube root and
+    its linear segment below (6/29)^3."""
+    lin = _SRGB_LINEAR[np.asarray(rgb, np.uint8)]
+    t = (lin @ _RGB_TO_XYZ.T) / _D65_WHITE
+    d = 6.0 / 29.0
+    f = np.where(t > d ** 3, np.cbrt(t), t / (3 * d * d) + 4.0 / 29.0)
+    return np.stack([116.0 * f[..., 1] - 16.0, 500.0 * (f[..., 0] - f[..., 1]),
+                     200.0 * (f[..., 1] - f[..., 2])], axis=-1)
+
+
+def min_distance(points, refs, chunk):
+    """For each row of points, the Euclidean distance to the nearest row of refs (chunked
+    |a|^2 + |b|^2 - 2 a.b)."""
+    rr = (refs * refs).sum(1)
+    out = np.empty(len(points), points.dtype)
+    for i in range(0, len(points), chunk):
+        a = points[i:i + chunk]
+        d2 = (a * a).sum(1)[:, None] + rr[None, :] - 2.0 * (a @ refs.T)
+        out[i:i + chunk] = np.sqrt(np.maximum(d2.min(axis=1), 0))
+    return out
+
+
+def alien_share(out, ref, hole, chunk=2048):
+    """The share of the hole's pixels of `out` whose CIELAB colour is farther than ALIEN_DE
+    (CIE76) from every colour of the RING_OUTER-px ring around the hole in `ref` (the input's
+    known pixels). Exact, made fast: the hole's colours deduplicated by RGB value; a first pass
+    against the ring's colours merged on a LAB_CELL-unit Lab grid (each cell's centre is within
+    h = LAB_CELL * sqrt(3) / 2 of its members, so the true distance is within h of that pass's),
+    then the colours within h of the threshold measured against every distinct ring colour."""
+    ring_lab = srgb_to_lab(np.unique(ref[ring(hole, 0, RING_OUTER)], axis=0))
+    cells = np.unique(np.round(ring_lab / LAB_CELL).astype(np.int32), axis=0) * LAB_CELL
+    colours, counts = np.unique(out[hole], axis=0, return_counts=True)
+    lab = srgb_to_lab(colours)
+    d = min_distance(lab.astype(np.float32), cells.astype(np.float32), chunk).astype(np.float64)
+    h = LAB_CELL * np.sqrt(3) / 2 + 0.01          # + float32 rounding margin
+    near = np.abs(d - ALIEN_DE) <= h
+    if near.any():
+        d[near] = min_distance(lab[near], ring_lab, chunk)
+    return float(counts[d > ALIEN_DE].sum() / counts.sum())
+
+
+def colour_shift(out, ref):
+    """CIE76 distance between the mean CIELAB colour of out and that of ref."""
+    return float(np.linalg.norm(srgb_to_lab(out).reshape(-1, 3).mean(0)
+                                - srgb_to_lab(ref).reshape(-1, 3).mean(0)))
+
+
 # --------------------------------------------------------------------------------------------
 # Methods
 # --------------------------------------------------------------------------------------------
@@ -237,9 +346,9 @@ def model_inpaint(args, rgb, mask, seed, stem):
     cv2.imwrite(msk, mask)
     dt = run_ldm([args.ldm, "inpaint", "--model", args.inpaint_model, "--image", img,
                   "--mask", msk, "--output", out, "--steps", str(args.steps),
-                  "--seed", str(seed), "--sampler", args.sampler, "--eta", str(args.eta), "-q"]
-                 + (["--keep-known"] if args.keep_known else [])
-                 + (["--match-colors"] if args.match_colors else []))
+                  "--seed", str(seed), "--sampler", args.sampler, "--eta", str(args.eta), "-q",
+                  "--keep-known" if args.keep_known else "--no-keep-known",
+                  "--match-colors" if args.match_colors else "--no-match-colors"])
     return read_rgb(out), dt
 
 
@@ -249,7 +358,8 @@ def model_upscale(args, lr, seed, stem):
     write_rgb(img, lr)
     dt = run_ldm([args.ldm, "upscale", "--model", args.sr_model, "--image", img,
                   "--output", out, "--steps", str(args.steps), "--seed", str(seed),
-                  "--sampler", args.sr_sampler, "--eta", str(args.sr_eta), "-q"])
+                  "--sampler", args.sr_sampler, "--eta", str(args.sr_eta), "-q",
+                  "--color-fix" if args.color_fix else "--no-color-fix"])
     return read_rgb(out), dt
 
 
@@ -267,10 +377,16 @@ def mean_fill(rgb, mask):
     return out
 
 
-def degrade(hr):
-    """The low-resolution input: Gaussian blur (sigma SR_BLUR_SIGMA), then a 4x reduction with
-    cv2.INTER_CUBIC."""
+def lowres(hr, kind):
+    """The low-resolution input. "degraded" (docs/eval's degradation, as in earlier reports):
+    Gaussian blur (sigma SR_BLUR_SIGMA), then a 4x reduction with cv2.INTER_CUBIC. "plain":
+    a plain bicubic 4x reduction, antialiased (PIL's BICUBIC, the kernel widened 4x, as MATLAB's
+    imresize and the SR benchmarks' "bicubic" LR; also the training degradation without its
+    random blur and noise)."""
     s = hr.shape[0] // SR_FACTOR
+    if kind == "plain":
+        return np.asarray(Image.fromarray(hr).resize((s, s), Image.BICUBIC))
+    assert kind == "degraded", kind
     return cv2.resize(cv2.GaussianBlur(hr, (0, 0), SR_BLUR_SIGMA), (s, s),
                       interpolation=cv2.INTER_CUBIC)
 
@@ -299,10 +415,14 @@ def evaluate_inpainting(args, photos, masks):
                     "mean": mean_fill(gt, mask)}
             case = {"photo": pname, "mask": mname, "hole_fraction": float(hole.mean()),
                     "seed": seed, "model_seconds": dt,
-                    "truth_texture_ratio": texture_ratio(gt, hole)}
+                    "truth_texture_ratio": texture_ratio(gt, hole),
+                    "truth_blockiness": blockiness(gt, hole),
+                    "truth_alien_share": alien_share(gt, gt, hole)}
             for meth, out in outs.items():
                 case[meth] = {"psnr": psnr(out, gt, hole), "ssim": ssim(out, gt, hole),
-                              "texture_ratio": texture_ratio(out, hole)}
+                              "texture_ratio": texture_ratio(out, hole),
+                              "blockiness": blockiness(out, hole),
+                              "alien_share": alien_share(out, gt, hole)}
             cases.append(case)
             images[(pname, mname)] = dict(outs, truth=gt)
             print(f"inpaint {idx + 1}/{n} {pname} {mname}: " + ", ".join(
@@ -311,27 +431,30 @@ def evaluate_inpainting(args, photos, masks):
     return cases, images
 
 
-def evaluate_upscaling(args, photos):
-    """Every photo reduced and brought back by every method. Returns (cases, images)."""
-    work = os.path.join(args.work, "upscale")
+def evaluate_upscaling(args, photos, kind):
+    """Every photo reduced (lowres(hr, kind)) and brought back by every method. Returns
+    (cases, images)."""
+    work = os.path.join(args.work, "upscale-" + kind)
     os.makedirs(work, exist_ok=True)
     cases, images = [], {}
     for pi, (pname, full) in enumerate(photos):
         hr = eval_crop(full)
-        lr = degrade(hr)
+        lr = lowres(hr, kind)
         seed = args.seed + pi
         model, dt = model_upscale(args, lr, seed, os.path.join(work, pname))
         outs = {"model": model,
                 "bicubic": cv2.resize(lr, (SIZE, SIZE), interpolation=cv2.INTER_CUBIC),
                 "lanczos": cv2.resize(lr, (SIZE, SIZE), interpolation=cv2.INTER_LANCZOS4)}
-        case = {"photo": pname, "seed": seed, "model_seconds": dt}
+        case = {"photo": pname, "lr": kind, "seed": seed, "model_seconds": dt}
         for meth, out in outs.items():
             case[meth] = {"psnr": psnr(out, hr), "ssim": ssim(out, hr),
-                          "texture_ratio": energy_ratio(out, hr)}
+                          "texture_ratio": energy_ratio(out, hr),
+                          "colour_shift": colour_shift(out, hr)}
         cases.append(case)
         images[pname] = dict(outs, lr=lr, truth=hr)
-        print(f"upscale {pi + 1}/{len(photos)} {pname}: " + ", ".join(
-            f"{m} {case[m]['psnr']:.2f} dB" for m in SR_METHODS) + f" ({dt:.1f} s)", flush=True)
+        print(f"upscale ({kind}) {pi + 1}/{len(photos)} {pname}: " + ", ".join(
+            f"{m} {case[m]['psnr']:.2f} dB dE {case[m]['colour_shift']:.2f}"
+            for m in SR_METHODS) + f" ({dt:.1f} s)", flush=True)
     return cases, images
 
 
@@ -348,11 +471,60 @@ def time_big_inpaint(args, photos):
     return name, dt
 
 
-def mean_metrics(cases, methods, select=lambda c: True):
+def mean_metrics(cases, methods, metrics, select=lambda c: True):
     """Mean of each metric of each method over the selected cases."""
     chosen = [c for c in cases if select(c)]
-    return {m: {k: float(np.mean([c[m][k] for c in chosen]))
-                for k in ("psnr", "ssim", "texture_ratio")} for m in methods}
+    return {m: {k: float(np.mean([c[m][k] for c in chosen])) for k in metrics}
+            for m in methods}
+
+
+def truth_means(cases, select=lambda c: True):
+    """Mean of the ground truth's own texture ratio, blockiness and alien share."""
+    chosen = [c for c in cases if select(c)]
+    return {k: float(np.mean([c["truth_" + k] for c in chosen]))
+            for k in ("texture_ratio", "blockiness", "alien_share")}
+
+
+def goal_rows(inp_mean, inp_truth, sr_means):
+    """The issue's goals: a list of dicts (task, goal, value, bound, passed) from the mean
+    figures (sr_means: LR kind -> mean_metrics of the upscaling)."""
+    m, t = inp_mean["model"], inp_truth
+    lo, hi = GOAL_TEXTURE
+    alien_bound = max(GOAL_ALIEN, GOAL_ALIEN_TRUTH * t["alien_share"])
+    rows = [
+        {"task": "inpainting", "goal": f"PSNR in the hole >= Telea - {GOAL_PSNR_VS_TELEA} dB",
+         "value": f"{m['psnr']:.2f} dB",
+         "bound": f">= {inp_mean['telea']['psnr'] - GOAL_PSNR_VS_TELEA:.2f} dB",
+         "passed": m["psnr"] >= inp_mean["telea"]["psnr"] - GOAL_PSNR_VS_TELEA},
+        {"task": "inpainting", "goal": f"texture ratio in {lo}..{hi}",
+         "value": f"{m['texture_ratio']:.3f}", "bound": f"{lo}..{hi}",
+         "passed": lo <= m["texture_ratio"] <= hi},
+        {"task": "inpainting",
+         "goal": f"4-px blockiness <= ground truth's + {GOAL_BLOCK_OVER_TRUTH}",
+         "value": f"{m['blockiness']:.3f}",
+         "bound": f"<= {t['blockiness'] + GOAL_BLOCK_OVER_TRUTH:.3f}",
+         "passed": m["blockiness"] <= t["blockiness"] + GOAL_BLOCK_OVER_TRUTH},
+        {"task": "inpainting",
+         "goal": f"alien colours (dE > {ALIEN_DE:.0f} from the ring) <= {100 * GOAL_ALIEN:.0f} % "
+                 f"or <= {GOAL_ALIEN_TRUTH:.0f}x ground truth's",
+         "value": f"{100 * m['alien_share']:.2f} %", "bound": f"<= {100 * alien_bound:.2f} %",
+         "passed": m["alien_share"] <= alien_bound}]
+    for kind in LR_KINDS:
+        s = sr_means[kind]
+        rows += [
+            {"task": f"upscaling, {kind} LR",
+             "goal": f"PSNR >= bicubic - {GOAL_SR_PSNR_VS_BICUBIC:g} dB",
+             "value": f"{s['model']['psnr']:.2f} dB",
+             "bound": f">= {s['bicubic']['psnr'] - GOAL_SR_PSNR_VS_BICUBIC:.2f} dB",
+             "passed": s["model"]["psnr"] >= s["bicubic"]["psnr"] - GOAL_SR_PSNR_VS_BICUBIC},
+            {"task": f"upscaling, {kind} LR", "goal": f"texture ratio >= {GOAL_SR_TEXTURE}",
+             "value": f"{s['model']['texture_ratio']:.3f}", "bound": f">= {GOAL_SR_TEXTURE}",
+             "passed": s["model"]["texture_ratio"] >= GOAL_SR_TEXTURE},
+            {"task": f"upscaling, {kind} LR",
+             "goal": f"mean colour shift (dE of the mean Lab) <= {GOAL_SR_SHIFT:g}",
+             "value": f"{s['model']['colour_shift']:.2f}", "bound": f"<= {GOAL_SR_SHIFT:g}",
+             "passed": s["model"]["colour_shift"] <= GOAL_SR_SHIFT}]
+    return rows
 
 
 # --------------------------------------------------------------------------------------------
@@ -420,6 +592,9 @@ def upscale_sheet(images, photos, path):
     contact_sheet(rows, ["LR (nearest)", "model", "bicubic", "Lanczos", "HR"], path)
 
 
+SR_SHEETS = {"degraded": "upscale-sheet.png", "plain": "upscale-plain-sheet.png"}
+
+
 # --------------------------------------------------------------------------------------------
 # Report
 # --------------------------------------------------------------------------------------------
@@ -438,6 +613,15 @@ def machine_info():
             "load_average_1min_at_start": round(os.getloadavg()[0], 2)}
 
 
+def sha256(path):
+    """The SHA-256 of a file, hex (as data/models/SHA256SUMS)."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
 def md_table(header, rows):
     """A markdown table."""
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
@@ -445,19 +629,36 @@ def md_table(header, rows):
     return "\n".join(lines)
 
 
-METRIC_HEADER = ["method", "PSNR (dB)", "SSIM", "texture ratio"]
+def on_off(flag):
+    return "on" if flag else "off"
 
 
-def metric_rows(labels, means, methods):
-    """One table row per method: label, mean PSNR, SSIM and texture ratio."""
-    return [[labels[m], f"{means[m]['psnr']:.2f}", f"{means[m]['ssim']:.4f}",
-             f"{means[m]['texture_ratio']:.3f}"] for m in methods]
+INPAINT_HEADER = ["method", "PSNR (dB)", "SSIM", "texture ratio", "4-px blockiness",
+                  "alien colours"]
+SR_HEADER = ["method", "PSNR (dB)", "SSIM", "texture ratio", "mean colour shift (dE)"]
+
+
+def inpaint_rows(means, truth):
+    """One table row per inpainting method, then the ground truth's own figures."""
+    rows = [[INPAINT_LABELS[m], f"{means[m]['psnr']:.2f}", f"{means[m]['ssim']:.4f}",
+             f"{means[m]['texture_ratio']:.3f}", f"{means[m]['blockiness']:.3f}",
+             f"{100 * means[m]['alien_share']:.2f} %"] for m in INPAINT_METHODS]
+    rows.append([INPAINT_LABELS["truth"], "", "", f"{truth['texture_ratio']:.3f}",
+                 f"{truth['blockiness']:.3f}", f"{100 * truth['alien_share']:.2f} %"])
+    return rows
+
+
+def sr_rows(means):
+    """One table row per upscaling method."""
+    return [[SR_LABELS[m], f"{means[m]['psnr']:.2f}", f"{means[m]['ssim']:.4f}",
+             f"{means[m]['texture_ratio']:.3f}", f"{means[m]['colour_shift']:.2f}"]
+            for m in SR_METHODS]
 
 
 def write_report(path, res):
     """Writes report.md from the results dictionary."""
-    s, inp, sr, tm, crit = (res["settings"], res["inpainting"], res["upscaling"],
-                            res["timing"], res["criteria"])
+    s, inp, tm, crit = res["settings"], res["inpainting"], res["timing"], res["criteria"]
+    srs = {"degraded": res["upscaling"], "plain": res["upscaling_plain"]}
     mach = res["machine"]
     allm = inp["mean"]
     out = [
@@ -469,9 +670,25 @@ def write_report(path, res):
         "",
         f"    {res['command']}",
         "",
-        f"Models: inpainting `{s['inpaint_model']}`, super-resolution `{s['sr_model']}`.",
+        f"Models: inpainting `{s['inpaint_model']}` (SHA-256 {s['inpaint_model_sha256'][:16]}...), "
+        f"super-resolution `{s['sr_model']}` (SHA-256 {s['sr_model_sha256'][:16]}...).",
         "",
-        "## Acceptance criteria",
+        f"Engine aids: inpainting keep-known {on_off(s['keep_known'])}, match-colors "
+        f"{on_off(s['match_colors'])}; upscaling color-fix {on_off(s['color_fix'])} (each "
+        "passed to `ldm` explicitly, `--x` or `--no-x`; the plug-in has all three on).",
+        "",
+        "## Goals (issue 12)",
+        "",
+        f"Means over the cases ({len(inp['cases'])} inpainting cases, {len(s['photos'])} "
+        "photos for each kind of upscaling input). Models: "
+        f"inpainting SHA-256 {s['inpaint_model_sha256'][:16]}..., super-resolution "
+        f"{s['sr_model_sha256'][:16]}...",
+        "",
+        md_table(["task", "goal", "model", "bound", "result"],
+                 [[g["task"], g["goal"], g["value"], g["bound"],
+                   "PASS" if g["passed"] else "FAIL"] for g in res["goals"]]),
+        "",
+        "Earlier acceptance criteria (kept for comparison with earlier reports):",
         "",
         md_table(["criterion", "value", "result"], [
             ["model PSNR > mean-fill PSNR (hole, mean over cases)",
@@ -485,13 +702,13 @@ def write_report(path, res):
         "## Inpainting",
         "",
         f"{len(s['photos'])} validation photos x {len(s['masks'])} hole shapes = "
-        f"{len(inp['cases'])} cases. Crop: the central square of side min(h, w) // 2 (at least 256 when the photo allows) of each "
-        f"photo, resized to {SIZE}x{SIZE} (cv2.INTER_AREA). Holes (fraction of the crop): "
+        f"{len(inp['cases'])} cases. Crop: the central square of side min(h, w) // 2 (at least "
+        f"256 when the photo allows) of each photo, resized to {SIZE}x{SIZE} (cv2.INTER_AREA); "
+        "the crop is the whole engine input. Holes (fraction of the crop): "
         + ", ".join(f"{k} {100 * v:.1f} %" for k, v in s["masks"].items()) + ".",
         "",
         f"Model: `ldm inpaint`, {s['steps']} steps, sampler {s['sampler']}, eta {s['eta']}, "
-        f"keep-known {'on' if s.get('keep_known') else 'off'}, "
-        f"match-colors {'on' if s.get('match_colors') else 'off'} (the plug-in has both on), "
+        f"keep-known {on_off(s['keep_known'])}, match-colors {on_off(s['match_colors'])}, "
         f"seed {s['seed']} + case index. OpenCV: `cv2.inpaint` radius {INPAINT_RADIUS} on the "
         f"BGR picture. Mean fill: the mean colour of the pixels within {RING_OUTER} px of the "
         "hole.",
@@ -501,11 +718,19 @@ def write_report(path, res):
         "averaged, mean over the hole's pixels. Texture ratio: mean squared high-pass (grey - "
         f"Gaussian blur sigma {HIGHPASS_SIGMA}) over the hole eroded by {INNER_ERODE} px, "
         f"divided by the same over the ring between the hole dilated by {RING_INNER} px and by "
-        f"{RING_OUTER} px; 1.0 = texture as rich as around the hole. The ground truth's own "
-        "ratio is the reference. All numbers are means over the cases.",
+        f"{RING_OUTER} px; 1.0 = texture as rich as around the hole. "
+        f"4-px blockiness: on grey (0.299 R + 0.587 G + 0.114 B), the mean |step| between "
+        f"horizontally or vertically adjacent pixels across a {LATENT_BLOCK}-px block border "
+        f"(the latent grid: x = {LATENT_BLOCK}k-1 and {LATENT_BLOCK}k, same for y) over the "
+        f"mean |step| between the other adjacent pairs, both pixels in the hole ({BLOCK_EPS} "
+        "added to both means: a flat fill gives 1.0); about 1 for a photo, more when the grid "
+        "shows. Alien colours: the share of the hole's pixels whose CIELAB colour (sRGB, D65) "
+        f"is more than dE {ALIEN_DE:.0f} (CIE76) from every colour of the {RING_OUTER}-px ring "
+        "around the hole in the input (exact; own sRGB -> Lab conversion). The ground truth's "
+        "own figures (the photo in the hole) "
+        "are the references. All numbers are means over the cases.",
         "",
-        md_table(METRIC_HEADER, metric_rows(INPAINT_LABELS, allm, INPAINT_METHODS)
-                 + [[INPAINT_LABELS["truth"], "", "", f"{inp['truth_texture_ratio']:.3f}"]]),
+        md_table(INPAINT_HEADER, inpaint_rows(allm, inp["truth"])),
         "",
         "By hole shape (PSNR dB / SSIM / texture ratio):",
         "",
@@ -515,7 +740,18 @@ def write_report(path, res):
                      f" / {inp['by_mask'][k][m]['texture_ratio']:.2f}" for k in s["masks"]]
                   for m in INPAINT_METHODS]
                  + [[INPAINT_LABELS["truth"]] + [
-                     f"{inp['truth_texture_ratio_by_mask'][k]:.2f}" for k in s["masks"]]]),
+                     f"{inp['truth_by_mask'][k]['texture_ratio']:.2f}" for k in s["masks"]]]),
+        "",
+        "By hole shape (4-px blockiness / alien colours %):",
+        "",
+        md_table(["method"] + list(s["masks"]),
+                 [[INPAINT_LABELS[m]] + [
+                     f"{inp['by_mask'][k][m]['blockiness']:.2f} / "
+                     f"{100 * inp['by_mask'][k][m]['alien_share']:.1f}" for k in s["masks"]]
+                  for m in INPAINT_METHODS]
+                 + [[INPAINT_LABELS["truth"]] + [
+                     f"{inp['truth_by_mask'][k]['blockiness']:.2f} / "
+                     f"{100 * inp['truth_by_mask'][k]['alien_share']:.1f}" for k in s["masks"]]]),
         "",
         "![inpainting contact sheet](inpaint-sheet.png)",
         "",
@@ -525,17 +761,23 @@ def write_report(path, res):
         "",
         "## 4x upscaling",
         "",
-        f"HR: the same {SIZE}x{SIZE} crops. LR: Gaussian blur sigma {SR_BLUR_SIGMA}, then "
-        f"cv2.resize to {SIZE // SR_FACTOR}x{SIZE // SR_FACTOR} with cv2.INTER_CUBIC. Model: "
-        f"`ldm upscale`, {s['steps']} steps, sampler {s['sr_sampler']}, eta {s['sr_eta']}, "
-        f"seed {s['seed']} + photo index. PSNR and SSIM (as above) over the whole picture; "
-        "texture ratio = mean high-pass energy of the output / of HR.",
-        "",
-        md_table(METRIC_HEADER, metric_rows(SR_LABELS, sr["mean"], SR_METHODS)),
-        "",
-        "![upscaling contact sheet](upscale-sheet.png)",
-        "",
-        f"Contact sheet: the central {TILE}x{TILE} crop at 1:1 of LR (nearest-neighbour "
+        f"HR: the same {SIZE}x{SIZE} crops, reduced to {SIZE // SR_FACTOR}x{SIZE // SR_FACTOR} "
+        "in two ways, each with its table: **plain** bicubic downsampling (PIL's BICUBIC, "
+        "antialiased: the kernel widened 4x, as MATLAB's imresize and the SR benchmarks' bicubic "
+        "LR), and **docs/eval's degradation** (as in earlier reports): Gaussian blur sigma "
+        f"{SR_BLUR_SIGMA}, then cv2.resize with cv2.INTER_CUBIC. Model: `ldm upscale`, "
+        f"{s['steps']} steps, sampler {s['sr_sampler']}, eta {s['sr_eta']}, color-fix "
+        f"{on_off(s['color_fix'])}, seed {s['seed']} + photo index. PSNR and SSIM (as above) "
+        "over the whole picture; texture ratio = mean high-pass energy of the output / of HR; "
+        "mean colour shift = CIE76 distance between the mean CIELAB colour of the output and "
+        "that of HR.",
+        ""]
+    for kind in LR_KINDS:
+        out += [f"### {LR_LABELS[kind][0].upper() + LR_LABELS[kind][1:]}", "",
+                md_table(SR_HEADER, sr_rows(srs[kind]["mean"])), "",
+                f"![upscaling contact sheet, {kind} LR]({SR_SHEETS[kind]})", ""]
+    out += [
+        f"Contact sheets: the central {TILE}x{TILE} crop at 1:1 of LR (nearest-neighbour "
         "upscaled), model, bicubic, Lanczos, HR.",
         "",
         "## Time per image (C engine)",
@@ -543,7 +785,7 @@ def write_report(path, res):
         f"Wall time of each `ldm` call, model loading included, {s['steps']} steps. Machine: "
         f"{mach['cpu']}, {mach['cores']} cores, OMP_NUM_THREADS {mach['omp_num_threads']}, "
         f"1-minute load average {mach['load_average_1min_at_start']} at the start (other "
-        "jobs running make the times longer).",
+        f"jobs running make the times longer). Whole evaluation: {res['total_seconds']:.0f} s.",
         "",
         md_table(["task", "calls", "mean (s)", "min (s)", "max (s)"], [
             [t["task"], t["calls"], f"{t['mean']:.2f}", f"{t['min']:.2f}", f"{t['max']:.2f}"]
@@ -563,6 +805,111 @@ def timing_row(task, seconds):
 
 
 # --------------------------------------------------------------------------------------------
+# Self-test of the metrics (--self-test; also run before every evaluation)
+# --------------------------------------------------------------------------------------------
+
+def self_test():
+    """Checks the metrics on synthetic cases; raises AssertionError on a failure."""
+    rng = np.random.default_rng(0)
+    hole = make_masks()["ellipse"] > 0
+
+    def close(a, b, tol, what):
+        assert abs(a - b) <= tol, f"{what}: {a} vs {b} (tolerance {tol})"
+
+    # CIELAB: white, black, sRGB red's textbook value, and OpenCV's float conversion
+    lab = srgb_to_lab(np.array([[255, 255, 255], [0, 0, 0], [255, 0, 0]], np.uint8))
+    assert np.abs(lab[0] - [100, 0, 0]).max() < 0.01, lab[0]
+    assert np.abs(lab[1]).max() < 1e-9, lab[1]
+    assert np.abs(lab[2] - [53.24, 80.09, 67.20]).max() < 0.02, lab[2]
+    rnd = rng.integers(0, 256, (64, 64, 3), dtype=np.uint8)
+    ref = cv2.cvtColor(rnd.astype(np.float32) / 255.0, cv2.COLOR_RGB2Lab)
+    # (OpenCV's float conversion works with tabulated approximations: off by up to ~0.35)
+    close(float(np.abs(srgb_to_lab(rnd) - ref).max()), 0.0, 0.5, "Lab vs OpenCV")
+
+    # a photo-like picture: smooth noise plus a gradient
+    photo = cv2.GaussianBlur(rng.normal(128, 40, (SIZE, SIZE, 3)), (0, 0), 2.0)
+    photo = np.clip(photo + np.linspace(-30, 30, SIZE)[None, :, None], 0, 255).astype(np.uint8)
+
+    # blockiness: a perfect copy gives the truth's own; the photo about 1; 4x4 flat blocks on
+    # the latent grid are very blocky, the same blocks 2 px off the grid not at all; flat 1.0
+    b_truth = blockiness(photo, hole)
+    assert blockiness(photo.copy(), hole) == b_truth
+    close(b_truth, 1.0, 0.15, "blockiness of a smooth picture")
+    blocks = np.kron(rng.integers(0, 256, (SIZE // 4, SIZE // 4, 3)),
+                     np.ones((4, 4, 1))).astype(np.uint8)
+    assert blockiness(blocks, hole) > 20, blockiness(blocks, hole)
+    assert blockiness(np.roll(blocks, (2, 2), axis=(0, 1)), hole) < 0.05
+    close(blockiness(np.full_like(photo, 77), hole), 1.0, 1e-9, "blockiness of a flat fill")
+    # a fill with a step of 10 at every grid border and of 2 elsewhere, in x only
+    ramp = np.zeros((SIZE, SIZE), np.float64)
+    steps = np.where((np.arange(1, SIZE) % 4) == 0, 10.0, 2.0)
+    ramp[:, 1:] = np.cumsum(steps)[None, :]
+    ramp = np.clip(ramp - ramp[0, 40] + 20, 0, 255)   # 20..134 inside the hole below
+    ramp_rgb = np.repeat(ramp[..., None], 3, axis=2).astype(np.uint8)
+    big = np.zeros((SIZE, SIZE), bool)
+    big[40:60, 40:70] = True
+    # x pairs: across 10, others 2; y pairs all 0 (counted as "other" for rows 43/47/...
+    # borders and "across" for y borders): compute the expected ratio directly
+    nx_across = 20 * len([j for j in range(40, 69) if (j + 1) % 4 == 0])
+    nx_other = 20 * 29 - nx_across
+    ny_across = 30 * len([i for i in range(40, 59) if (i + 1) % 4 == 0])
+    ny_other = 30 * 19 - ny_across
+    want = ((10 * nx_across) / (nx_across + ny_across) + BLOCK_EPS) \
+        / ((2 * nx_other) / (nx_other + ny_other) + BLOCK_EPS)
+    close(blockiness(ramp_rgb, big), want, 1e-9, "blockiness of a known ramp")
+
+    # alien colours: a palette picture has no alien colour of its own; a fill with a colour
+    # absent from the ring is all alien, with a ring colour none, half and half 0.5
+    palette = np.array([[20, 20, 20], [128, 128, 128], [230, 230, 230], [200, 60, 40]],
+                       np.uint8)
+    pal = palette[rng.integers(0, len(palette), (SIZE, SIZE))]
+    assert alien_share(pal, pal, hole) == 0.0
+    fill = pal.copy()
+    fill[hole] = (0, 200, 0)            # green: far from every palette colour
+    assert alien_share(fill, pal, hole) == 1.0
+    fill[hole] = palette[1]
+    assert alien_share(fill, pal, hole) == 0.0
+    ys = np.nonzero(hole)[0]
+    fill[hole & (np.arange(SIZE)[:, None] < np.median(ys))] = (0, 200, 0)
+    close(alien_share(fill, pal, hole), float((hole & (np.arange(SIZE)[:, None]
+                                                       < np.median(ys))).sum() / hole.sum()),
+          1e-12, "alien share of a half-green fill")
+    # against a brute-force exact computation (no grid, no dedup), small chunks
+    noisy = np.clip(photo.astype(int) + rng.integers(-60, 61, photo.shape), 0, 255) \
+        .astype(np.uint8)
+    a = srgb_to_lab(noisy[hole])
+    r = srgb_to_lab(photo[ring(hole, 0, RING_OUTER)])
+    dmin = np.concatenate([np.sqrt(((a[i:i + 256, None, :] - r[None]) ** 2).sum(-1)).min(1)
+                           for i in range(0, len(a), 256)])
+    exact = float((dmin > ALIEN_DE).mean())
+    assert 0.2 < exact < 0.8, exact     # a case with many colours near the threshold
+    close(alien_share(noisy, photo, hole, chunk=97), exact, 1e-12, "alien share vs brute force")
+
+    # colour shift: an exact copy 0; black vs white 100; a uniform colour change as Lab says
+    close(colour_shift(photo, photo.copy()), 0.0, 1e-12, "colour shift of a copy")
+    close(colour_shift(np.zeros_like(photo), np.full_like(photo, 255)), 100.0, 0.01,
+          "colour shift black/white")
+    c1, c2 = np.array([[120, 90, 60]], np.uint8), np.array([[128, 90, 60]], np.uint8)
+    close(colour_shift(np.broadcast_to(c1, photo.shape).copy(),
+                       np.broadcast_to(c2, photo.shape).copy()),
+          float(np.linalg.norm(srgb_to_lab(c1) - srgb_to_lab(c2))), 1e-9,
+          "colour shift of a uniform change")
+
+    # goals: a model as good as the truth passes, a blocky alien one fails those two
+    inp = {m: {"psnr": 15.0, "ssim": 0.4, "texture_ratio": 1.0, "blockiness": 1.05,
+               "alien_share": 0.01} for m in INPAINT_METHODS}
+    truth = {"texture_ratio": 1.0, "blockiness": 1.0, "alien_share": 0.02}
+    srm = {k: {m: {"psnr": 25.0, "ssim": 0.7, "texture_ratio": 0.8, "colour_shift": 1.0}
+               for m in SR_METHODS} for k in LR_KINDS}
+    assert all(g["passed"] for g in goal_rows(inp, truth, srm))
+    inp["model"].update(blockiness=1.2, alien_share=0.05)
+    assert [g["passed"] for g in goal_rows(inp, truth, srm)][:4] == [True, True, False, False]
+    truth["alien_share"] = 0.03         # 5 % <= 2 x 3 %: passes by the truth's own share
+    assert goal_rows(inp, truth, srm)[3]["passed"]
+    print("self-test of the metrics: passed", flush=True)
+
+
+# --------------------------------------------------------------------------------------------
 # Main
 # --------------------------------------------------------------------------------------------
 
@@ -571,7 +918,8 @@ def parse_args():
     models = os.path.join(TOP, "data", "models")
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--ldm", required=True, help="the engine's CLI (build dir/tools/ldm)")
+    ap.add_argument("--ldm", help="the engine's CLI (build dir/tools/ldm); required unless "
+                    "--self-test")
     ap.add_argument("--inpaint-model",
                     default=os.path.join(models, "ldm-inpaint-builtin.safetensors"))
     ap.add_argument("--sr-model", default=os.path.join(models, "ldm-sr-builtin.safetensors"))
@@ -579,9 +927,11 @@ def parse_args():
     ap.add_argument("--sampler", default="ddim", help="inpainting sampler (ddim, ddpm, dpmpp-2m)")
     ap.add_argument("--eta", type=float, default=0.0, help="inpainting DDIM eta")
     ap.add_argument("--keep-known", action=argparse.BooleanOptionalAction, default=True,
-                    help="pass --keep-known to ldm inpaint (the plug-in's default)")
+                    help="ldm inpaint --keep-known / --no-keep-known (the plug-in: on)")
     ap.add_argument("--match-colors", action=argparse.BooleanOptionalAction, default=True,
-                    help="pass --match-colors to ldm inpaint (the plug-in's default)")
+                    help="ldm inpaint --match-colors / --no-match-colors (the plug-in: on)")
+    ap.add_argument("--color-fix", action=argparse.BooleanOptionalAction, default=True,
+                    help="ldm upscale --color-fix / --no-color-fix (the plug-in: on)")
     ap.add_argument("--sr-sampler", default="ddim", help="upscaling sampler")
     ap.add_argument("--sr-eta", type=float, default=1.0, help="upscaling DDIM eta")
     ap.add_argument("--seed", type=int, default=1, help="base seed (plus the case index)")
@@ -590,7 +940,13 @@ def parse_args():
     ap.add_argument("--work", default=os.path.join(TOP, "build-eval", "eval-work"),
                     help="temporary files (default build-eval/eval-work)")
     ap.add_argument("--quick", action="store_true", help="2 photos only, for a fast check")
+    ap.add_argument("--self-test", action="store_true",
+                    help="only check the metrics on synthetic cases, then exit")
     args = ap.parse_args()
+    if args.self_test:
+        return args
+    if not args.ldm:
+        ap.error("--ldm is required (unless --self-test)")
     for k in ("ldm", "inpaint_model", "sr_model", "out", "work"):
         setattr(args, k, os.path.abspath(getattr(args, k)))
     for k in ("ldm", "inpaint_model", "sr_model"):
@@ -607,21 +963,29 @@ def rel(path):
 
 def main():
     args = parse_args()
+    self_test()
+    if args.self_test:
+        return 0
     os.makedirs(args.out, exist_ok=True)
     os.makedirs(args.work, exist_ok=True)
     started = time.time()
     machine = machine_info()
+    model_sums = {k: sha256(getattr(args, k)) for k in ("inpaint_model", "sr_model")}
     photos = load_photos(2 if args.quick else 8)
     masks = make_masks()
 
     inp_cases, inp_images = evaluate_inpainting(args, photos, masks)
-    sr_cases, sr_images = evaluate_upscaling(args, photos)
+    sr = {kind: evaluate_upscaling(args, photos, kind) for kind in LR_KINDS}
     big_photo, big_seconds = time_big_inpaint(args, photos)
 
     inpaint_sheet(inp_images, photos, masks, os.path.join(args.out, "inpaint-sheet.png"))
-    upscale_sheet(sr_images, photos, os.path.join(args.out, "upscale-sheet.png"))
+    for kind in LR_KINDS:
+        upscale_sheet(sr[kind][1], photos, os.path.join(args.out, SR_SHEETS[kind]))
 
-    allm = mean_metrics(inp_cases, INPAINT_METHODS)
+    allm = mean_metrics(inp_cases, INPAINT_METHODS, INPAINT_METRICS)
+    truth = truth_means(inp_cases)
+    sr_means = {kind: mean_metrics(sr[kind][0], SR_METHODS, SR_METRICS) for kind in LR_KINDS}
+    goals = goal_rows(allm, truth, sr_means)
     criteria = {
         "model_psnr_beats_mean_fill": allm["model"]["psnr"] > allm["mean"]["psnr"],
         "model_texture_closer_than_telea": abs(allm["model"]["texture_ratio"] - 1)
@@ -632,39 +996,57 @@ def main():
         "machine": machine,
         "settings": {
             "inpaint_model": rel(args.inpaint_model), "sr_model": rel(args.sr_model),
+            "inpaint_model_sha256": model_sums["inpaint_model"],
+            "sr_model_sha256": model_sums["sr_model"],
             "steps": args.steps, "sampler": args.sampler, "eta": args.eta,
             "keep_known": args.keep_known, "match_colors": args.match_colors,
+            "color_fix": args.color_fix,
             "sr_sampler": args.sr_sampler,
             "sr_eta": args.sr_eta, "seed": args.seed,
             "photos": [p for p, _ in photos], "crop_size": SIZE,
             "masks": {k: float((m > 0).mean()) for k, m in masks.items()},
-            "sr_blur_sigma": SR_BLUR_SIGMA, "sr_factor": SR_FACTOR},
+            "sr_blur_sigma": SR_BLUR_SIGMA, "sr_factor": SR_FACTOR,
+            "sr_lr_kinds": LR_LABELS, "latent_block": LATENT_BLOCK,
+            "alien_de": ALIEN_DE, "lab_cell": LAB_CELL},
+        "goals": goals,
         "criteria": criteria,
         "inpainting": {
             "mean": allm,
-            "by_mask": {k: mean_metrics(inp_cases, INPAINT_METHODS, lambda c, k=k: c["mask"] == k)
-                        for k in masks},
-            "truth_texture_ratio": float(np.mean([c["truth_texture_ratio"] for c in inp_cases])),
+            "truth": truth,
+            "by_mask": {k: mean_metrics(inp_cases, INPAINT_METHODS, INPAINT_METRICS,
+                                        lambda c, k=k: c["mask"] == k) for k in masks},
+            "truth_by_mask": {k: truth_means(inp_cases, lambda c, k=k: c["mask"] == k)
+                              for k in masks},
+            # the keys of earlier reports
+            "truth_texture_ratio": truth["texture_ratio"],
             "truth_texture_ratio_by_mask": {
                 k: float(np.mean([c["truth_texture_ratio"] for c in inp_cases if c["mask"] == k]))
                 for k in masks},
             "cases": inp_cases},
-        "upscaling": {"mean": mean_metrics(sr_cases, SR_METHODS), "cases": sr_cases},
+        # "upscaling": docs/eval's degradation, as in earlier reports; "upscaling_plain": the
+        # plain bicubic-downsampled input
+        "upscaling": {"lr": "degraded", "mean": sr_means["degraded"], "cases": sr["degraded"][0]},
+        "upscaling_plain": {"lr": "plain", "mean": sr_means["plain"], "cases": sr["plain"][0]},
         "timing": [
-            timing_row(f"inpaint {SIZE}x{SIZE}", [c["model_seconds"] for c in inp_cases]),
-            timing_row(f"upscale {SIZE // SR_FACTOR}x{SIZE // SR_FACTOR} -> {SIZE}x{SIZE}",
-                       [c["model_seconds"] for c in sr_cases]),
-            timing_row(f"inpaint {BIG}x{BIG} ({big_photo}, box)", [big_seconds])],
+            timing_row(f"inpaint {SIZE}x{SIZE}", [c["model_seconds"] for c in inp_cases])]
+        + [timing_row(f"upscale {SIZE // SR_FACTOR}x{SIZE // SR_FACTOR} -> {SIZE}x{SIZE} "
+                      f"({kind} LR)", [c["model_seconds"] for c in sr[kind][0]])
+           for kind in LR_KINDS]
+        + [timing_row(f"inpaint {BIG}x{BIG} ({big_photo}, box)", [big_seconds])],
     }
+    res["total_seconds"] = time.time() - started
     with open(os.path.join(args.out, "results.json"), "w") as f:
         json.dump(res, f, indent=1)
     write_report(os.path.join(args.out, "report.md"), res)
 
-    print(f"\nwritten to {args.out} in {time.time() - started:.0f} s")
-    print(f"criterion model PSNR > mean-fill PSNR: {allm['model']['psnr']:.2f} vs "
+    print(f"\nwritten to {args.out} in {res['total_seconds']:.0f} s")
+    for g in goals:
+        print(f"goal ({g['task']}) {g['goal']}: {g['value']} (bound {g['bound']}): "
+              + ("PASS" if g["passed"] else "FAIL"))
+    print(f"earlier criterion model PSNR > mean-fill PSNR: {allm['model']['psnr']:.2f} vs "
           f"{allm['mean']['psnr']:.2f} dB: "
           + ("PASS" if criteria["model_psnr_beats_mean_fill"] else "FAIL"))
-    print(f"criterion |model texture ratio - 1| < |Telea's|: "
+    print(f"earlier criterion |model texture ratio - 1| < |Telea's|: "
           f"{allm['model']['texture_ratio']:.3f} vs {allm['telea']['texture_ratio']:.3f}: "
           + ("PASS" if criteria["model_texture_closer_than_telea"] else "FAIL"))
     return 0
