@@ -98,6 +98,23 @@ def limits_from(variable, default):
     return [int(v) for v in text.split()] if text else default
 
 
+def big_model():
+    """The full-size random inpainting_big, made once into the build folder (also used by
+    test_plugin_memory). Raises RuntimeError when make-random-model fails."""
+    cache = os.path.join(BUILD, "memory-limit")
+    os.makedirs(cache, exist_ok=True)
+    big = os.path.join(cache, "inpainting_big.safetensors")
+    if not os.path.exists(big):
+        # meson runs this and test_plugin_memory side by side: each writes its own part
+        part = f"{big}.{os.getpid()}.part"
+        r = subprocess.run([MAKE_RANDOM_MODEL, CONFIG, part], capture_output=True,
+                           text=True, timeout=600)
+        if r.returncode != 0:
+            raise RuntimeError("make-random-model inpainting_big: " + r.stderr)
+        os.replace(part, big)
+    return big
+
+
 def main():
     if sanitized():
         print("skipped: a sanitizer build reserves far more address space than any limit")
@@ -105,16 +122,11 @@ def main():
     if not os.path.exists(CONFIG) or not os.path.exists(TINY):
         print(f"skipped: {CONFIG} or {TINY} not found")
         return 77
-    cache = os.path.join(BUILD, "memory-limit")
-    os.makedirs(cache, exist_ok=True)
-    big = os.path.join(cache, "inpainting_big.safetensors")
-    if not os.path.exists(big):
-        r = subprocess.run([MAKE_RANDOM_MODEL, CONFIG, big + ".part"], capture_output=True,
-                           text=True, timeout=600)
-        if r.returncode != 0:
-            check("make-random-model inpainting_big", False, r.stderr)
-            return 1
-        os.rename(big + ".part", big)
+    try:
+        big = big_model()
+    except RuntimeError as e:
+        check("make-random-model inpainting_big", False, str(e))
+        return 1
     with tempfile.TemporaryDirectory() as tmp:
         output = os.path.join(tmp, "out.png")
         image, mask = write_images(tmp, 64)

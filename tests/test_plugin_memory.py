@@ -25,12 +25,11 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from pngutil import read_png  # noqa: E402
-from test_memory_limit import CONFIG, sanitized, write_images  # noqa: E402
+from test_memory_limit import CONFIG, big_model, sanitized, write_images  # noqa: E402
 from test_plugin import GIMP_CONSOLE, SCM, scheme_string  # noqa: E402
 
 BUILD = os.environ["LDM_BUILD_DIR"]
 PLUGIN = os.environ["LDM_PLUGIN"]
-MAKE_RANDOM_MODEL = os.environ["LDM_MAKE_RANDOM_MODEL"]
 HOME = os.path.join(BUILD, "tests", "gimp-home-memory")
 LOW_MB = os.environ.get("LDM_PLUGIN_LOW_MB", "2048")
 AMPLE_MB = os.environ.get("LDM_PLUGIN_AMPLE_MB", "8192")
@@ -40,20 +39,6 @@ results = []
 
 def check(name, ok, detail=""):
     results.append((name, bool(ok), detail))
-
-
-def big_model():
-    """test_memory_limit's random inpainting_big, made once into the build folder."""
-    cache = os.path.join(BUILD, "memory-limit")
-    os.makedirs(cache, exist_ok=True)
-    big = os.path.join(cache, "inpainting_big.safetensors")
-    if not os.path.exists(big):
-        r = subprocess.run([MAKE_RANDOM_MODEL, CONFIG, big + ".part"], capture_output=True,
-                           text=True, timeout=600)
-        if r.returncode != 0:
-            raise RuntimeError("make-random-model inpainting_big: " + r.stderr)
-        os.rename(big + ".part", big)
-    return big
 
 
 WRAPPER = """#!/bin/sh
