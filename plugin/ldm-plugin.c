@@ -4,7 +4,7 @@
  *   plug-in-ldm-upscale  Filters > Latent Diffusion > Upscale 4x...
  *
  * Glue only: the arguments, the dialogs and the image edits live here; the pixel work is
- * core/region.c and the engine (ldm.h), run off GIMP's wire by ldm-job.c.
+ * core/run/region.c and the engine (ldm.h), run off GIMP's wire by ldm-job.c.
  */
 #include "ldm-intl.h"
 #include "ldm-job.h"

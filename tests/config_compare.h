@@ -2,7 +2,7 @@
  * Every field except `source`; the message names the first field that differs. */
 #pragma once
 
-#include "model_config.h"
+#include "arch/model_config.h"
 
 #define CMP_SCALAR(fmt, field)                                                                 \
     do {                                                                                       \

@@ -8,7 +8,7 @@
  *   ninja -C build-fuzz tests/fuzz_model_config
  *   build-fuzz/tests/fuzz_model_config ../shared/model-configs ../shared/fixtures/x/config.yaml
  */
-#include "model_config.h"
+#include "arch/model_config.h"
 
 #include <stdint.h>
 #include <stdio.h>

@@ -1,7 +1,7 @@
 /* test_autoencoder: the first stages on oneDNN against the authors' outputs in the fixtures:
  * VQ-f4 (encode, codebook indices, quantised latent, decode with and without quantisation)
  * and KL-f8 (posterior mean, log-variance, std, decode). */
-#include "autoencoder.h"
+#include "nn/autoencoder.h"
 #include "testutil.h"
 
 #include <math.h>

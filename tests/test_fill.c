@@ -1,7 +1,7 @@
-/* The classical fill (core/fill.c): a membrane continues what surrounds a hole. Truth here is
+/* The classical fill (core/run/fill.c): a membrane continues what surrounds a hole. Truth here is
  * analytic: a membrane (harmonic) fill reproduces a linear ramp and a constant exactly, keeps
  * every known pixel, and is as smooth as its surroundings. */
-#include "fill.h"
+#include "run/fill.h"
 
 #include <math.h>
 #include <string.h>

@@ -4,7 +4,7 @@
  * or mis-shaped tensors, bad configs and unknown models.
  */
 #include "config_compare.h"
-#include "model.h"
+#include "arch/model.h"
 
 #include <fcntl.h>
 #include <glib.h>

@@ -6,7 +6,7 @@
  * headers, read here with json-glib, not with the engine's parser.
  */
 #include "config_compare.h"
-#include "model_config.h"
+#include "arch/model_config.h"
 
 #include <glib.h>
 #include <glib/gstdio.h>

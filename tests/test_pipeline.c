@@ -5,12 +5,12 @@
  *    is the input's, bit for bit;
  *  - bad input, cancellation, sizes that need padding;
  *  - the colour matching of a generated region (act_match_region_mean), on built pictures. */
-#include "act.h"
-#include "color_fix.h"
-#include "model.h"
-#include "sampler.h"
+#include "nn/act.h"
+#include "run/color_fix.h"
+#include "arch/model.h"
+#include "run/sampler.h"
 #include "testutil.h"
-#include "unet.h"
+#include "nn/unet.h"
 
 #include <math.h>
 #include <string.h>

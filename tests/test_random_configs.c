@@ -17,7 +17,7 @@
  * Attention only sits where it sees at most 32 x 32 latent pixels, so a case stays cheap.
  */
 #include "ldm.h"
-#include "model_config.h"
+#include "arch/model_config.h"
 #include "random_model.h"
 
 #include <glib/gstdio.h>

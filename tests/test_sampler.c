@@ -1,7 +1,7 @@
 /* test_sampler: schedules, DDIM timesteps and the DDIM arithmetic against the authors' stored
  * per-step values (fed the stored eps, so the sampler alone is checked), the eta = 1 runs
  * replaying the stored noises; the random generator; the other samplers' basic contracts. */
-#include "sampler.h"
+#include "run/sampler.h"
 #include "testutil.h"
 
 #include <math.h>

@@ -1,7 +1,7 @@
 /* test_unet: the U-Net on oneDNN against the authors' PyTorch outputs stored in the fixtures
  * (timestep embedding, time MLP, U-Net outputs at several t, EMA vs raw weights, CFG batch). */
 #include "testutil.h"
-#include "unet.h"
+#include "nn/unet.h"
 
 #include <string.h>
 

@@ -1,9 +1,9 @@
 /* testutil.h: helpers shared by the C tests: fixture paths, reference tensors, comparisons. */
 #pragma once
 
-#include "act.h"
+#include "nn/act.h"
 #include "ldm.h"
-#include "weights.h"
+#include "nn/weights.h"
 
 /* $LDM_SHARED_DIR/fixtures/NAME/FILE (g_free it), or NULL (and the test skipped) if absent. */
 char *fixture_path (const char *fixture, const char *file);

@@ -4,10 +4,10 @@
  *
  * The first forward creates the primitives and is reported apart; the others are the steady
  * state a sampler sees. Compare with tools/bench/unet_torch.py on the same weights. */
-#include "act.h"
-#include "model.h"
-#include "sampler.h"
-#include "unet.h"
+#include "nn/act.h"
+#include "arch/model.h"
+#include "run/sampler.h"
+#include "nn/unet.h"
 
 #include <math.h>
 #include <stdio.h>

@@ -1,7 +1,7 @@
 /* random_model.c: see random_model.h. */
 #include "random_model.h"
 
-#include "sampler.h"
+#include "run/sampler.h"
 
 #include <errno.h>
 #include <math.h>

@@ -6,7 +6,7 @@
  * first_stage_model.*; no config is written. */
 #pragma once
 
-#include "model_config.h"
+#include "arch/model_config.h"
 
 typedef struct {
     guint    tensors;

@@ -2,7 +2,7 @@
 diffusion model, written for training the built-in models.
 
 The module tree is laid out so that state_dict() gives exactly the parameter names of the
-CompVis checkpoints the C engine loads (core/unet.c, core/autoencoder.c):
+CompVis checkpoints the C engine loads (core/nn/unet.c, core/nn/autoencoder.c):
 
   VQAutoencoder -> first_stage_model.*  (encoder.*, decoder.*, quant_conv, post_quant_conv,
                                          quantize.embedding.weight)

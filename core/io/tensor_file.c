@@ -1,5 +1,5 @@
 /* tensor_file.c: the table of named tensors, the file mapping and dtype conversion. */
-#include "tensor_file.h"
+#include "io/tensor_file.h"
 
 #include "alloc.h"
 

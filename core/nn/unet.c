@@ -11,11 +11,11 @@
  * self- and cross-attention (Stable Diffusion). Activations are NHWC, so a 1x1 convolution or
  * a Conv1d over pixels is a linear layer over the rows of an (n*h*w) x c matrix.
  */
-#include "unet.h"
+#include "nn/unet.h"
 
-#include "act.h"
+#include "nn/act.h"
 #include "alloc.h"
-#include "layers.h"
+#include "nn/layers.h"
 
 #include <math.h>
 #include <string.h>

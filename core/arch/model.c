@@ -1,5 +1,5 @@
 /* model.c: LdmModel: a tensor file with its architecture, every parameter checked. */
-#include "model.h"
+#include "arch/model.h"
 
 #include <string.h>
 

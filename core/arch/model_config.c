@@ -2,9 +2,9 @@
  * the published models, recognition from tensor shapes, and the list of parameters an
  * architecture needs (the names and shapes of CompVis openaimodel.UNetModel and of the
  * VQModel / AutoencoderKL first stages). */
-#include "model_config.h"
+#include "arch/model_config.h"
 
-#include "tensor_file.h"
+#include "io/tensor_file.h"
 
 #include <errno.h>
 #include <fcntl.h>

@@ -2,7 +2,7 @@
  * continues the colours around a hole smoothly into it; unlike them it is O(pixels) for any
  * hole size: the pyramid carries the far-away colours in, the relaxation removes its blocks.
  * The diffusion model then draws the texture on top (init = fill). */
-#include "fill.h"
+#include "run/fill.h"
 
 #include "alloc.h"
 

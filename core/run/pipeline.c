@@ -15,14 +15,14 @@
  * trip would change them by up to one level). Sides are padded (edges replicated, outside the
  * mask) to what the networks need and cropped back.
  */
-#include "act.h"
+#include "nn/act.h"
 #include "alloc.h"
-#include "autoencoder.h"
-#include "color_fix.h"
-#include "fill.h"
-#include "model.h"
-#include "sampler.h"
-#include "unet.h"
+#include "nn/autoencoder.h"
+#include "run/color_fix.h"
+#include "run/fill.h"
+#include "arch/model.h"
+#include "run/sampler.h"
+#include "nn/unet.h"
 
 #include <math.h>
 #include <string.h>

@@ -7,7 +7,7 @@
  * (Lightning's optimizer states, callbacks, hyper-parameters, or a hostile os.system) becomes
  * an opaque value that is never called and never looked inside.
  */
-#include "tensor_file.h"
+#include "io/tensor_file.h"
 
 #include <limits.h>
 #include <stdarg.h>

@@ -4,7 +4,7 @@
  * object per argument; a call only swaps the data handles and executes. All primitives share
  * one scratchpad (they run one at a time on one stream).
  */
-#include "dnn.h"
+#include "nn/dnn.h"
 
 #include "alloc.h"
 

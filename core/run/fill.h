@@ -1,7 +1,7 @@
 /* fill.h (private to core/): a classical fill of a hole, the start of `init = fill`. */
 #pragma once
 
-#include "act.h"
+#include "nn/act.h"
 
 /* Fills img (1 x h x w x c, c <= 8) where hole (h x w bytes, row stride w, non-zero = unknown)
  * is set with a smooth membrane from the pixels around it: pull-push over an image pyramid

@@ -4,9 +4,9 @@
  * reordered once), and its attention scratch. One forward = one denoising evaluation. */
 #pragma once
 
-#include "dnn.h"
-#include "model_config.h"
-#include "weights.h"
+#include "nn/dnn.h"
+#include "arch/model_config.h"
+#include "nn/weights.h"
 
 typedef struct Unet Unet;
 

@@ -5,9 +5,9 @@
  * autoencoder.c owns the encoder, decoder, quant_conv, post_quant_conv and the codebook. */
 #pragma once
 
-#include "dnn.h"
-#include "model_config.h"
-#include "weights.h"
+#include "nn/dnn.h"
+#include "arch/model_config.h"
+#include "nn/weights.h"
 
 typedef struct Autoencoder Autoencoder;
 

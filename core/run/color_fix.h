@@ -1,7 +1,7 @@
 /* color_fix.h (private to core/): colour-true super-resolution. */
 #pragma once
 
-#include "act.h"
+#include "nn/act.h"
 
 /* Makes hr (1 x H x W x c, a decoded upscale, values in [-1, 1]) agree with lr (1 x h x w x c,
  * the low-resolution input) in its low frequencies while keeping its detail: iterative

@@ -6,7 +6,7 @@
 #pragma once
 
 #include "ldm.h"
-#include "model_config.h"
+#include "arch/model_config.h"
 
 #define SCHEDULE_MAX_STEPS 1000
 

@@ -3,7 +3,7 @@
  * The DDIM arithmetic follows CompVis's DDIMSampler step by step in float32 (its per-step
  * scalars are float32 buffers), so that latents match the authors' to float rounding.
  */
-#include "sampler.h"
+#include "run/sampler.h"
 
 #include "alloc.h"
 

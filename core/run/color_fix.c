@@ -6,7 +6,7 @@
  * be the input pixel. Back-projection moves the output towards that by a smooth (bilinear)
  * spread of the residual, so the correction has no block edges and the model's detail above
  * the input's resolution is left alone. */
-#include "color_fix.h"
+#include "run/color_fix.h"
 
 #include "alloc.h"
 

@@ -5,8 +5,8 @@
  * shape, the map from each sub-model's own parameter names to the file's tensors. */
 #pragma once
 
-#include "model_config.h"
-#include "tensor_file.h"
+#include "arch/model_config.h"
+#include "io/tensor_file.h"
 
 struct LdmModel {
     LdmTensorFile  *file;

@@ -7,11 +7,11 @@
  *           [+ attention], upsample (nearest 2x, conv 3x3); GroupNorm, SiLU, conv_out
  * All GroupNorms use eps 1e-6. The mid attention is single-headed over all channels.
  */
-#include "autoencoder.h"
+#include "nn/autoencoder.h"
 
-#include "act.h"
+#include "nn/act.h"
 #include "alloc.h"
-#include "layers.h"
+#include "nn/layers.h"
 
 #include <math.h>
 #include <string.h>

@@ -3,7 +3,7 @@
  * addition. Plain loops, parallel with OpenMP. */
 #pragma once
 
-#include "dnn.h"
+#include "nn/dnn.h"
 
 /* Allocates an n x h x w x c activation; FALSE (and a GError) when memory runs out. */
 gboolean act_alloc (Act *a, int n, int h, int w, int c, GError **error);

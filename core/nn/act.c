@@ -1,5 +1,5 @@
 /* act.c: activation buffers and the cheap layers between convolutions. See act.h. */
-#include "act.h"
+#include "nn/act.h"
 
 #include "alloc.h"
 

@@ -1,7 +1,7 @@
 /* layers.c: see layers.h. */
-#include "layers.h"
+#include "nn/layers.h"
 
-#include "act.h"
+#include "nn/act.h"
 
 #define GN_GROUPS 32 /* CompVis normalisation is GroupNorm(32) everywhere */
 

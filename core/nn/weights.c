@@ -1,8 +1,8 @@
 /* weights.c: reading named parameters as float32 with shape checks. See weights.h. */
-#include "weights.h"
+#include "nn/weights.h"
 
 #include "alloc.h"
-#include "tensor_file.h"
+#include "io/tensor_file.h"
 
 #include <stdarg.h>
 

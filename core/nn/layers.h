@@ -2,8 +2,8 @@
  * (GroupNorm/LayerNorm parameters, convolutions, linear layers) from named weights. */
 #pragma once
 
-#include "dnn.h"
-#include "weights.h"
+#include "nn/dnn.h"
+#include "nn/weights.h"
 
 typedef struct {
     float *gamma, *beta;

@@ -3,7 +3,7 @@
  * The header is untrusted: it is checked completely before any tensor is added, including
  * that the tensors tile the data buffer exactly, as the format requires.
  */
-#include "tensor_file.h"
+#include "io/tensor_file.h"
 
 #include <json-glib/json-glib.h>
 #include <stdlib.h>
