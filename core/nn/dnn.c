@@ -8,6 +8,7 @@
 
 #include "alloc.h"
 
+#include <math.h>
 #include <oneapi/dnnl/dnnl.h>
 #include <string.h>
 
@@ -747,8 +748,9 @@ make_eltwise (Dnn *dnn, const void *params, dnnl_primitive_desc_t *pd)
 gboolean
 dnn_eltwise (Dnn *dnn, DnnEltwise kind, const float *x, float *y, int64_t n, GError **error)
 {
-    ElementParams params = { 1, n, kind == DNN_SILU ? dnnl_eltwise_swish : dnnl_eltwise_gelu_erf,
-                             kind == DNN_SILU ? 1.0f : 0.0f };
+    /* swish(x) = x * sigmoid(alpha x): SiLU is alpha 1, CLIP's quick GELU alpha 1.702 */
+    ElementParams params = { 1, n, kind == DNN_GELU_ERF ? dnnl_eltwise_gelu_erf : dnnl_eltwise_swish,
+                             kind == DNN_SILU ? 1.0f : kind == DNN_QUICK_GELU ? 1.702f : 0.0f };
     char *key = g_strdup_printf ("eltwise %d %" G_GINT64_FORMAT, kind, n);
     Prim *p = prim_cached (dnn, key, make_eltwise, &params, "element-wise", UNARY_ARGS, 2, error);
     void *handles[2] = { (void *) x, y };
@@ -773,10 +775,23 @@ scores_buffer (Dnn *dnn, size_t len, GError **error)
     return dnn->scores;
 }
 
-gboolean
-dnn_attention (Dnn *dnn, const float *q, int64_t q_row, const float *k, int64_t k_row,
-               const float *v, int64_t v_row, int64_t head_stride, int heads, int d, int tq,
-               int tk, float *out, int64_t out_row, float scale, GError **error)
+/* Hides the keys after each query (key j > query i) from a chunk of scores: g heads of m
+ * query rows starting at query q0, tk keys each. */
+static void
+mask_future (float *scores, int g, int m, int q0, int tk)
+{
+    for (int h = 0; h < g; h++)
+        for (int r = 0; r < m; r++) {
+            float *row = scores + ((int64_t) h * m + r) * tk;
+            for (int j = q0 + r + 1; j < tk; j++)
+                row[j] = -INFINITY; /* softmax gives it weight 0 */
+        }
+}
+
+static gboolean
+attention (Dnn *dnn, const float *q, int64_t q_row, const float *k, int64_t k_row,
+           const float *v, int64_t v_row, int64_t head_stride, int heads, int d, int tq, int tk,
+           float *out, int64_t out_row, float scale, bool causal, GError **error)
 {
     int group = (int) MIN ((size_t) heads, MAX ((size_t) 1, ATTENTION_SCORES_MAX / ((size_t) tq * tk)));
     int chunk = tq;
@@ -804,8 +819,11 @@ dnn_attention (Dnn *dnn, const float *q, int64_t q_row, const float *k, int64_t 
                 .alpha = 1.0f,
             };
             if (!dnn_matmul (dnn, &qk, q + h0 * head_stride + (int64_t) q0 * q_row,
-                             k + h0 * head_stride, scores, error)
-                || !dnn_softmax_rows (dnn, scores, (int64_t) g * m, tk, error)
+                             k + h0 * head_stride, scores, error))
+                return FALSE;
+            if (causal)
+                mask_future (scores, g, m, q0, tk);
+            if (!dnn_softmax_rows (dnn, scores, (int64_t) g * m, tk, error)
                 || !dnn_matmul (dnn, &pv, scores, v + h0 * head_stride,
                                 out + (int64_t) h0 * d + (int64_t) q0 * out_row, error))
                 return FALSE;
@@ -814,3 +832,20 @@ dnn_attention (Dnn *dnn, const float *q, int64_t q_row, const float *k, int64_t 
     return TRUE;
 }
 
+gboolean
+dnn_attention (Dnn *dnn, const float *q, int64_t q_row, const float *k, int64_t k_row,
+               const float *v, int64_t v_row, int64_t head_stride, int heads, int d, int tq,
+               int tk, float *out, int64_t out_row, float scale, GError **error)
+{
+    return attention (dnn, q, q_row, k, k_row, v, v_row, head_stride, heads, d, tq, tk, out,
+                      out_row, scale, false, error);
+}
+
+gboolean
+dnn_attention_causal (Dnn *dnn, const float *q, int64_t q_row, const float *k, int64_t k_row,
+                      const float *v, int64_t v_row, int64_t head_stride, int heads, int d,
+                      int tokens, float *out, int64_t out_row, float scale, GError **error)
+{
+    return attention (dnn, q, q_row, k, k_row, v, v_row, head_stride, heads, d, tokens, tokens,
+                      out, out_row, scale, true, error);
+}

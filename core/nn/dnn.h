@@ -94,6 +94,7 @@ gboolean dnn_softmax_rows (Dnn *dnn, float *x, int64_t rows, int64_t cols, GErro
 typedef enum {
     DNN_SILU,
     DNN_GELU_ERF,
+    DNN_QUICK_GELU, /* x * sigmoid(1.702 x): CLIP's activation (oneDNN swish, alpha 1.702) */
 } DnnEltwise;
 
 /* y = f(x) element-wise on n floats (in place when x == y). */
@@ -111,3 +112,9 @@ gboolean dnn_attention (Dnn *dnn, const float *q, int64_t q_row, const float *k,
                         const float *v, int64_t v_row, int64_t head_stride, int heads, int d,
                         int tq, int tk, float *out, int64_t out_row, float scale,
                         GError **error);
+/* dnn_attention with a causal mask (a text transformer's self-attention): `tokens` queries
+ * and keys, query i sees keys 0..i only. */
+gboolean dnn_attention_causal (Dnn *dnn, const float *q, int64_t q_row, const float *k,
+                               int64_t k_row, const float *v, int64_t v_row,
+                               int64_t head_stride, int heads, int d, int tokens, float *out,
+                               int64_t out_row, float scale, GError **error);
