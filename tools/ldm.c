@@ -4,6 +4,7 @@
  *   ldm tensors FILE [NAME..] the tensors of a file; with names, their values' statistics
  *   ldm inpaint ...           fill the masked part of an image
  *   ldm upscale ...           make an image 4x larger
+ *   ldm tokenize TEXT         the CLIP token ids of a prompt (77 per row)
  *
  * Exit codes: 0 success, 1 a failure while working, 2 bad arguments or a bad input file.
  */
@@ -35,6 +36,9 @@ print_usage (FILE *out)
            "                         fill the mask's white part of the image\n"
            "  upscale [--model M] --image IN --output OUT [options]\n"
            "                         make the image 4x larger\n"
+           "  tokenize [--tokenizer F] [--model M] TEXT\n"
+           "                         print the CLIP token ids of TEXT (Stable Diffusion's\n"
+           "                         77-id row; then its 75-token chunks when longer)\n"
            "  help                   this text\n"
            "\n"
            "Run `ldm inpaint --help` or `ldm upscale --help` for their options.\n",
@@ -567,6 +571,88 @@ done:
     return status;
 }
 
+/* Prints one row of ids per line. */
+static void
+print_rows (const int32_t *rows, size_t n_rows)
+{
+    for (size_t r = 0; r < n_rows; r++)
+        for (size_t i = 0; i < LDM_CLIP_CONTEXT_LENGTH; i++)
+            printf ("%d%c", rows[r * LDM_CLIP_CONTEXT_LENGTH + i],
+                    i + 1 < LDM_CLIP_CONTEXT_LENGTH ? ' ' : '\n');
+}
+
+static int
+command_tokenize (int argc, char **argv)
+{
+    g_autofree char *tokenizer_path = NULL, *model = NULL;
+    GOptionEntry entries[] = {
+        { "tokenizer", 't', 0, G_OPTION_ARG_FILENAME, &tokenizer_path,
+          "CLIP merges: a .txt or .txt.gz file, a diffusers merges.txt (with its vocab.json) "
+          "or a folder holding one (default: the model's tokenizer/ folder, else the built-in "
+          LDM_BUILTIN_TOKENIZER ")", "F" },
+        { "model", 'm', 0, G_OPTION_ARG_FILENAME, &model,
+          "Use the tokenizer/ folder beside this model when it has one (diffusers layout)", "M" },
+        { NULL },
+    };
+    g_autoptr (GOptionContext) ctx = g_option_context_new ("TEXT");
+    g_option_context_set_summary (
+        ctx, "Print the CLIP token ids of TEXT as Stable Diffusion 1.x conditions on them.\n"
+             "\n"
+             "The first line is Stable Diffusion's row of 77 ids: <|startoftext|> (49406), the\n"
+             "first 75 ids of the cleaned, lower-cased text, <|endoftext|> (49407), padded with\n"
+             "49407. A text of more than 75 tokens is cut there by Stable Diffusion; the engine\n"
+             "keeps all of it, in chunks of 75 encoded one by one and concatenated: then one\n"
+             "more line per chunk follows (the first equal to line 1), and stderr says how many\n"
+             "tokens there are.");
+    g_option_context_add_main_entries (ctx, entries, NULL);
+    g_autoptr (GError) error = NULL;
+    if (!g_option_context_parse (ctx, &argc, &argv, &error)) {
+        fprintf (stderr, "ldm tokenize: %s\n", error->message);
+        return EXIT_BAD_INPUT;
+    }
+    int first = argc > 1 && strcmp (argv[1], "--") == 0 ? 2 : 1;
+    if (argc - first != 1) {
+        fputs ("usage: ldm tokenize [--tokenizer F] [--model M] TEXT (ldm tokenize --help)\n",
+               stderr);
+        return EXIT_BAD_INPUT;
+    }
+    /* The text as UTF-8: as given when it is (whatever the locale), else from the locale's
+     * encoding. */
+    const char *arg = argv[first];
+    g_autofree char *text = g_utf8_validate (arg, -1, NULL)
+                                ? g_strdup (arg)
+                                : g_locale_to_utf8 (arg, -1, NULL, NULL, NULL);
+    if (!text) {
+        fprintf (stderr, "ldm tokenize: the text is neither UTF-8 nor in the locale's encoding\n");
+        return EXIT_BAD_INPUT;
+    }
+    g_autoptr (LdmTokenizer) tokenizer = ldm_tokenizer_new (tokenizer_path, model, &error);
+    if (!tokenizer) {
+        fprintf (stderr, "ldm tokenize: %s\n", error->message);
+        return EXIT_BAD_INPUT;
+    }
+    size_t n_ids, n_rows, n_sd;
+    g_autofree int32_t *ids = ldm_tokenizer_encode (tokenizer, text, &n_ids, &error);
+    g_autofree int32_t *sd = ids ? ldm_tokenizer_encode_rows (tokenizer, text, true, &n_sd, &error)
+                                 : NULL;
+    g_autofree int32_t *chunks = sd ? ldm_tokenizer_encode_rows (tokenizer, text, false, &n_rows,
+                                                                 &error)
+                                    : NULL;
+    if (!chunks) {
+        fprintf (stderr, "ldm tokenize: %s\n", error->message);
+        return error->code == LDM_ERROR_NO_MEMORY ? 1 : EXIT_BAD_INPUT;
+    }
+    print_rows (sd, n_sd);
+    if (n_ids > LDM_CLIP_CHUNK_TOKENS) {
+        fprintf (stderr,
+                 "ldm tokenize: %zu tokens: Stable Diffusion keeps the first %d (line 1); the "
+                 "engine encodes all in %zu chunks (lines 2 to %zu)\n",
+                 n_ids, LDM_CLIP_CHUNK_TOKENS, n_rows, n_rows + 1);
+        print_rows (chunks, n_rows);
+    }
+    return 0;
+}
+
 int
 main (int argc, char **argv)
 {
@@ -587,6 +673,8 @@ main (int argc, char **argv)
         return command_run (argc - 1, argv + 1, false);
     if (strcmp (command, "tensors") == 0)
         return command_tensors (argc - 1, argv + 1);
+    if (strcmp (command, "tokenize") == 0)
+        return command_tokenize (argc - 1, argv + 1);
     if (strcmp (command, "help") == 0 || strcmp (command, "--help") == 0
         || strcmp (command, "-h") == 0) {
         print_usage (stdout);

@@ -301,4 +301,49 @@ gboolean ldm_inpaint_region     (LdmEngine *engine, const LdmImage *image, const
                                  const LdmRegionParams *params, const LdmSampleParams *sample,
                                  LdmRegionResult *result, GError **error);
 
+/* ------------------------------------------------------ text prompts (CLIP) */
+
+/* CLIP's byte-level BPE tokenizer as Stable Diffusion 1.x conditions on it. */
+typedef struct LdmTokenizer LdmTokenizer;
+
+#define LDM_CLIP_CONTEXT_LENGTH 77 /* ids per row: <|startoftext|>, 75 ids, <|endoftext|>... */
+#define LDM_CLIP_CHUNK_TOKENS   75
+#define LDM_BUILTIN_TOKENIZER   "bpe_simple_vocab_16e6.txt.gz" /* data/tokenizers/clip/ */
+
+/* Reads a tokenizer. PATH (when not NULL): a merges file (OpenAI's .txt.gz or a diffusers
+ * merges.txt, with the vocab.json beside a merges.txt) or a folder holding merges.txt
+ * (+ vocab.json), tokenizer/merges.txt or the built-in file. Otherwise MODEL_PATH's
+ * tokenizer/ folder when it has one (a diffusers layout), else the built-in merges
+ * (ldm_tokenizer_builtin_find (NULL)). Damaged or hostile files get LDM_ERROR_FORMAT. */
+LdmTokenizer *ldm_tokenizer_new        (const char *path, const char *model_path,
+                                        GError **error);
+void          ldm_tokenizer_free       (LdmTokenizer *tokenizer);
+/* Where it was read from (for messages). */
+const char   *ldm_tokenizer_source     (const LdmTokenizer *tokenizer);
+/* Largest id + 1: the text encoder's token embedding must have at least as many rows. */
+int           ldm_tokenizer_vocab_size (const LdmTokenizer *tokenizer);
+int32_t       ldm_tokenizer_start_id   (const LdmTokenizer *tokenizer); /* 49406 for CLIP */
+int32_t       ldm_tokenizer_end_id     (const LdmTokenizer *tokenizer); /* 49407, also padding */
+
+/* All BPE ids of TEXT (UTF-8, at most 1 MiB; else LDM_ERROR_ARGUMENT), without start and
+ * end, never truncated; *n_ids may be 0. g_free the result. Threads may share a tokenizer. */
+int32_t      *ldm_tokenizer_encode     (LdmTokenizer *tokenizer, const char *text,
+                                        size_t *n_ids, GError **error);
+/* TEXT as rows of LDM_CLIP_CONTEXT_LENGTH ids: start, up to 75 ids, end, padded with end.
+ * TRUNCATE: one row of the first 75 ids (Stable Diffusion's own behaviour); otherwise
+ * ceil(n / 75) rows, at least one, each 75 ids of the text in order (the webui's chunks, whose
+ * encoder outputs are concatenated). *n_rows gets the count; g_free the result. */
+int32_t      *ldm_tokenizer_encode_rows (LdmTokenizer *tokenizer, const char *text,
+                                         bool truncate, size_t *n_rows, GError **error);
+
+/* The path of the built-in merges file (newly allocated): $GIMP_LDM_TOKENIZER_DIR when set is
+ * the only folder searched; otherwise the first of DIRS (NULL-terminated, may be NULL), the
+ * installed data folder and the source tree's data/tokenizers/clip that has it. */
+char         *ldm_tokenizer_builtin_find (const char *const *dirs, GError **error);
+/* MODEL_PATH's tokenizer folder (<model folder>/tokenizer with a merges.txt, the model
+ * folder being MODEL_PATH itself when it is one) or NULL. Newly allocated. */
+char         *ldm_tokenizer_find_beside_model (const char *model_path);
+
+G_DEFINE_AUTOPTR_CLEANUP_FUNC (LdmTokenizer, ldm_tokenizer_free)
+
 G_END_DECLS
