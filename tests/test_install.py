@@ -1,5 +1,5 @@
-"""`meson install` (into a temporary DESTDIR) puts the plug-in, its translations, `ldm` and the
-built-in models (with their configs) in place, and the installed `ldm` inpaints with the
+"""`meson install` (into a temporary DESTDIR) puts the plug-in, its translations, `ldm`, the
+built-in models (with their configs) and CLIP's merges in place, and the installed `ldm` inpaints with the
 installed built-in model."""
 import json
 import os
@@ -58,6 +58,21 @@ def main():
         check("ldm is installed", ldm in installed)
         if ldm not in installed:
             return 1
+        tokenizers = os.path.join(prefix, datadir, "gimp-ldm", "tokenizers", "clip").lstrip("/")
+        for name in ("bpe_simple_vocab_16e6.txt.gz", "LICENSE"):
+            p = os.path.join(tokenizers, name)
+            ok = p in installed
+            if ok:
+                with open(os.path.join(dest, p), "rb") as a, \
+                        open(os.path.join(SOURCE, "data", "tokenizers", "clip", name), "rb") as b:
+                    ok = a.read() == b.read()
+            check(f"CLIP's {name} installed in {tokenizers}, identical", ok)
+        r = subprocess.run([os.path.join(dest, ldm), "tokenize", "a photograph of an astronaut"],
+                           capture_output=True, text=True, timeout=60,
+                           env=dict(os.environ, GIMP_LDM_TOKENIZER_DIR=os.path.join(dest, tokenizers)))
+        check("the installed ldm tokenizes with the installed merges (SD's ids)",
+              r.returncode == 0 and r.stdout.split()[:7] == "49406 320 8853 539 550 18376 49407"
+              .split(), r.stdout + r.stderr)
         out = os.path.join(dest, "out.png")
         samples = os.path.join(SOURCE, "data", "samples")
         r = subprocess.run([os.path.join(dest, ldm), "inpaint", "--image",
