@@ -2,8 +2,10 @@
  * CompVis config.yaml) and random weights, for benchmarks and memory measurements of
  * full-size models.
  *
- *   make-random-model PRESET|CONFIG.yaml OUTPUT.safetensors [--f16] [--seed N]
+ *   make-random-model PRESET|CONFIG.yaml OUTPUT.safetensors [--f16] [--seed N] [--text-encoder]
  *   PRESET: inpainting_big | bsr_sr | sd15_inpainting
+ *   --text-encoder: also SD 1.x's CLIP text encoder (ViT-L/14's: 12 layers, as wide as the
+ *   U-Net's context_dim), as in a real SD checkpoint
  *
  * Weights: see random_model.h. No config is written: the engine recognises a preset from the
  * shapes; for another config, put it beside the output as OUTPUT.yaml.
@@ -18,7 +20,7 @@ main (int argc, char **argv)
 {
     if (argc < 3) {
         fputs ("usage: make-random-model PRESET|CONFIG.yaml OUTPUT.safetensors [--f16] "
-               "[--seed N]\n", stderr);
+               "[--seed N] [--text-encoder]\n", stderr);
         return 2;
     }
     LdmModelConfig config;
@@ -38,16 +40,25 @@ main (int argc, char **argv)
         fprintf (stderr, "make-random-model: unknown preset '%s'\n", argv[1]);
         return 2;
     }
-    bool f16 = false;
+    bool f16 = false, text_encoder = false;
     uint64_t seed = 1;
     for (int i = 3; i < argc; i++) {
         if (strcmp (argv[i], "--f16") == 0)
             f16 = true;
+        else if (strcmp (argv[i], "--text-encoder") == 0)
+            text_encoder = true;
         else if (strcmp (argv[i], "--seed") == 0 && i + 1 < argc)
             seed = g_ascii_strtoull (argv[++i], NULL, 10);
     }
+    RandomTextEncoder text = { config.unet.context_dim, 12 };
+    if (text_encoder && !(config.has_unet && config.unet.context_dim > 0)) {
+        fprintf (stderr, "make-random-model: --text-encoder: %s has no cross-attention context\n",
+                 argv[1]);
+        return 2;
+    }
     RandomModelStats stats;
-    if (!random_model_write (&config, argv[2], f16, seed, &stats, &error)) {
+    if (!random_model_write_with_text (&config, text_encoder ? &text : NULL, argv[2], f16, seed,
+                                       &stats, &error)) {
         fprintf (stderr, "make-random-model: %s\n", error->message);
         return 1;
     }

@@ -1,10 +1,12 @@
 /* random_model.c: see random_model.h. */
 #include "random_model.h"
 
+#include "nn/clip_text.h"
 #include "run/sampler.h"
 
 #include <errno.h>
 #include <math.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -24,6 +26,48 @@ add_params (GArray *out, GArray *params, const char *prefix)
         memcpy (e.shape, p->shape, sizeof e.shape);
         g_array_append_val (out, e);
     }
+}
+
+static void
+add_entry (GArray *out, int ndim, int64_t d0, int64_t d1, const char *format, ...)
+    G_GNUC_PRINTF (5, 6);
+
+static void
+add_entry (GArray *out, int ndim, int64_t d0, int64_t d1, const char *format, ...)
+{
+    Entry e = { .ndim = ndim, .shape = { d0, d1 } };
+    va_list args;
+    va_start (args, format);
+    g_autofree char *name = g_strdup_vprintf (format, args);
+    va_end (args);
+    g_snprintf (e.name, sizeof e.name, "%s%s", LDM_CLIP_TEXT_PREFIX, name);
+    g_array_append_val (out, e);
+}
+
+/* CLIPTextModel's parameters (not the position_ids buffer: it is not a weight). */
+static void
+add_text_encoder (GArray *out, const RandomTextEncoder *t)
+{
+    int w = t->width, mlp = 4 * t->width;
+    add_entry (out, 2, 49408, w, "embeddings.token_embedding.weight");
+    add_entry (out, 2, LDM_CLIP_TOKENS, w, "embeddings.position_embedding.weight");
+    static const char *const projs[] = { "q_proj", "k_proj", "v_proj", "out_proj" };
+    for (int i = 0; i < t->layers; i++) {
+        for (size_t p = 0; p < G_N_ELEMENTS (projs); p++) {
+            add_entry (out, 2, w, w, "encoder.layers.%d.self_attn.%s.weight", i, projs[p]);
+            add_entry (out, 1, w, 0, "encoder.layers.%d.self_attn.%s.bias", i, projs[p]);
+        }
+        for (int n = 1; n <= 2; n++) {
+            add_entry (out, 1, w, 0, "encoder.layers.%d.layer_norm%d.weight", i, n);
+            add_entry (out, 1, w, 0, "encoder.layers.%d.layer_norm%d.bias", i, n);
+        }
+        add_entry (out, 2, mlp, w, "encoder.layers.%d.mlp.fc1.weight", i);
+        add_entry (out, 1, mlp, 0, "encoder.layers.%d.mlp.fc1.bias", i);
+        add_entry (out, 2, w, mlp, "encoder.layers.%d.mlp.fc2.weight", i);
+        add_entry (out, 1, w, 0, "encoder.layers.%d.mlp.fc2.bias", i);
+    }
+    add_entry (out, 1, w, 0, "final_layer_norm.weight");
+    add_entry (out, 1, w, 0, "final_layer_norm.bias");
 }
 
 static uint16_t
@@ -57,6 +101,14 @@ gboolean
 random_model_write (const LdmModelConfig *config, const char *path, bool f16, uint64_t seed,
                     RandomModelStats *stats, GError **error)
 {
+    return random_model_write_with_text (config, NULL, path, f16, seed, stats, error);
+}
+
+gboolean
+random_model_write_with_text (const LdmModelConfig *config, const RandomTextEncoder *text,
+                              const char *path, bool f16, uint64_t seed, RandomModelStats *stats,
+                              GError **error)
+{
     g_autoptr (GArray) entries = g_array_new (FALSE, FALSE, sizeof (Entry));
     if (config->has_unet) {
         g_autoptr (GArray) unet = model_config_unet_params (&config->unet);
@@ -66,6 +118,8 @@ random_model_write (const LdmModelConfig *config, const char *path, bool f16, ui
         g_autoptr (GArray) ae = model_config_autoencoder_params (&config->first_stage);
         add_params (entries, ae, LDM_FIRST_STAGE_PREFIX);
     }
+    if (text)
+        add_text_encoder (entries, text);
 
     size_t esize = f16 ? 2 : 4;
     g_autoptr (GString) header = g_string_new ("{");

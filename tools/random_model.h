@@ -17,3 +17,16 @@ typedef struct {
  * `config` to `path`, as F32 or F16, from `seed`. `stats` (may be NULL) gets the counts. */
 gboolean random_model_write (const LdmModelConfig *config, const char *path, bool f16,
                              uint64_t seed, RandomModelStats *stats, GError **error);
+
+/* A CLIP text encoder as SD 1.x checkpoints carry it (cond_stage_model.transformer.text_model.*,
+ * the names nn/clip_text.c reads): vocabulary 49408, 77 positions, `width` (the U-Net's
+ * context_dim: 768 for SD 1.x), `layers` (12), MLP 4 x width. */
+typedef struct {
+    int width, layers;
+} RandomTextEncoder;
+
+/* random_model_write with a text encoder too when `text` is not NULL. */
+gboolean random_model_write_with_text (const LdmModelConfig *config,
+                                       const RandomTextEncoder *text, const char *path,
+                                       bool f16, uint64_t seed, RandomModelStats *stats,
+                                       GError **error);
