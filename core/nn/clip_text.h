@@ -55,6 +55,9 @@ gboolean     ldm_clip_text_present (const LdmTensorFile *file);
 
 /* out (batch x LDM_CLIP_TOKENS x width floats) = the encoder's last hidden state for `batch`
  * prompts of LDM_CLIP_TOKENS token ids each (ids[b * LDM_CLIP_TOKENS + t]). An id outside the
- * vocabulary is LDM_ERROR_ARGUMENT; non-finite outputs (NaN weights) are LDM_ERROR_MODEL. */
+ * vocabulary is LDM_ERROR_ARGUMENT; non-finite outputs (NaN weights) are LDM_ERROR_MODEL.
+ * Each prompt is encoded on its own (a batch gives what its prompts give one by one), so the
+ * chunks of a long prompt, run as one batch, come out as their concatenated context
+ * ((chunks x 77) x width, as webui makes it); a CFG pair is the batch [negative, prompt]. */
 gboolean     ldm_clip_text_forward (LdmClipText *clip, const int32_t *ids, int batch,
                                     float *out, GError **error);
