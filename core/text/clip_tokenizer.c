@@ -221,8 +221,8 @@ parse_merges (LdmTokenizer *t, const char *path, GBytes *bytes, GPtrArray *lefts
                 }
             break;
         }
-        g_autofree char *shown = excerpt (line, len);
         if (len > MAX_MERGE_LINE || !g_utf8_validate (line, (gssize) len, NULL)) {
+            g_autofree char *shown = excerpt (line, len);
             g_set_error (error, LDM_ERROR, LDM_ERROR_FORMAT,
                          "%s line %d is %s: not a merge (%s)", path, line_no,
                          len > MAX_MERGE_LINE ? "too long" : "not UTF-8", shown);
@@ -238,6 +238,7 @@ parse_merges (LdmTokenizer *t, const char *path, GBytes *bytes, GPtrArray *lefts
                 ok = false; /* a second space, a tab, a control character */
         }
         if (!ok || !space || space == line || space == line + len - 1) {
+            g_autofree char *shown = excerpt (line, len);
             g_set_error (error, LDM_ERROR, LDM_ERROR_FORMAT,
                          "%s line %d is not a merge (two symbols and one space): %s", path,
                          line_no, shown);
@@ -314,17 +315,17 @@ read_vocab_json (LdmTokenizer *t, const char *path, GError **error)
         gint64 id = -1;
         if (JSON_NODE_HOLDS_VALUE (node) && json_node_get_value_type (node) == G_TYPE_INT64)
             id = json_node_get_int (node);
-        g_autofree char *shown = excerpt (token, strlen (token));
-        if (id < 0 || id >= MAX_VOCAB_ID) {
-            g_set_error (error, LDM_ERROR, LDM_ERROR_FORMAT,
-                         "%s: the entry %s is not a token id (an integer from 0 to %d)", path,
-                         shown, MAX_VOCAB_ID - 1);
-            return FALSE;
-        }
-        if (seen[id / 8] & (1u << (id % 8))) {
-            g_set_error (error, LDM_ERROR, LDM_ERROR_FORMAT,
-                         "%s gives the id %" G_GINT64_FORMAT " to two tokens (one is %s)", path,
-                         id, shown);
+        bool duplicate = id >= 0 && id < MAX_VOCAB_ID && (seen[id / 8] & (1u << (id % 8)));
+        if (id < 0 || id >= MAX_VOCAB_ID || duplicate) {
+            g_autofree char *shown = excerpt (token, strlen (token));
+            if (duplicate)
+                g_set_error (error, LDM_ERROR, LDM_ERROR_FORMAT,
+                             "%s gives the id %" G_GINT64_FORMAT " to two tokens (one is %s)",
+                             path, id, shown);
+            else
+                g_set_error (error, LDM_ERROR, LDM_ERROR_FORMAT,
+                             "%s: the entry %s is not a token id (an integer from 0 to %d)",
+                             path, shown, MAX_VOCAB_ID - 1);
             return FALSE;
         }
         seen[id / 8] |= (uint8_t) (1u << (id % 8));
