@@ -98,18 +98,27 @@ add_sampling_arguments (GimpProcedure *procedure, const char *builtin,
     /* A string, checked by read_sampling(): Script-Fu drops a name a choice argument does
      * not know (a GLib-CRITICAL in Script-Fu) and the procedure would run with the default.
      * The dialog edits the auxiliary choice "sampler-choice". */
+    const char *sampler = ldm_sampler_name (defaults->sampler);
     gimp_procedure_add_string_argument (procedure, "sampler", _("Sam_pler"),
                                         _("How the noise is removed step by step: "
-                                          "\"dpmpp-2m\", \"ddim\" or \"ddpm\""),
-                                        "ddim", G_PARAM_READWRITE);
+                                          "\"default\" (the model's: DPM++ 2M Karras for "
+                                          "Stable Diffusion, DDIM otherwise), \"dpmpp-2m\", "
+                                          "\"dpmpp-2m-karras\", \"euler-a\", \"ddim\" or "
+                                          "\"ddpm\""),
+                                        sampler, G_PARAM_READWRITE);
     gimp_procedure_add_choice_aux_argument (
         procedure, "sampler-choice", _("Sam_pler"), _("How the noise is removed step by step"),
         gimp_choice_new_with_values (
+            "default", LDM_SAMPLER_DEFAULT,
+            _("The model's default (DPM++ 2M Karras for Stable Diffusion, else DDIM)"), NULL,
             "dpmpp-2m", LDM_SAMPLER_DPMPP_2M, _("DPM++ 2M (good in 15-25 steps)"), NULL,
+            "dpmpp-2m-karras", LDM_SAMPLER_DPMPP_2M_KARRAS,
+            _("DPM++ 2M Karras (Stable Diffusion's usual)"), NULL,
+            "euler-a", LDM_SAMPLER_EULER_A, _("Euler a (ancestral: new noise every step)"), NULL,
             "ddim", LDM_SAMPLER_DDIM, _("DDIM (the authors' sampler)"), NULL,
             "ddpm", LDM_SAMPLER_DDPM, _("DDPM (ancestral)"), NULL,
             NULL),
-        "ddim", G_PARAM_READWRITE);
+        sampler, G_PARAM_READWRITE);
     gimp_procedure_add_double_argument (procedure, "eta", _("E_ta"),
                                         _("DDIM only: 0 is deterministic, 1 adds fresh noise "
                                           "every step like DDPM"),
@@ -295,11 +304,13 @@ show_dialog (GimpProcedure *procedure, GimpProcedureConfig *config, const char *
         gimp_procedure_dialog_fill (d, "model-file", "sampler-choice", "steps", "seed", "eta",
                                     "init-choice", "strength", "color-fix", "in-place", NULL);
     }
-    /* eta only means something to DDIM */
-    GimpValueArray *ddim = gimp_value_array_new (1);
+    /* eta only means something to DDIM (the default with the LDM models) */
+    GimpValueArray *ddim = gimp_value_array_new (2);
     GValue value = G_VALUE_INIT;
     g_value_init (&value, G_TYPE_STRING);
     g_value_set_static_string (&value, "ddim");
+    gimp_value_array_append (ddim, &value);
+    g_value_set_static_string (&value, "default");
     gimp_value_array_append (ddim, &value);
     g_value_unset (&value);
     gimp_procedure_dialog_set_sensitive_if_in (d, "eta", NULL, "sampler-choice", ddim,
@@ -421,7 +432,8 @@ read_sampling (GimpProcedureConfig *config, Sampling *s, GError **error)
     g_object_get (config, "steps", &s->steps, "seed", &s->seed, "eta", &s->eta, "sampler",
                   &sampler, "init", &init, "strength", &s->strength, NULL);
     if (!ldm_sampler_parse (sampler, &s->sampler)) {
-        *error = plug_in_error (_("Unknown sampler \"%s\": use \"dpmpp-2m\", \"ddim\" or "
+        *error = plug_in_error (_("Unknown sampler \"%s\": use \"default\", \"dpmpp-2m\", "
+                                  "\"dpmpp-2m-karras\", \"euler-a\", \"ddim\" or "
                                   "\"ddpm\"."), sampler ? sampler : "");
         return FALSE;
     }
@@ -532,6 +544,8 @@ inpaint_work (LdmJob *job, gpointer data, GError **error)
     g_autoptr (LdmEngine) engine = load_engine (job, w->model_path, TRUE, error);
     if (!engine)
         return FALSE;
+    /* the sampler that runs, for the layer's parasite */
+    w->sampling.sampler = ldm_sampler_for_model (w->sampling.sampler, ldm_engine_kind (engine));
     LdmSampleParams params;
     init_sample_params (&params, &w->sampling, job);
     params.keep_known = w->keep_known;
@@ -660,6 +674,7 @@ upscale_work (LdmJob *job, gpointer data, GError **error)
     g_autoptr (LdmEngine) engine = load_engine (job, w->model_path, FALSE, error);
     if (!engine)
         return FALSE;
+    w->sampling.sampler = ldm_sampler_for_model (w->sampling.sampler, ldm_engine_kind (engine));
     LdmSampleParams params;
     init_sample_params (&params, &w->sampling, job);
     params.color_fix = w->color_fix;

@@ -29,8 +29,9 @@ typedef struct {
 } Chain;
 
 static gboolean
-chain_denoise (void *data, const float *x, int t, float *eps, GError **error)
+chain_denoise (void *data, const float *x, double t, float a, float *eps, GError **error)
 {
+    (void) a;
     Chain *c = data;
     size_t pixels = (size_t) c->in.h * c->in.w;
     int xc = c->out.c, cc = c->cond.c;

@@ -341,8 +341,9 @@ command_run (int argc, char **argv, bool inpaint)
           "below (reproduces their results)", NULL },
         { "seed", 0, 0, G_OPTION_ARG_STRING, &o.seed,
           "Seed, 0 to 2^63-1 (default: random, printed)", "S" },
-        { "sampler", 0, 0, G_OPTION_ARG_STRING, &o.sampler, "ddim, ddpm or dpmpp-2m (default ddim)",
-          "NAME" },
+        { "sampler", 0, 0, G_OPTION_ARG_STRING, &o.sampler,
+          "ddim, ddpm, dpmpp-2m, dpmpp-2m-karras, euler-a or default (the model's: DDIM for LDM "
+          "models, DPM++ 2M Karras for Stable Diffusion; --authors: ddim)", "NAME" },
         { "x-T", 0, 0, G_OPTION_ARG_STRING, &o.x_T,
           "Initial latent from a safetensors tensor (1 x C x h x w)", "FILE:TENSOR" },
         { "step-noise", 0, 0, G_OPTION_ARG_STRING, &o.noise,
@@ -462,7 +463,8 @@ command_run (int argc, char **argv, bool inpaint)
     params.color_fix = (params.color_fix || o.color_fix) && !o.no_color_fix;
     if (o.sampler && !ldm_sampler_parse (o.sampler, &params.sampler)) {
         g_set_error (&error, LDM_ERROR, LDM_ERROR_ARGUMENT,
-                     "unknown sampler '%s' (ddim, ddpm or dpmpp-2m)", o.sampler);
+                     "unknown sampler '%s' (ddim, ddpm, dpmpp-2m, dpmpp-2m-karras, euler-a or "
+                     "default)", o.sampler);
         goto bad;
     }
     if (seed < 0)

@@ -95,9 +95,18 @@ typedef enum {
     LDM_SAMPLER_DDIM,       /* DDIM with eta, as the CompVis scripts (eta 0 deterministic) */
     LDM_SAMPLER_DDPM,       /* DDPM ancestral sampling over the same timesteps */
     LDM_SAMPLER_DPMPP_2M,   /* DPM-Solver++(2M): good results in 15-25 steps */
+    LDM_SAMPLER_DPMPP_2M_KARRAS, /* DPM++ 2M on Karras et al.'s sigmas (rho 7), as k-diffusion
+                                  * (webui's and Krita's "DPM++ 2M Karras"); the U-Net gets the
+                                  * interpolated timestep of each sigma */
+    LDM_SAMPLER_EULER_A,    /* Euler ancestral (eta 1) on the model's own sigmas, as
+                             * k-diffusion (webui's "Euler a"); fresh noise every step */
+    LDM_SAMPLER_DEFAULT,    /* the model's default, resolved when the model is known
+                             * (ldm_sampler_for_model): DPM++ 2M Karras for Stable Diffusion,
+                             * DDIM for the LDM models */
 } LdmSampler;
 
-const char *ldm_sampler_name  (LdmSampler sampler); /* "ddim", "ddpm", "dpmpp-2m" */
+/* "ddim", "ddpm", "dpmpp-2m", "dpmpp-2m-karras", "euler-a", "default" */
+const char *ldm_sampler_name  (LdmSampler sampler);
 /* Parses a sampler name; FALSE for an unknown one. */
 gboolean    ldm_sampler_parse (const char *name, LdmSampler *sampler);
 
@@ -123,6 +132,11 @@ typedef enum {
 } LdmModelKind;
 
 const char *ldm_model_kind_name (LdmModelKind kind);
+
+/* The sampler that runs for `sampler` with a model of `kind`: `sampler` itself, or for
+ * LDM_SAMPLER_DEFAULT the kind's default (DPM++ 2M Karras for Stable Diffusion, DDIM for the
+ * others). The one place the per-model default is decided. */
+LdmSampler  ldm_sampler_for_model (LdmSampler sampler, LdmModelKind kind);
 
 typedef struct LdmModel LdmModel;
 
@@ -165,7 +179,7 @@ void ldm_image_clear (LdmImage *image);
 typedef gboolean (*LdmProgressFn) (void *data, int step, int steps);
 
 typedef struct {
-    LdmSampler    sampler;
+    LdmSampler    sampler;       /* LDM_SAMPLER_DEFAULT: the model's (ldm_sampler_for_model) */
     int           steps;
     float         eta;           /* DDIM only: 0 deterministic, 1 = DDPM-like */
     uint64_t      seed;          /* for the initial noise and eta > 0 */
@@ -212,8 +226,10 @@ typedef enum {
     LDM_TASK_UPSCALE,
 } LdmTask;
 
-/* What a user gets (the one source of the plug-in's and ldm's defaults): DDIM, 25 steps, eta 0
- * (upscaling: 1, as LDSR), seed 0, guidance 7.5, keep_known, match_colors and color_fix on. */
+/* What a user gets (the one source of the plug-in's and ldm's defaults): the model's default
+ * sampler (LDM_SAMPLER_DEFAULT: DDIM for LDM models, DPM++ 2M Karras for Stable Diffusion),
+ * 25 steps, eta 0 (upscaling: 1, as LDSR), seed 0, guidance 7.5, keep_known, match_colors and
+ * color_fix on. */
 void ldm_sample_params_init (LdmSampleParams *params, LdmTask task);
 /* The authors' procedure exactly (the CompVis inpainting script, the LDSR notebook): DDIM,
  * 50 steps, eta 0 (upscaling: 100 steps, eta 1), seed 0, guidance 7.5, no aids. */

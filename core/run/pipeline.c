@@ -56,8 +56,18 @@ void
 ldm_sample_params_init (LdmSampleParams *p, LdmTask task)
 {
     ldm_sample_params_init_authors (p, task);
+    p->sampler = LDM_SAMPLER_DEFAULT;
     p->steps = 25;
     p->keep_known = p->match_colors = p->color_fix = TRUE;
+}
+
+LdmSampler
+ldm_sampler_for_model (LdmSampler sampler, LdmModelKind kind)
+{
+    if (sampler != LDM_SAMPLER_DEFAULT)
+        return sampler;
+    /* what SD users expect (webui, Krita); LDM models keep their authors' DDIM */
+    return kind == LDM_MODEL_SD_INPAINT ? LDM_SAMPLER_DPMPP_2M_KARRAS : LDM_SAMPLER_DDIM;
 }
 
 static const LdmTensor *
@@ -299,7 +309,7 @@ typedef struct {
 
 /* eps of the window at (y0, x0) into out_eps (window-sized). */
 static gboolean
-denoise_window (Denoiser *d, const float *x, int y0, int x0, int t, float *out_eps,
+denoise_window (Denoiser *d, const float *x, int y0, int x0, double t, float *out_eps,
                 GError **error)
 {
     int xc = d->out.c, cc = d->cond->c, c = xc + cc;
@@ -329,7 +339,7 @@ denoise_window (Denoiser *d, const float *x, int y0, int x0, int t, float *out_e
 /* The U-Net's output over the whole latent, window by window when it is large:
  * out = sum_w ramp_w out_w / sum_w ramp_w */
 static gboolean
-denoise_tiled (Denoiser *d, const float *x, int t, float *eps, GError **error)
+denoise_tiled (Denoiser *d, const float *x, double t, float *eps, GError **error)
 {
     int xc = d->out.c, wh = d->tiling.win_h, ww = d->tiling.win_w;
     size_t n = (size_t) d->latent_h * d->latent_w;
@@ -377,16 +387,15 @@ check_finite (const LdmEngine *e, const float *v, size_t n, const char *what, GE
     return FALSE;
 }
 
-/* The sampler's DenoiseFn: eps for (x, t). A v-prediction U-Net (parameterization "v",
- * v = sqrt(a) eps - sqrt(1 - a) x0) gives eps = sqrt(a) v + sqrt(1 - a) x_t. */
+/* The sampler's DenoiseFn: eps for (x, t) at level a. A v-prediction U-Net (parameterization
+ * "v", v = sqrt(a) eps - sqrt(1 - a) x0) gives eps = sqrt(a) v + sqrt(1 - a) x_t. */
 static gboolean
-denoise (void *data, const float *x, int t, float *eps, GError **error)
+denoise (void *data, const float *x, double t, float a, float *eps, GError **error)
 {
     Denoiser *d = data;
     gboolean ok = tiling_whole (&d->tiling) ? denoise_window (d, x, 0, 0, t, eps, error)
                                              : denoise_tiled (d, x, t, eps, error);
     if (ok && d->engine->config.v_prediction) {
-        float a = d->engine->schedule.alphas_cumprod[t];
         float sa = sqrtf (a), s1a = sqrtf (1.0f - a);
         size_t n = (size_t) d->latent_h * d->latent_w * d->out.c;
         for (size_t i = 0; i < n; i++)
@@ -394,7 +403,7 @@ denoise (void *data, const float *x, int t, float *eps, GError **error)
     }
     if (ok) { /* once per step, on what the U-Net predicted */
         char what[64];
-        g_snprintf (what, sizeof what, "the U-Net's output at timestep %d", t);
+        g_snprintf (what, sizeof what, "the U-Net's output at timestep %.6g", t);
         ok = check_finite (d->engine, eps, (size_t) d->latent_h * d->latent_w * d->out.c, what,
                            error);
     }
@@ -466,7 +475,8 @@ sample (LdmEngine *e, const LdmSampleParams *p, const Act *cond, const float *kn
                                              "tile weights", error)))
         ok = FALSE;
     if (ok) {
-        SamplerParams sp = { .sampler = p->sampler, .steps = p->steps, .eta = p->eta };
+        SamplerParams sp = { .sampler = ldm_sampler_for_model (p->sampler, e->config.kind),
+                             .steps = p->steps, .eta = p->eta };
         Hooks h = { .params = p, .latent = *x };
         SamplerHooks hooks = { .noise = p->noise ? caller_noise : NULL, .on_step = on_step,
                                .data = &h, .known = known, .keep = keep,
