@@ -216,7 +216,7 @@ test_cleaning (void)
     };
     for (size_t i = 0; i < G_N_ELEMENTS (cases); i++) {
         g_autoptr (GError) error = NULL;
-        g_autofree char *got = ldm_clip_clean_text (cases[i][0], &error);
+        g_autofree char *got = ldm_tokenizer_clean_text (cases[i][0], &error);
         g_assert_no_error (error);
         if (strcmp (got, cases[i][1]) != 0) {
             g_autofree char *in = g_strescape (cases[i][0], NULL);
@@ -256,6 +256,17 @@ test_words (void)
     g_autofree int32_t *lower = ldm_tokenizer_encode (t, "don't <|endoftext|>", &n4, &error);
     g_assert_cmpmem (upper, n3 * 4, lower, n4 * 4);
     g_assert_cmpint (lower[n4 - 1], ==, 49407);
+    /* ids back to text */
+    const struct { int32_t id; const char *text; } tokens[] = {
+        { 320, "a</w>" }, { 0, "!" }, { 49406, "<|startoftext|>" }, { 49407, "<|endoftext|>" },
+        { 220, " " }, /* the byte 0x20: moved to U+0120, 188 + 32 in the vocabulary */
+    };
+    for (size_t i = 0; i < G_N_ELEMENTS (tokens); i++) {
+        g_autofree char *text = ldm_tokenizer_token_text (t, tokens[i].id);
+        g_assert_cmpstr (text, ==, tokens[i].text);
+    }
+    g_assert_null (ldm_tokenizer_token_text (t, -1));
+    g_assert_null (ldm_tokenizer_token_text (t, 49408));
 }
 
 /* Odd text: invalid UTF-8 is refused with its offset; any valid text gives ids in range, also
@@ -301,8 +312,26 @@ test_odd_text (void)
     g_autofree int32_t *ids = ldm_tokenizer_encode (t, word->str, &n, &error);
     g_assert_no_error (error);
     g_assert_cmpuint (n, >, 200000 / 8);
-    for (size_t i = 0; i < n; i++)
+    /* the tokens' bytes, in order, are the cleaned text's (without its spaces) */
+    GString *joined = g_string_new (NULL);
+    for (size_t i = 0; i < n; i++) {
         g_assert_true (ids[i] >= 0 && ids[i] < ldm_tokenizer_vocab_size (t));
+        g_autofree char *token = ldm_tokenizer_token_text (t, ids[i]);
+        g_assert_nonnull (token);
+        size_t len = strlen (token);
+        if (g_str_has_suffix (token, "</w>"))
+            len -= 4;
+        g_string_append_len (joined, token, (gssize) len);
+    }
+    g_autofree char *clean = ldm_tokenizer_clean_text (word->str, &error);
+    GString *no_spaces = g_string_new (NULL);
+    for (const char *p = clean; *p; p++)
+        if (*p != ' ')
+            g_string_append_c (no_spaces, *p);
+    g_assert_cmpuint (joined->len, ==, no_spaces->len);
+    g_assert_true (memcmp (joined->str, no_spaces->str, joined->len) == 0);
+    g_string_free (joined, TRUE);
+    g_string_free (no_spaces, TRUE);
     g_string_free (word, TRUE);
     g_rand_free (rand);
 }

@@ -1,14 +1,19 @@
 """`ldm tokenize`: CLIP's token ids of every prompt of ../shared/fixtures/clip-text-tiny equal
 OpenAI's (reference.safetensors `promptNN.ids`, read here with the standard library), with
 the built-in merges, the shared copy, and a diffusers tokenizer/ (merges.txt + vocab.json)
-beside a model; long prompts print their 75-token chunks; bad use and bad files exit 2."""
+beside a model; long prompts print their 75-token chunks; the cleaning of odd texts equals
+Python's (html.unescape, NFC, str.lower); bad use and bad files exit 2."""
 import gzip
+import html
 import json
 import os
+import random
+import re
 import struct
 import subprocess
 import sys
 import tempfile
+import unicodedata
 
 LDM = os.environ["LDM_EXE"]
 SHARED = os.environ.get("LDM_SHARED_DIR", "")
@@ -65,6 +70,44 @@ def diffusers_tokenizer(folder):
     return model
 
 
+# CLIP's \s (the `regex` module's: Unicode White_Space; Python's re would add U+001C..U+001F)
+WHITE_SPACE = re.compile("[\t\n\x0b\x0c\r \x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f"
+                         "\u205f\u3000]+")
+
+
+def python_clean(text):
+    """CLIP's cleaning by Python's own html, unicodedata and str (ftfy -> NFC, as the fixture)."""
+    text = html.unescape(html.unescape(unicodedata.normalize("NFC", text))).strip()
+    return WHITE_SPACE.sub(" ", text).strip().lower()
+
+
+def random_texts(n):
+    rng = random.Random(14)
+    pieces = ["&", "&#", "&#x", ";", " ", "  ", "\t", "\n", "\xa0", "\u3000", "\u2028", "\x1c",
+              "'s", "'LL", "'t", "'x", "don't", "<|endoftext|>", "Σ", "ΑΣ", "İ", "ǅ", "Ⅻ", "Ⓐ",
+              "e\u0301", "q\u0303", "é", "ß", "ﬁ", "½", "中文", "🙂", "\u200b", "?!", "...", "-",
+              "1", "23", "A", "WORLD", "Ünïcödé", "\x01", "\x7f", "\x85", "ſ"]
+    names = ["amp", "lt", "gt", "quot", "apos", "nbsp", "copy", "eacute", "Eacute", "hellip",
+             "mdash", "notin", "not", "ampx", "copy2024", "AMP", "lang", "bogus", "frac12",
+             "Yuml", "euro", "hearts", "sigmaf"]
+    numbers = ["0", "13", "39", "65", "128", "150", "159", "1", "11", "55296", "1114112",
+               "41", "fdd0", "FFFE", "2603", "9999999999999999999"]
+    texts = []
+    for _ in range(n):
+        out = []
+        for _ in range(rng.randint(1, 20)):
+            r = rng.random()
+            if r < 0.2:
+                out.append("&" + rng.choice(names) + rng.choice([";", "", " ", "x;", "&"]))
+            elif r < 0.3:
+                out.append("&#" + rng.choice(["", "x", "X"]) + rng.choice(numbers)
+                           + rng.choice([";", "", "z"]))
+            else:
+                out.append(rng.choice(pieces))
+        texts.append("".join(out))
+    return texts
+
+
 def main():
     if not os.path.isfile(os.path.join(FIXTURE, "prompts.json")):
         print("1..0 # SKIP fixture clip-text-tiny not found")
@@ -108,6 +151,18 @@ def main():
               and len(more) == 1 + -(-2 * n // 75), str(more))
         short = rows(ldm("a photograph of an astronaut riding a horse"))
         check("a short prompt: one line", len(short) == 1 and short[0] == ref["prompt01.ids"])
+
+        # The cleaning (--verbose prints it) against Python's own rules, on odd texts.
+        texts = random_texts(60)
+        bad = []
+        for text in texts:
+            r = ldm("--verbose", "--", text)
+            lines = r.stderr.decode("utf-8", "replace").split("\n")
+            got = next((l[6:] for l in lines if l.startswith("text: ")), None)
+            if r.returncode or got != python_clean(text):
+                bad.append((text, got, python_clean(text)))
+        check(f"cleaning of {len(texts)} odd texts = Python's html/unicodedata/lower", not bad,
+              repr(bad[:3]))
 
         # Bad use and bad files: exit 2 with a message.
         r = ldm()

@@ -587,6 +587,7 @@ static int
 command_tokenize (int argc, char **argv)
 {
     g_autofree char *tokenizer_path = NULL, *model = NULL;
+    gboolean verbose = FALSE;
     GOptionEntry entries[] = {
         { "tokenizer", 't', 0, G_OPTION_ARG_FILENAME, &tokenizer_path,
           "CLIP merges: a .txt or .txt.gz file, a diffusers merges.txt (with its vocab.json) "
@@ -594,6 +595,8 @@ command_tokenize (int argc, char **argv)
           LDM_BUILTIN_TOKENIZER ")", "F" },
         { "model", 'm', 0, G_OPTION_ARG_FILENAME, &model,
           "Use the tokenizer/ folder beside this model when it has one (diffusers layout)", "M" },
+        { "verbose", 'v', 0, G_OPTION_ARG_NONE, &verbose,
+          "Also print (on stderr) the cleaned text and the tokens as text", NULL },
         { NULL },
     };
     g_autoptr (GOptionContext) ctx = g_option_context_new ("TEXT");
@@ -643,6 +646,19 @@ command_tokenize (int argc, char **argv)
     if (!chunks) {
         fprintf (stderr, "ldm tokenize: %s\n", error->message);
         return error->code == LDM_ERROR_NO_MEMORY ? 1 : EXIT_BAD_INPUT;
+    }
+    if (verbose) {
+        g_autofree char *clean = ldm_tokenizer_clean_text (text, NULL);
+        fprintf (stderr, "text: %s\ntokens:", clean);
+        for (size_t i = 0; i < n_ids; i++) {
+            g_autofree char *token = ldm_tokenizer_token_text (tokenizer, ids[i]);
+            bool plain = g_utf8_validate (token, -1, NULL);
+            for (const char *p = token; plain && *p; p++)
+                plain = (unsigned char) *p >= 0x20 && *p != 0x7f;
+            g_autofree char *escaped = plain ? NULL : g_strescape (token, NULL);
+            fprintf (stderr, " %s", plain ? token : escaped);
+        }
+        fputc ('\n', stderr);
     }
     print_rows (sd, n_sd);
     if (n_ids > LDM_CLIP_CHUNK_TOKENS) {

@@ -287,9 +287,10 @@ void     ldm_region_params_init (LdmRegionParams *params);
 gboolean ldm_region_crop        (const LdmRegionParams *params, LdmRect bounds, LdmRect limits,
                                  LdmRect *crop);
 
-/* Masks are width x height floats in [0, 1], changed in place. grow: the maximum over a disk
- * of `radius` pixels; blur: a Gaussian of standard deviation radius / 3, cut at `radius`,
- * edges replicated. FALSE only when memory runs out. */
+/* Mask and image operations (image_ops.c). Masks are width x height floats in [0, 1],
+ * changed in place. grow: the maximum over a disk of `radius` pixels; blur: a Gaussian of
+ * standard deviation radius / 3, cut at `radius`, edges replicated. FALSE only when memory
+ * runs out. */
 gboolean ldm_mask_grow          (float *mask, int width, int height, int radius, GError **error);
 gboolean ldm_mask_blur          (float *mask, int width, int height, int radius, GError **error);
 
@@ -351,6 +352,14 @@ int32_t      *ldm_tokenizer_encode     (LdmTokenizer *tokenizer, const char *tex
  * encoder outputs are concatenated). *n_rows gets the count; g_free the result. */
 int32_t      *ldm_tokenizer_encode_rows (LdmTokenizer *tokenizer, const char *text,
                                          bool truncate, size_t *n_rows, GError **error);
+
+/* What the tokenizer reads of TEXT (newly allocated): CLIP's cleaning, as OpenAI's
+ * simple_tokenizer with ftfy replaced by NFC: NFC, HTML entities unescaped twice, stripped,
+ * runs of white space to one space, lower case (Python's rules, no locale). */
+char         *ldm_tokenizer_clean_text (const char *text, GError **error);
+/* The text of token ID (newly allocated; NULL if no token has it): its bytes, which may be
+ * part of a UTF-8 character, then "</w>" when it ends a word. */
+char         *ldm_tokenizer_token_text (const LdmTokenizer *tokenizer, int32_t id);
 
 /* The path of the built-in merges file (newly allocated): $GIMP_LDM_TOKENIZER_DIR when set is
  * the only folder searched; otherwise the first of DIRS (NULL-terminated, may be NULL), the

@@ -47,6 +47,7 @@ struct LdmTokenizer {
     char         *source;      /* the file(s) read, for messages */
     GStringChunk *strings;     /* every token string (one owner) */
     GHashTable   *ids;         /* token string -> id (GINT_TO_POINTER) */
+    const char  **tokens;      /* id -> token string (in strings), NULL for unused ids */
     Merge        *merges;      /* one per usable merge line */
     int           n_merges;
     GHashTable   *pair_ranks;  /* &merges[i].pair -> &merges[i] */
@@ -362,6 +363,16 @@ link_vocab (LdmTokenizer *t, GPtrArray *lefts, GPtrArray *rights, GError **error
         return FALSE;
     }
 
+    t->tokens = ldm_try_alloc0_n ((size_t) t->vocab_size, sizeof *t->tokens, "the vocabulary",
+                                  error);
+    if (!t->tokens)
+        return FALSE;
+    GHashTableIter iter;
+    void *token, *id;
+    g_hash_table_iter_init (&iter, t->ids);
+    while (g_hash_table_iter_next (&iter, &token, &id))
+        t->tokens[GPOINTER_TO_INT (id)] = token;
+
     t->merges = ldm_try_alloc_n (lefts->len, sizeof *t->merges, "the merges", error);
     if (!t->merges)
         return FALSE;
@@ -536,6 +547,7 @@ ldm_tokenizer_free (LdmTokenizer *t)
         g_string_chunk_free (t->strings);
     g_mutex_clear (&t->lock);
     g_free (t->merges);
+    g_free (t->tokens);
     g_free (t->source);
     g_free (t);
 }
@@ -562,6 +574,34 @@ int32_t
 ldm_tokenizer_end_id (const LdmTokenizer *t)
 {
     return t->end_id;
+}
+
+char *
+ldm_tokenizer_token_text (const LdmTokenizer *t, int32_t id)
+{
+    if (id < 0 || id >= t->vocab_size || !t->tokens[id])
+        return NULL;
+    const char *token = t->tokens[id];
+    size_t len = strlen (token);
+    bool word_end = len >= strlen (WORD_END)
+                    && strcmp (token + len - strlen (WORD_END), WORD_END) == 0;
+    const char *end = token + len - (word_end ? strlen (WORD_END) : 0);
+    /* byte symbols back to bytes (the special tokens are ASCII: themselves) */
+    GString *out = g_string_sized_new (len);
+    for (const char *p = token; p < end; p = g_utf8_next_char (p)) {
+        gunichar c = g_utf8_get_char (p);
+        int b = c < 0x100 && byte_is_kept ((int) c) ? (int) c : -1;
+        for (int i = 0, moved = 0; c >= 0x100 && i < 256 && b < 0; i++)
+            if (!byte_is_kept (i) && 0x100 + (gunichar) moved++ == c)
+                b = i;
+        if (b < 0) /* a vocab.json token that is not byte symbols: as it is */
+            g_string_append_unichar (out, c);
+        else
+            g_string_append_c (out, (char) b);
+    }
+    if (word_end)
+        g_string_append (out, WORD_END);
+    return g_string_free (out, FALSE);
 }
 
 /* ------------------------------------------------------------ html.unescape */
@@ -855,7 +895,7 @@ check_text (const char *text, GError **error)
 }
 
 char *
-ldm_clip_clean_text (const char *text, GError **error)
+ldm_tokenizer_clean_text (const char *text, GError **error)
 {
     if (!check_text (text, error))
         return NULL;
@@ -1124,7 +1164,7 @@ int32_t *
 ldm_tokenizer_encode (LdmTokenizer *t, const char *text, size_t *n_ids, GError **error)
 {
     *n_ids = 0;
-    g_autofree char *clean = ldm_clip_clean_text (text, error);
+    g_autofree char *clean = ldm_tokenizer_clean_text (text, error);
     if (!clean)
         return NULL;
     /* Every id stands for at least one byte of the cleaned text. */

@@ -4,11 +4,6 @@
 
 #include "ldm.h"
 
-/* CLIP's text cleaning, as OpenAI's simple_tokenizer with ftfy replaced by NFC: NFC, HTML
- * entities unescaped twice, stripped, runs of white space to one space, lower case. The text
- * must be UTF-8 (else LDM_ERROR_ARGUMENT naming the byte offset). Newly allocated. */
-char *ldm_clip_clean_text (const char *text, GError **error);
-
 /* Python's html.unescape on UTF-8 text (numeric references as HTML5 maps them; the named
  * entities of HTML 4 plus &apos;, the legacy ones also without ';'). Newly allocated. */
 char *ldm_clip_html_unescape (const char *text);
