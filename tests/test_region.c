@@ -1,5 +1,5 @@
-/* test_region: the plug-in's pixel work without GIMP (region.c): the crop around a selection,
- * mask grow and blur, resizing, and ldm_inpaint_region against ldm_inpaint with the tiny
+/* test_region: the plug-in's pixel work without GIMP (region.c, image_ops.c): the crop around
+ * a selection, mask grow and blur, resizing, and ldm_inpaint_region against ldm_inpaint with the tiny
  * inpainting fixture: equal when nothing is scaled, and the input kept bit for bit outside the
  * fill in every case. */
 #include "testutil.h"

@@ -1,9 +1,10 @@
 /* model_config.h (private to core/): the architecture of a model, as CompVis configs describe it.
  *
- * model_config.c owns: reading a CompVis config.yaml (libyaml), the built-in presets that match
- * the published configs in ../shared/model-configs exactly, recognising a model from its
- * tensor names and shapes, and the list of every parameter tensor an architecture needs
- * (name and shape), which is what the loaders check a file against.
+ * Its functions live in core/arch by section: model_config.c (defaults, kind, checks),
+ * config_yaml.c (reading a CompVis config.yaml: the only libyaml user), presets.c (the
+ * published configs in ../shared/model-configs exactly), recognise.c (a model from its tensor
+ * names and shapes) and param_list.c (every parameter tensor an architecture needs, name and
+ * shape: what the loaders check a file against).
  */
 #pragma once
 
@@ -113,6 +114,13 @@ typedef struct {
 /* Fills the documented CompVis defaults (conv_resample true, legacy true, num_heads -1, ...). */
 void model_config_init_defaults (LdmModelConfig *config);
 
+/* The class name of a `target` ("ldm.models.autoencoder.VQModel" -> "VQModel"). */
+const char *model_config_class_name (const char *target);
+
+/* The kind of model a config describes (its target, conditioning and cond stage); unknown
+ * without both a U-Net and a first stage. */
+LdmModelKind model_config_kind (const LdmModelConfig *config);
+
 /* Reads a CompVis config.yaml/project.yaml (the `model:` section). The error names the file
  * and the offending key. */
 gboolean model_config_read_yaml (const char *path, LdmModelConfig *config, GError **error);
@@ -130,6 +138,9 @@ gboolean model_config_check (const LdmModelConfig *config, const char *origin, G
  * the output blocks). 0 when the config gives none. */
 void model_config_attention_heads (const LdmUnetConfig *unet, int channels, bool output_block,
                                    int *heads, int *dim_head);
+
+/* Whether the U-Net has attention at `level` (attention_resolutions holds 2^level). */
+bool model_config_unet_has_attention (const LdmUnetConfig *unet, int level);
 
 /* The presets of the published models, exactly as their configs say. */
 typedef enum {

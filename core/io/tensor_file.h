@@ -1,8 +1,8 @@
 /* tensor_file.h (private to core/): the table of named tensors every file format ends in.
  *
  * tensor_file.c owns the table, the mapping and the dtype conversions; each format parser
- * (safetensors.c, torch_zip.c) fills the table through tensor_file_add() and never keeps
- * state of its own. The networks never know which file a tensor came from.
+ * (safetensors.c; pickle.c on zip_reader.c) fills the table through tensor_file_add() and
+ * never keeps state of its own. The networks never know which file a tensor came from.
  */
 #pragma once
 
@@ -41,6 +41,13 @@ char *tensor_shape_text (int ndim, const int64_t *shape);
 /* Sets *error to LDM_ERROR/code with "PATH: message". */
 void tensor_file_set_error (GError **error, const LdmTensorFile *file, LdmError code,
                             const char *format, ...) G_GNUC_PRINTF (4, 5);
+
+/* A copy of untrusted bytes that is safe to print in a message (g_free it). */
+static inline char *
+tensor_file_printable (const void *bytes, size_t length)
+{
+    return g_utf8_make_valid (bytes, (gssize) MIN (length, (size_t) 200));
+}
 
 /* Overflow-checked arithmetic (return FALSE on overflow). */
 static inline gboolean

@@ -37,13 +37,6 @@ struct LdmEngine {
 };
 
 void
-ldm_image_clear (LdmImage *image)
-{
-    g_clear_pointer (&image->pixels, g_free);
-    image->width = image->height = image->channels = 0;
-}
-
-void
 ldm_sample_params_init_authors (LdmSampleParams *p, LdmTask task)
 {
     gboolean up = task == LDM_TASK_UPSCALE;
