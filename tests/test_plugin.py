@@ -390,6 +390,19 @@ def check_equal(values, out):
         parasite = " ".join(values.get("equal/fill-parasite", []))
         check("equal: init and strength in the parasite",
               "init=fill" in parasite and "strength=0.5" in parasite, parasite)
+        # Euler a: the same as ldm's --sampler euler-a, and named in the parasite
+        r = subprocess.run([LDM, "inpaint", "--model", INPAINT_MODEL, "--image",
+                            os.path.join(FIX, "ldm-inpaint-tiny", "image.png"), "--mask",
+                            mask, "--output", cli, "--steps", "3", "--seed", "42",
+                            "--sampler", "euler-a", "--quiet"],
+                           capture_output=True, text=True, timeout=300)
+        a, b = pixels(os.path.join(out, "equal-plugin-euler.png")), pixels(cli)
+        diff = sum(px(a, x, y)[:3] != px(b, x, y)[:3] for y in range(a[1]) for x in range(a[0]))
+        check("equal: sampler euler-a equals `ldm inpaint --sampler euler-a`",
+              r.returncode == 0 and a[:2] == b[:2] and diff == 0, f"{diff} pixels differ "
+              + r.stderr)
+        parasite = " ".join(values.get("equal/euler-parasite", []))
+        check("equal: the sampler in the parasite", "sampler=euler-a" in parasite, parasite)
 
 
 def message(values, scenario, name):

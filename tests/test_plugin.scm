@@ -216,7 +216,18 @@
              (layer (car result)))
         (say "fill-parasite" (caddr (gimp-item-get-parasite layer "gimp-ldm-parameters")))
         (gimp-layer-remove-mask layer MASK-DISCARD)
-        (export-visible img (out "equal-plugin-fill.png")))
+        (export-visible img (out "equal-plugin-fill.png"))
+        (gimp-image-remove-layer img layer))
+      ; Euler a (a k-diffusion sampler, with the noise of the seed at every step)
+      (let* ((result (plug-in-ldm-inpaint #:run-mode RUN-NONINTERACTIVE #:image img
+                                          #:drawables (vector base) #:model INPAINT-MODEL
+                                          #:steps 3 #:seed 42 #:sampler "euler-a"
+                                          #:context-padding 4096 #:working-size 512
+                                          #:mask-grow 0 #:mask-blur 0))
+             (layer (car result)))
+        (say "euler-parasite" (caddr (gimp-item-get-parasite layer "gimp-ldm-parameters")))
+        (gimp-layer-remove-mask layer MASK-DISCARD)
+        (export-visible img (out "equal-plugin-euler.png")))
       (gimp-image-delete img))))
 
 ; ---------------------------------------------------------------- errors
