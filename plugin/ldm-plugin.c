@@ -480,6 +480,12 @@ load_engine (LdmJob *job, const char *path, gboolean inpaint, GError **error)
                                   "latent-diffusion inpainting model."), path);
         return NULL;
     }
+    if (inpaint && kind == LDM_MODEL_SD) {
+        *error = plug_in_error (_("%s is a Stable Diffusion model; it needs a text prompt, "
+                                  "which this version cannot encode yet. Use a "
+                                  "latent-diffusion inpainting model."), path);
+        return NULL;
+    }
     if ((inpaint && kind != LDM_MODEL_LDM_INPAINT) || (!inpaint && kind != LDM_MODEL_LDM_SR)) {
         *error = plug_in_error (inpaint ? _("%s is not an inpainting model (it is: %s). "
                                             "Inpaint Selection needs a latent-diffusion "

@@ -262,6 +262,7 @@ test_yaml_published_vq_f4 (void)
 
 /* ============================================================ presets */
 
+/* NULL: not among ../shared/model-configs (LDM_PRESET_SD15: test_preset_sd15 below). */
 static const char *const published_for_preset[LDM_PRESET_COUNT] = {
     [LDM_PRESET_LDM_INPAINTING_BIG] = "ldm_inpainting_big.yaml",
     [LDM_PRESET_LDM_BSR_SR] = "ldm_bsr_sr.yaml",
@@ -272,6 +273,8 @@ static void
 test_presets_equal_published (void)
 {
     for (int i = 0; i < LDM_PRESET_COUNT; i++) {
+        if (!published_for_preset[i])
+            continue;
         g_autofree char *path = shared_path ("model-configs", published_for_preset[i], NULL);
         if (!path)
             return;
@@ -282,6 +285,106 @@ test_presets_equal_published (void)
         assert_configs_equal (&parsed, &preset);
         g_assert_nonnull (strstr (preset.source, model_config_preset_name (i)));
     }
+}
+
+/* CompVis/stable-diffusion configs/stable-diffusion/v1-inference.yaml, as published (the
+ * config of every SD 1.x text-to-image checkpoint: 1.1 to 1.5). */
+static const char V1_INFERENCE_YAML[]
+    = "model:\n"
+      "  base_learning_rate: 1.0e-04\n"
+      "  target: ldm.models.diffusion.ddpm.LatentDiffusion\n"
+      "  params:\n"
+      "    linear_start: 0.00085\n"
+      "    linear_end: 0.0120\n"
+      "    num_timesteps_cond: 1\n"
+      "    log_every_t: 200\n"
+      "    timesteps: 1000\n"
+      "    first_stage_key: \"jpg\"\n"
+      "    cond_stage_key: \"txt\"\n"
+      "    image_size: 64\n"
+      "    channels: 4\n"
+      "    cond_stage_trainable: false   # Note: different from the paper\n"
+      "    conditioning_key: crossattn\n"
+      "    monitor: val/loss_simple_ema\n"
+      "    scale_factor: 0.18215\n"
+      "    use_ema: False\n"
+      "\n"
+      "    scheduler_config: # 10000 warmup steps\n"
+      "      target: ldm.lr_scheduler.LambdaLinearScheduler\n"
+      "      params:\n"
+      "        warm_up_steps: [ 10000 ]\n"
+      "        cycle_lengths: [ 10000000000000 ] # incredibly large number to prevent corner cases\n"
+      "        f_start: [ 1.e-6 ]\n"
+      "        f_max: [ 1. ]\n"
+      "        f_min: [ 1. ]\n"
+      "\n"
+      "    unet_config:\n"
+      "      target: ldm.modules.diffusionmodules.openaimodel.UNetModel\n"
+      "      params:\n"
+      "        image_size: 32 # unused\n"
+      "        in_channels: 4\n"
+      "        out_channels: 4\n"
+      "        model_channels: 320\n"
+      "        attention_resolutions: [ 4, 2, 1 ]\n"
+      "        num_res_blocks: 2\n"
+      "        channel_mult: [ 1, 2, 4, 4 ]\n"
+      "        num_heads: 8\n"
+      "        use_spatial_transformer: True\n"
+      "        transformer_depth: 1\n"
+      "        context_dim: 768\n"
+      "        use_checkpoint: True\n"
+      "        legacy: False\n"
+      "\n"
+      "    first_stage_config:\n"
+      "      target: ldm.models.autoencoder.AutoencoderKL\n"
+      "      params:\n"
+      "        embed_dim: 4\n"
+      "        monitor: val/rec_loss\n"
+      "        ddconfig:\n"
+      "          double_z: true\n"
+      "          z_channels: 4\n"
+      "          resolution: 256\n"
+      "          in_channels: 3\n"
+      "          out_ch: 3\n"
+      "          ch: 128\n"
+      "          ch_mult:\n"
+      "          - 1\n"
+      "          - 2\n"
+      "          - 4\n"
+      "          - 4\n"
+      "          num_res_blocks: 2\n"
+      "          attn_resolutions: []\n"
+      "          dropout: 0.0\n"
+      "        lossconfig:\n"
+      "          target: torch.nn.Identity\n"
+      "\n"
+      "    cond_stage_config:\n"
+      "      target: ldm.modules.encoders.modules.FrozenCLIPEmbedder\n";
+
+/* The SD 1.x text-to-image preset is v1-inference.yaml: a 4-channel U-Net that sees x alone. */
+static void
+test_preset_sd15 (void)
+{
+    LdmModelConfig parsed, preset;
+    g_autoptr (GError) error = NULL;
+    g_assert_true (model_config_read_yaml_data (V1_INFERENCE_YAML, strlen (V1_INFERENCE_YAML),
+                                                "v1-inference.yaml", &parsed, &error));
+    g_assert_no_error (error);
+    g_assert_cmpint (parsed.kind, ==, LDM_MODEL_SD);
+    g_assert_cmpint (parsed.unet.in_channels, ==, 4);
+    g_assert_cmpint (parsed.conditioning, ==, LDM_COND_CROSSATTN);
+    g_assert_false (parsed.use_ema);
+    model_config_preset (LDM_PRESET_SD15, &preset);
+    assert_configs_equal (&parsed, &preset);
+    /* a 4-channel U-Net under the inpainting class (or 9 channels under the text-to-image
+     * one) is refused, naming the key */
+    g_autofree char *nine = g_strdup (V1_INFERENCE_YAML);
+    memcpy (strstr (nine, "in_channels: 4"), "in_channels: 9", 14);
+    g_assert_false (model_config_read_yaml_data (nine, strlen (nine), "nine.yaml", &parsed,
+                                                 &error));
+    g_assert_error (error, LDM_ERROR, LDM_ERROR_MODEL);
+    g_assert_nonnull (strstr (error->message, "in_channels"));
+    g_assert_nonnull (strstr (error->message, "x_t alone"));
 }
 
 static int64_t
@@ -323,6 +426,8 @@ test_presets_param_counts (void)
     /* SD 1.5's U-Net (859,520,964) + 5 more input channels of conv_in (320 x 5 x 3 x 3). */
     g_assert_cmpint (unet_count (&c), ==, 859520964 + 320 * 5 * 9);
     g_assert_cmpint (ae_count (&c), ==, 83653863); /* SD's KL-f8 VAE */
+    model_config_preset (LDM_PRESET_SD15, &c);
+    g_assert_cmpint (unet_count (&c), ==, 859520964); /* SD 1.x's U-Net */
 }
 
 static void
@@ -854,6 +959,7 @@ main (int argc, char **argv)
     g_test_add_func ("/config/yaml/published-sd2-x4", test_yaml_published_sd2_x4);
     g_test_add_func ("/config/yaml/published-vq-f4", test_yaml_published_vq_f4);
     g_test_add_func ("/config/presets/equal-published", test_presets_equal_published);
+    g_test_add_func ("/config/presets/sd15-v1-inference", test_preset_sd15);
     g_test_add_func ("/config/presets/param-counts", test_presets_param_counts);
     g_test_add_func ("/config/presets/check-and-heads", test_presets_check_and_heads);
     g_test_add_func ("/config/params/match-fixtures", test_params_match_fixtures);

@@ -12,6 +12,7 @@
 #include "testutil.h"
 #include "nn/unet.h"
 
+#include <glib/gstdio.h>
 #include <math.h>
 #include <string.h>
 
@@ -611,6 +612,330 @@ test_color_fix (void)
     act_free (&hr);
 }
 
+/* ------------------------------------------------ Stable Diffusion: 4 channels, init */
+
+/* A Stable Diffusion text-to-image model (v1-inference.yaml's layout: LatentDiffusion,
+ * crossattn, a 4-channel U-Net) made from sd-inpaint-tiny: its tensors with the U-Net's input
+ * convolution cut to the x_t channels ([32, 9, 3, 3] -> [32, 4, 3, 3], the first 4 of
+ * [x_t | mask | masked latent]) and its config with the text-to-image class, key and
+ * channels. Returns the model's path in a new folder (*dir), or NULL without the fixture. */
+static char *
+make_sd_txt2img (char **dir)
+{
+    g_autofree char *src_path = fixture_path ("sd-inpaint-tiny", "model.safetensors");
+    g_autofree char *config_path = fixture_path ("sd-inpaint-tiny", "config.yaml");
+    if (!src_path || !config_path)
+        return NULL;
+    g_autoptr (GError) error = NULL;
+    *dir = g_dir_make_tmp ("ldm-sd4-XXXXXX", &error);
+    g_assert_no_error (error);
+
+    g_autofree char *config = NULL;
+    g_assert_true (g_file_get_contents (config_path, &config, NULL, &error));
+    const char *const edits[][2] = {
+        { "ddpm.LatentInpaintDiffusion", "ddpm.LatentDiffusion" },
+        { "conditioning_key: hybrid", "conditioning_key: crossattn" },
+        { "in_channels: 9", "in_channels: 4" },
+    };
+    for (size_t i = 0; i < G_N_ELEMENTS (edits); i++) {
+        g_assert_nonnull (strstr (config, edits[i][0]));
+        g_auto (GStrv) parts = g_strsplit (config, edits[i][0], 2);
+        g_free (config);
+        config = g_strjoinv (edits[i][1], parts);
+    }
+    g_autofree char *yaml = g_build_filename (*dir, "config.yaml", NULL);
+    g_assert_true (g_file_set_contents (yaml, config, -1, &error));
+
+    /* safetensors: an 8-byte header length, the JSON header, then the float32 data */
+    g_autoptr (LdmTensorFile) src = ldm_tensor_file_open (src_path, &error);
+    g_assert_no_error (error);
+    g_autoptr (GString) header = g_string_new ("{");
+    g_autoptr (GByteArray) data = g_byte_array_new ();
+    for (size_t i = 0; i < ldm_tensor_file_count (src); i++) {
+        const LdmTensor *t = ldm_tensor_file_at (src, i);
+        if (!g_str_has_prefix (t->name, "model.diffusion_model.")
+            && !g_str_has_prefix (t->name, "model_ema.diffusion_model")
+            && !g_str_has_prefix (t->name, "first_stage_model."))
+            continue;
+        size_t n = (size_t) ldm_tensor_numel (t);
+        g_autofree float *v = g_new (float, n);
+        g_assert_true (ldm_tensor_read_f32 (t, v, n, &error));
+        int64_t shape[LDM_MAX_DIMS];
+        memcpy (shape, t->shape, sizeof shape);
+        bool conv_in = g_str_has_suffix (t->name, "input_blocks.0.0.weight")
+                       || g_str_has_suffix (t->name, "input_blocks00weight");
+        if (conv_in) { /* [out, 9, 3, 3] -> [out, 4, 3, 3] */
+            g_assert_cmpint (shape[1], ==, 9);
+            size_t kernel = (size_t) (shape[2] * shape[3]);
+            for (int64_t o = 0; o < shape[0]; o++)
+                memmove (v + o * 4 * kernel, v + o * 9 * kernel, 4 * kernel * sizeof (float));
+            shape[1] = 4;
+            n = (size_t) shape[0] * 4 * kernel;
+        }
+        g_string_append_printf (header, "%s\"%s\":{\"dtype\":\"F32\",\"shape\":[",
+                                header->len > 1 ? "," : "", t->name);
+        for (int d = 0; d < t->ndim; d++)
+            g_string_append_printf (header, "%s%" G_GINT64_FORMAT, d ? "," : "", shape[d]);
+        g_string_append_printf (header, "],\"data_offsets\":[%u,%" G_GSIZE_FORMAT "]}", data->len,
+                                data->len + n * sizeof (float));
+        g_byte_array_append (data, (const guint8 *) v, (guint) (n * sizeof (float)));
+    }
+    g_string_append_c (header, '}');
+    while (header->len % 8)
+        g_string_append_c (header, ' ');
+    g_autofree char *path = g_build_filename (*dir, "model.safetensors", NULL);
+    FILE *f = fopen (path, "wb");
+    g_assert_nonnull (f);
+    uint64_t len = GUINT64_TO_LE (header->len);
+    g_assert_cmpuint (fwrite (&len, 8, 1, f), ==, 1);
+    g_assert_cmpuint (fwrite (header->str, 1, header->len, f), ==, header->len);
+    g_assert_cmpuint (fwrite (data->data, 1, data->len, f), ==, data->len);
+    g_assert_cmpint (fclose (f), ==, 0);
+    return g_steal_pointer (&path);
+}
+
+static void
+remove_model_dir (char *dir)
+{
+    const char *names[] = { "model.safetensors", "config.yaml" };
+    for (size_t i = 0; i < G_N_ELEMENTS (names); i++) {
+        g_autofree char *path = g_build_filename (dir, names[i], NULL);
+        g_unlink (path);
+    }
+    g_rmdir (dir);
+    g_free (dir);
+}
+
+static size_t
+pixels_differing (const LdmImage *a, const LdmImage *b, const LdmImage *mask, bool inside)
+{
+    size_t n = 0;
+    for (int p = 0; p < a->width * a->height; p++)
+        if ((mask->pixels[p] >= 128) == inside)
+            n += memcmp (a->pixels + (size_t) p * a->channels, b->pixels + (size_t) p * b->channels,
+                         a->channels) != 0;
+    return n;
+}
+
+static size_t
+mask_pixels (const LdmImage *mask)
+{
+    size_t n = 0;
+    for (int p = 0; p < mask->width * mask->height; p++)
+        n += mask->pixels[p] >= 128;
+    return n;
+}
+
+/* A copy of image whose pixels inside (or outside) the mask are inverted. */
+static LdmImage
+inverted_copy (const LdmImage *image, const LdmImage *mask, bool inside)
+{
+    size_t bytes = (size_t) image->width * image->height * image->channels;
+    LdmImage copy = { image->width, image->height, image->channels, g_memdup2 (image->pixels, bytes) };
+    for (int p = 0; p < image->width * image->height; p++)
+        if ((mask->pixels[p] >= 128) == inside)
+            for (int c = 0; c < image->channels; c++)
+                copy.pixels[(size_t) p * image->channels + c] ^= 0xff;
+    return copy;
+}
+
+typedef struct {
+    LdmEngine   *engine;
+    LdmImage     image, mask;
+    float       *context, *uncond;
+} SdCase;
+
+static void
+sd_case_params (SdCase *c, LdmSampleParams *p)
+{
+    ldm_sample_params_init (p, LDM_TASK_INPAINT);
+    p->steps = 6;
+    p->seed = 1;
+    p->context = c->context;
+    p->uncond_context = c->uncond;
+    p->context_tokens = 77;
+}
+
+static LdmImage
+sd_run (SdCase *c, const LdmImage *image, const LdmSampleParams *p)
+{
+    LdmImage out = { 0 };
+    g_autoptr (GError) error = NULL;
+    g_assert_true (ldm_inpaint (c->engine, image, &c->mask, p, &out, &error));
+    g_assert_no_error (error);
+    assert_outside_mask_unchanged (image, &c->mask, &out);
+    return out;
+}
+
+static bool
+same_image (const LdmImage *a, const LdmImage *b)
+{
+    return memcmp (a->pixels, b->pixels, (size_t) a->width * a->height * a->channels) == 0;
+}
+
+/* Any SD 1.x checkpoint inpaints: a 4-channel U-Net sees x alone, so the image reaches the
+ * fill only through the known latents put back after every step (always, keep_known or not).
+ * Its default sampler is DPM++ 2M Karras. */
+static void
+test_inpaint_sd_txt2img (void)
+{
+    char *dir = NULL;
+    g_autofree char *path = make_sd_txt2img (&dir);
+    g_autofree char *ref_path = fixture_path ("sd-inpaint-tiny", "reference.safetensors");
+    if (!path || !ref_path)
+        return;
+    g_autoptr (GError) error = NULL;
+    g_autoptr (LdmModel) model = ldm_model_load (path, &error);
+    g_assert_no_error (error);
+    g_assert_cmpint (ldm_model_kind (model), ==, LDM_MODEL_SD);
+    g_autofree char *text = ldm_model_describe (model);
+    g_assert_nonnull (strstr (text, "Stable Diffusion (text-to-image)"));
+    g_autoptr (LdmEngine) engine = ldm_engine_new (model, &error);
+    g_assert_no_error (error);
+    g_assert_cmpint (ldm_sampler_for_model (LDM_SAMPLER_DEFAULT, LDM_MODEL_SD), ==,
+                     LDM_SAMPLER_DPMPP_2M_KARRAS);
+    g_autoptr (LdmTensorFile) ref = ldm_tensor_file_open (ref_path, &error);
+    g_assert_no_error (error);
+    SdCase c = { .engine = engine, .image = ref_image (ref, "input.image", true),
+                 .mask = ref_mask (ref, "input.mask"),
+                 .context = ref_read (ref, "cond.context", NULL),
+                 .uncond = ref_read (ref, "cond.uncond_context", NULL) };
+    LdmSampleParams p;
+    sd_case_params (&c, &p);
+
+    LdmImage out = sd_run (&c, &c.image, &p);
+    size_t hole = mask_pixels (&c.mask), changed = pixels_differing (&out, &c.image, &c.mask, true);
+    g_test_message ("4-channel SD: %zu of the %zu masked pixels changed", changed, hole);
+    g_assert_cmpuint (changed, >, hole / 2);
+    /* the same seed: the same pixels; the default is DPM++ 2M Karras, not DDIM */
+    LdmImage again = sd_run (&c, &c.image, &p);
+    g_assert_true (same_image (&out, &again));
+    ldm_image_clear (&again);
+    p.sampler = LDM_SAMPLER_DPMPP_2M_KARRAS;
+    again = sd_run (&c, &c.image, &p);
+    g_assert_true (same_image (&out, &again));
+    ldm_image_clear (&again);
+    p.sampler = LDM_SAMPLER_DDIM;
+    again = sd_run (&c, &c.image, &p);
+    g_assert_false (same_image (&out, &again));
+    ldm_image_clear (&again);
+    p.sampler = LDM_SAMPLER_DEFAULT;
+    /* blending is how it inpaints: on even without keep_known */
+    p.keep_known = FALSE;
+    again = sd_run (&c, &c.image, &p);
+    g_assert_true (same_image (&out, &again));
+    ldm_image_clear (&again);
+    p.keep_known = TRUE;
+    /* the picture around the hole decides the fill (the U-Net itself never sees it) */
+    LdmImage other = inverted_copy (&c.image, &c.mask, false);
+    again = sd_run (&c, &other, &p);
+    size_t moved = pixels_differing (&out, &again, &c.mask, true);
+    g_test_message ("4-channel SD, the surroundings inverted: %zu of the %zu fill pixels "
+                    "changed", moved, hole);
+    g_assert_cmpuint (moved, >, hole / 2);
+    ldm_image_clear (&again);
+    ldm_image_clear (&other);
+    /* without a context it cannot run */
+    p.context = NULL;
+    g_assert_false (ldm_inpaint (engine, &c.image, &c.mask, &p, &again, &error));
+    g_assert_error (error, LDM_ERROR, LDM_ERROR_ARGUMENT);
+    g_assert_null (again.pixels);
+
+    ldm_image_clear (&out);
+    ldm_image_clear (&c.image);
+    ldm_image_clear (&c.mask);
+    g_free (c.context);
+    g_free (c.uncond);
+    remove_model_dir (dir);
+}
+
+static gboolean
+count_steps (void *data, int step, int steps)
+{
+    int *seen = data; /* calls, last total */
+    g_assert_cmpint (step, ==, seen[0] + 1);
+    seen[0]++;
+    seen[1] = steps;
+    return TRUE;
+}
+
+/* init / strength for Stable Diffusion (the LDM path's implementation): with strength s only
+ * round(s x steps) steps run; "original" starts from the image itself, so what was under the
+ * hole shows in the result, while "noise" and "fill" (a membrane from the surroundings) never
+ * see it. Both the 9-channel inpainting model and a 4-channel one. */
+static void
+test_init_strength_sd (gconstpointer data)
+{
+    bool four = GPOINTER_TO_INT (data);
+    char *dir = NULL;
+    g_autofree char *path = four ? make_sd_txt2img (&dir)
+                                 : fixture_path ("sd-inpaint-tiny", "model.safetensors");
+    g_autofree char *ref_path = fixture_path ("sd-inpaint-tiny", "reference.safetensors");
+    if (!path || !ref_path)
+        return;
+    g_autoptr (GError) error = NULL;
+    g_autoptr (LdmModel) model = ldm_model_load (path, &error);
+    g_assert_no_error (error);
+    g_autoptr (LdmEngine) engine = ldm_engine_new (model, &error);
+    g_assert_no_error (error);
+    g_autoptr (LdmTensorFile) ref = ldm_tensor_file_open (ref_path, &error);
+    g_assert_no_error (error);
+    SdCase c = { .engine = engine, .image = ref_image (ref, "input.image", true),
+                 .mask = ref_mask (ref, "input.mask"),
+                 .context = ref_read (ref, "cond.context", NULL),
+                 .uncond = ref_read (ref, "cond.uncond_context", NULL) };
+    LdmImage under = inverted_copy (&c.image, &c.mask, true); /* another picture in the hole */
+    size_t hole = mask_pixels (&c.mask);
+    LdmSampleParams p;
+    sd_case_params (&c, &p);
+    p.steps = 10;
+    const struct { LdmInit init; float strength; int steps; bool sees_hole; } cases[] = {
+        { LDM_INIT_NOISE, 1.0f, 10, false },
+        { LDM_INIT_FILL, 0.5f, 5, false },
+        { LDM_INIT_ORIGINAL, 0.5f, 5, true },
+        { LDM_INIT_ORIGINAL, 0.3f, 3, true },
+    };
+    LdmImage first = { 0 };
+    for (size_t i = 0; i < G_N_ELEMENTS (cases); i++) {
+        int seen[2] = { 0, 0 };
+        p.init = cases[i].init;
+        p.strength = cases[i].strength;
+        p.progress = count_steps;
+        p.progress_data = seen;
+        LdmImage a = sd_run (&c, &c.image, &p);
+        g_assert_cmpint (seen[0], ==, cases[i].steps);
+        g_assert_cmpint (seen[1], ==, cases[i].steps);
+        p.progress = NULL;
+        LdmImage b = sd_run (&c, &under, &p);
+        size_t moved = pixels_differing (&a, &b, &c.mask, true);
+        g_test_message ("%s channels, init %s, strength %.2f: %d steps; another picture under "
+                        "the hole changed %zu of %zu fill pixels", four ? "4" : "9",
+                        ldm_init_name (cases[i].init), cases[i].strength, seen[0], moved, hole);
+        /* a 4-channel model's known latents are the whole image's encoding, whose receptive
+         * field reaches into the hole: only the 9-channel model's fill is blind to it */
+        if (cases[i].sees_hole)
+            g_assert_cmpuint (moved, >, hole / 2);
+        else if (!four)
+            g_assert_cmpuint (moved, ==, 0);
+        /* every start gives its own result */
+        if (i == 0)
+            first = a;
+        else {
+            g_assert_false (same_image (&first, &a));
+            ldm_image_clear (&a);
+        }
+        ldm_image_clear (&b);
+    }
+    ldm_image_clear (&first);
+    ldm_image_clear (&under);
+    ldm_image_clear (&c.image);
+    ldm_image_clear (&c.mask);
+    g_free (c.context);
+    g_free (c.uncond);
+    if (dir)
+        remove_model_dir (dir);
+}
+
 int
 main (int argc, char **argv)
 {
@@ -638,6 +963,11 @@ main (int argc, char **argv)
         g_test_add_data_func (b, files[i], test_inpaint_sd);
         g_test_add_data_func (c, files[i], test_upscale);
     }
+    g_test_add_func ("/pipeline/inpaint-sd-4-channels", test_inpaint_sd_txt2img);
+    g_test_add_data_func ("/pipeline/init-strength-sd/9-channels", GINT_TO_POINTER (0),
+                          test_init_strength_sd);
+    g_test_add_data_func ("/pipeline/init-strength-sd/4-channels", GINT_TO_POINTER (1),
+                          test_init_strength_sd);
     g_test_add_func ("/pipeline/edges", test_inpaint_edges);
     g_test_add_func ("/pipeline/upscale-tiled", test_upscale_tiled);
     g_test_add_func ("/pipeline/match-region-mean", test_match_region_mean);

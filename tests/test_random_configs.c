@@ -304,7 +304,7 @@ case_generate (Case *c, uint64_t seed, int fixed_levels, int fixed_res_blocks, i
     c->channels = chance (&g, 25) ? 4 : 3;
     c->f16 = chance (&g, 30);
     c->steps = chance (&g, 20) ? 2 : 1;
-    c->sampler = (LdmSampler) pick (&g, 3);
+    c->sampler = (LdmSampler) pick (&g, LDM_SAMPLER_DEFAULT); /* every sampler but the default */
     c->eta = chance (&g, 50) ? 0.0f : (float) uniform (&g, 0.0, 1.0);
     c->keep_known = chance (&g, 50);
     c->match_colors = chance (&g, 50);

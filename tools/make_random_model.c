@@ -3,7 +3,7 @@
  * full-size models.
  *
  *   make-random-model PRESET|CONFIG.yaml OUTPUT.safetensors [--f16] [--seed N] [--text-encoder]
- *   PRESET: inpainting_big | bsr_sr | sd15_inpainting
+ *   PRESET: inpainting_big | bsr_sr | sd-v1-5-inpainting | sd-v1-5
  *   --text-encoder: also SD 1.x's CLIP text encoder (ViT-L/14's: 12 layers, as wide as the
  *   U-Net's context_dim), as in a real SD checkpoint
  *

@@ -10,6 +10,7 @@ ldm_model_kind_name (LdmModelKind kind)
     case LDM_MODEL_LDM_INPAINT: return "LDM inpainting";
     case LDM_MODEL_LDM_SR: return "LDM super-resolution";
     case LDM_MODEL_SD_INPAINT: return "Stable Diffusion inpainting";
+    case LDM_MODEL_SD: return "Stable Diffusion (text-to-image)";
     default: return "unknown";
     }
 }

@@ -67,6 +67,10 @@ model_config_kind (const LdmModelConfig *config)
     }
     if (!strcmp (name, "LatentInpaintDiffusion") && config->conditioning == LDM_COND_HYBRID)
         return LDM_MODEL_SD_INPAINT;
+    /* v1-inference.yaml: a KL latent, cross-attention only */
+    if (!strcmp (name, "LatentDiffusion") && config->conditioning == LDM_COND_CROSSATTN
+        && config->first_stage.kind == LDM_AUTOENCODER_KL)
+        return LDM_MODEL_SD;
     return LDM_MODEL_UNKNOWN;
 }
 
@@ -276,6 +280,10 @@ check_kind_channels (const LdmModelConfig *config, const char *origin, GError **
         in_needed = 2 * latent + 1;
         layout = "x_t + mask + masked latent";
         break;
+    case LDM_MODEL_SD:
+        in_needed = latent;
+        layout = "x_t alone";
+        break;
     case LDM_MODEL_LDM_SR:
         in_needed = latent + config->first_stage.in_channels;
         layout = "x_t + low-resolution image";
@@ -291,9 +299,11 @@ check_kind_channels (const LdmModelConfig *config, const char *origin, GError **
         return check_error (error, LDM_ERROR_MODEL, origin, UNET_KEY "in_channels",
                             "%d, but %s needs %d (%s)", u->in_channels,
                             ldm_model_kind_name (config->kind), in_needed, layout);
-    if (config->kind == LDM_MODEL_SD_INPAINT && !u->use_spatial_transformer)
+    if ((config->kind == LDM_MODEL_SD_INPAINT || config->kind == LDM_MODEL_SD)
+        && !u->use_spatial_transformer)
         return check_error (error, LDM_ERROR_MODEL, origin, UNET_KEY "use_spatial_transformer",
-                            "hybrid conditioning needs cross-attention");
+                            "%s conditioning needs cross-attention",
+                            config->kind == LDM_MODEL_SD ? "crossattn" : "hybrid");
     return TRUE;
 }
 

@@ -147,6 +147,7 @@ typedef enum {
     LDM_PRESET_LDM_INPAINTING_BIG,
     LDM_PRESET_LDM_BSR_SR,
     LDM_PRESET_SD15_INPAINTING,
+    LDM_PRESET_SD15,              /* v1-inference.yaml: SD 1.x text-to-image (4-channel U-Net) */
     LDM_PRESET_COUNT
 } LdmPreset;
 const char *model_config_preset_name  (LdmPreset preset); /* "inpainting_big", ... */

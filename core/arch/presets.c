@@ -40,6 +40,7 @@ static const struct {
     [LDM_PRESET_LDM_INPAINTING_BIG] = { "inpainting_big", "CompVis LDM inpainting" },
     [LDM_PRESET_LDM_BSR_SR] = { "bsr_sr", "CompVis LDM 4x super-resolution, LDSR" },
     [LDM_PRESET_SD15_INPAINTING] = { "sd-v1-5-inpainting", "Stable Diffusion 1.5 inpainting" },
+    [LDM_PRESET_SD15] = { "sd-v1-5", "Stable Diffusion 1.x" },
 };
 
 const char *
@@ -98,15 +99,20 @@ model_config_preset (LdmPreset preset, LdmModelConfig *config)
         preset_vq_f4 (&config->first_stage, true);
         break;
     case LDM_PRESET_SD15_INPAINTING: /* configs/stable-diffusion/v1-inpainting-inference.yaml */
-    default:
-        g_strlcpy (config->target, "ldm.models.diffusion.ddpm.LatentInpaintDiffusion",
+    case LDM_PRESET_SD15:            /* configs/stable-diffusion/v1-inference.yaml */
+    default: {
+        bool inpainting = preset != LDM_PRESET_SD15;
+        g_strlcpy (config->target, inpainting ? "ldm.models.diffusion.ddpm.LatentInpaintDiffusion"
+                                              : "ldm.models.diffusion.ddpm.LatentDiffusion",
                    sizeof config->target);
         config->linear_start = 0.00085;
         config->linear_end = 0.0120;
         config->scale_factor = 0.18215;
-        config->conditioning = LDM_COND_HYBRID;
+        config->conditioning = inpainting ? LDM_COND_HYBRID : LDM_COND_CROSSATTN;
         config->cond_stage = LDM_COND_STAGE_CLIP;
-        u->in_channels = 9;
+        /* v1-inference.yaml says use_ema: False (its checkpoints' EMA is the model itself) */
+        config->use_ema = inpainting;
+        u->in_channels = inpainting ? 9 : 4;
         u->out_channels = 4;
         u->model_channels = 320;
         SET_INTS (u->attention_resolutions, u->n_attention_resolutions, 4, 2, 1);
@@ -132,6 +138,7 @@ model_config_preset (LdmPreset preset, LdmModelConfig *config)
         ae->n_attn_resolutions = 0;
         ae->mid_attention = true;
         break;
+    }
     }
     config->kind = model_config_kind (config);
     g_snprintf (config->source, sizeof config->source, "built-in preset %s (%s)",

@@ -129,13 +129,15 @@ typedef enum {
     LDM_MODEL_LDM_INPAINT, /* CompVis LatentDiffusion, concat [x_t | enc(masked) | mask] */
     LDM_MODEL_LDM_SR,      /* CompVis LatentDiffusion, concat [x_t | low-res image] */
     LDM_MODEL_SD_INPAINT,  /* Stable Diffusion 1.x inpainting, hybrid [x_t | mask | masked latent] */
+    LDM_MODEL_SD,          /* Stable Diffusion 1.x text-to-image (4-channel U-Net, crossattn):
+                            * inpaints by setting the known latents back after every step */
 } LdmModelKind;
 
 const char *ldm_model_kind_name (LdmModelKind kind);
 
 /* The sampler that runs for `sampler` with a model of `kind`: `sampler` itself, or for
- * LDM_SAMPLER_DEFAULT the kind's default (DPM++ 2M Karras for Stable Diffusion, DDIM for the
- * others). The one place the per-model default is decided. */
+ * LDM_SAMPLER_DEFAULT the kind's default (DPM++ 2M Karras for the Stable Diffusion kinds,
+ * DDIM for the others). The one place the per-model default is decided. */
 LdmSampler  ldm_sampler_for_model (LdmSampler sampler, LdmModelKind kind);
 
 typedef struct LdmModel LdmModel;
@@ -187,7 +189,8 @@ typedef struct {
      * are set to the masked image's own encoding, noised to the step's level (RePaint-style
      * blending, the CompVis DDIM sampler's mask/x0), so the fill grows from its surroundings.
      * FALSE = the authors' inpainting script, which does not blend. The blend's noise always
-     * comes from the seed, not from `noise` below. */
+     * comes from the seed, not from `noise` below. A text-to-image model (LDM_MODEL_SD)
+     * blends either way (the image's own encoding): it is how such a model inpaints. */
     gboolean      keep_known;
     /* Inpainting: shift the decoded fill's colours by the difference between the input and
      * the decoded picture around the fill (the pixels within 4 latent blocks of it, outside

@@ -8,6 +8,10 @@
  *   masked = image * (mask < 0.5) in [-1, 1]; c = scale_factor * mean(encode(masked));
  *   m = mask at (8i, 8j) in {0, 1}; U-Net on [x | m | c] with cross-attention on the
  *   context (CFG over [uncond, cond]); decode(x / scale_factor); composite
+ * inpaint (a text-to-image Stable Diffusion U-Net, 4 channels: no mask input):
+ *   z = scale_factor * mean(encode(image)); U-Net on x alone (cross-attention as above), and
+ *   after every step the latents away from the mask set to z noised to the step's level
+ *   (keep_known, always on: it is how such a model inpaints); decode; composite
  * upscale (LDM SR, the LDSR notebook):
  *   LR to [-1, 1] at latent size; U-Net on [x | LR]; decode(quantize(x))
  *
@@ -60,7 +64,8 @@ ldm_sampler_for_model (LdmSampler sampler, LdmModelKind kind)
     if (sampler != LDM_SAMPLER_DEFAULT)
         return sampler;
     /* what SD users expect (webui, Krita); LDM models keep their authors' DDIM */
-    return kind == LDM_MODEL_SD_INPAINT ? LDM_SAMPLER_DPMPP_2M_KARRAS : LDM_SAMPLER_DDIM;
+    return kind == LDM_MODEL_SD_INPAINT || kind == LDM_MODEL_SD ? LDM_SAMPLER_DPMPP_2M_KARRAS
+                                                                 : LDM_SAMPLER_DDIM;
 }
 
 static const LdmTensor *
@@ -619,16 +624,23 @@ image_latent (LdmEngine *e, const Act *image, Act *z, GError **error)
 }
 
 /* The latent a start from an image begins from (start stays empty for init = noise): fill =
- * the picture with its hole filled by a membrane from around it, original = the picture. */
+ * the picture with its hole filled by a membrane from around it, original = the picture
+ * (image_z when the caller has encoded it already). */
 static gboolean
 inpaint_start (LdmEngine *e, const LdmSampleParams *p, const Act *img, const uint8_t *fill,
-               Act *start, GError **error)
+               const Act *image_z, Act *start, GError **error)
 {
     if (p->init == LDM_INIT_NOISE)
         return TRUE;
     if (p->init != LDM_INIT_FILL && p->init != LDM_INIT_ORIGINAL) {
         g_set_error (error, LDM_ERROR, LDM_ERROR_ARGUMENT, "unknown init %d", p->init);
         return FALSE;
+    }
+    if (p->init == LDM_INIT_ORIGINAL && image_z && image_z->data) {
+        if (!act_alloc (start, image_z->n, image_z->h, image_z->w, image_z->c, error))
+            return FALSE;
+        memcpy (start->data, image_z->data, act_numel (image_z) * sizeof (float));
+        return TRUE;
     }
     Act picture = { 0 };
     if (!act_alloc (&picture, 1, img->h, img->w, img->c, error))
@@ -659,13 +671,13 @@ upscale_start (LdmEngine *e, const LdmSampleParams *p, const Act *lr, Act *start
     return ok;
 }
 
+/* The known latents: channels first .. first + zc - 1 of src (the condition, or the image's
+ * own latent). */
 static gboolean
-known_latents (const Act *cond, LdmModelKind kind, const uint8_t *fill, int pw, int f,
+known_latents (const Act *src, int first, int zc, const uint8_t *fill, int pw, int f,
                float **known, uint8_t **keep, GError **error)
 {
-    int h = cond->h, w = cond->w, zc = cond->c - 1;
-    /* SD's condition is [mask | latent], LDM's [latent | mask] */
-    int first = kind == LDM_MODEL_SD_INPAINT ? 1 : 0;
+    int h = src->h, w = src->w;
     size_t n = (size_t) h * w * zc;
     *known = ldm_try_alloc_n (n, sizeof (float), "the known latents", error);
     *keep = *known ? ldm_try_alloc_n (n, 1, "the known latents", error) : NULL;
@@ -679,7 +691,7 @@ known_latents (const Act *cond, LdmModelKind kind, const uint8_t *fill, int pw, 
                     hole = fill[(size_t) py * pw + px];
             size_t p = (size_t) y * w + x;
             for (int c = 0; c < zc; c++) {
-                (*known)[p * zc + c] = cond->data[p * cond->c + first + c];
+                (*known)[p * zc + c] = src->data[p * src->c + first + c];
                 (*keep)[p * zc + c] = !hole;
             }
         }
@@ -717,7 +729,7 @@ ldm_inpaint (LdmEngine *e, const LdmImage *image, const LdmImage *mask,
              const LdmSampleParams *p, LdmImage *out, GError **error)
 {
     LdmModelKind kind = e->config.kind;
-    if (kind != LDM_MODEL_LDM_INPAINT && kind != LDM_MODEL_SD_INPAINT) {
+    if (kind != LDM_MODEL_LDM_INPAINT && kind != LDM_MODEL_SD_INPAINT && kind != LDM_MODEL_SD) {
         g_set_error (error, LDM_ERROR, LDM_ERROR_ARGUMENT,
                      "this is a %s model, not an inpainting model", ldm_model_kind_name (kind));
         return FALSE;
@@ -752,21 +764,38 @@ ldm_inpaint (LdmEngine *e, const LdmImage *image, const LdmImage *mask,
 
     gboolean ok = FALSE;
     Act img = { 0 }, cond = { 0 }, x = { 0 }, quant = { 0 }, dec = { 0 }, start = { 0 };
+    Act image_z = { 0 }; /* a text-to-image U-Net: the image's own latent, for the blending */
     g_autofree float *known = NULL;
     g_autofree uint8_t *keep = NULL;
     const Act *z = &x;
     Rng rng;
     rng_seed (&rng, p->seed);
-    int f = autoencoder_factor (e->ae);
+    int f = autoencoder_factor (e->ae), zc = e->config.unet.out_channels;
     if (!image_to_act (image, pw, ph, &img, error))
         goto done;
-    ok = kind == LDM_MODEL_LDM_INPAINT
-             ? inpaint_condition_ldm (e, &img, fill, pw, ph, &cond, error)
-             : inpaint_condition_sd (e, &img, fill, pw, ph, &cond, error);
-    ok = ok && act_alloc (&x, 1, ph / f, pw / f, e->config.unet.out_channels, error)
+    /* the known latents: LDM's condition is [latent | mask], SD inpainting's [mask | latent];
+     * a text-to-image U-Net has no condition (x alone) and always blends the image's latent */
+    const Act *known_src = &cond;
+    int known_first = kind == LDM_MODEL_SD_INPAINT ? 1 : 0;
+    switch (kind) {
+    case LDM_MODEL_LDM_INPAINT:
+        ok = inpaint_condition_ldm (e, &img, fill, pw, ph, &cond, error);
+        break;
+    case LDM_MODEL_SD_INPAINT:
+        ok = inpaint_condition_sd (e, &img, fill, pw, ph, &cond, error);
+        break;
+    default:
+        ok = act_alloc (&cond, 1, ph / f, pw / f, 0, error)
+             && image_latent (e, &img, &image_z, error);
+        known_src = &image_z;
+        break;
+    }
+    gboolean blend = p->keep_known || kind == LDM_MODEL_SD;
+    ok = ok && act_alloc (&x, 1, ph / f, pw / f, zc, error)
          && initial_latent (p, &rng, &x, error)
-         && (!p->keep_known || known_latents (&cond, kind, fill, pw, f, &known, &keep, error))
-         && inpaint_start (e, p, &img, fill, &start, error)
+         && (!blend || known_latents (known_src, known_first, zc, fill, pw, f, &known, &keep,
+                                      error))
+         && inpaint_start (e, p, &img, fill, &image_z, &start, error)
          && sample (e, p, &cond, known, keep, start.data ? &start : NULL, &rng, &x, error)
          && check_finite (e, x.data, act_numel (&x), "the sampled latent", error);
     if (!ok)
@@ -808,6 +837,7 @@ ldm_inpaint (LdmEngine *e, const LdmImage *image, const LdmImage *mask,
         }
 done:
     act_free (&start);
+    act_free (&image_z);
     act_free (&img);
     act_free (&cond);
     act_free (&x);
