@@ -232,6 +232,103 @@ test_sd_cfg_batch (gconstpointer data)
     fixture_close (&f);
 }
 
+/* ------------------------------------------------------------ one plan */
+
+/* unet_new and the parameter list walk one plan (arch/unet_plan.h): the network reads every
+ * parameter the list names, with the listed shape, and nothing else. Zero tensors stand in
+ * for a file; the lookup records what is asked. */
+typedef struct {
+    GHashTable *tensors; /* name -> LdmTensor * */
+    GHashTable *asked;   /* names unet_new looked up */
+} ListedWeights;
+
+static const LdmTensor *
+listed_lookup (const void *owner, const char *name)
+{
+    const ListedWeights *lw = owner;
+    g_hash_table_add (lw->asked, g_strdup (name));
+    return g_hash_table_lookup (lw->tensors, name);
+}
+
+static void
+test_reads_the_param_list (gconstpointer data)
+{
+    const LdmUnetConfig *config = data;
+    g_autoptr (GError) error = NULL;
+    GArray *params = model_config_unet_params (config);
+    g_assert_cmpuint (params->len, >, 0);
+    int64_t largest = 1;
+    for (guint i = 0; i < params->len; i++) {
+        const LdmParamSpec *spec = &g_array_index (params, LdmParamSpec, i);
+        int64_t n = 1;
+        for (int d = 0; d < spec->ndim; d++)
+            n *= spec->shape[d];
+        largest = MAX (largest, n);
+    }
+    g_autofree float *zeros = g_new0 (float, largest);
+    g_autofree LdmTensor *tensors = g_new0 (LdmTensor, params->len);
+    ListedWeights lw = { g_hash_table_new (g_str_hash, g_str_equal),
+                         g_hash_table_new_full (g_str_hash, g_str_equal, g_free, NULL) };
+    for (guint i = 0; i < params->len; i++) {
+        const LdmParamSpec *spec = &g_array_index (params, LdmParamSpec, i);
+        LdmTensor *t = &tensors[i];
+        *t = (LdmTensor) { .name = spec->name, .dtype = LDM_DTYPE_F32, .ndim = spec->ndim,
+                           .data = (const uint8_t *) zeros };
+        int64_t stride = 1;
+        for (int d = spec->ndim - 1; d >= 0; d--) {
+            t->shape[d] = spec->shape[d];
+            t->stride[d] = stride;
+            stride *= spec->shape[d];
+        }
+        g_assert_true (g_hash_table_insert (lw.tensors, (char *) spec->name, t)); /* unique */
+    }
+    Dnn *dnn = dnn_new (&error);
+    g_assert_no_error (error);
+    Weights w = { listed_lookup, &lw, "listed U-Net" };
+    Unet *unet = unet_new (dnn, config, &w, &error);
+    g_assert_no_error (error);
+    g_assert_nonnull (unet);
+    for (guint i = 0; i < params->len; i++) {
+        const char *name = g_array_index (params, LdmParamSpec, i).name;
+        if (!g_hash_table_contains (lw.asked, name))
+            g_test_fail_printf ("listed parameter '%s' is not read by unet_new", name);
+    }
+    g_assert_cmpuint (g_hash_table_size (lw.asked), ==, params->len);
+    unet_free (unet);
+    dnn_free (dnn);
+    g_hash_table_unref (lw.tensors);
+    g_hash_table_unref (lw.asked);
+    g_array_unref (params);
+}
+
+/* Variants the fixtures do not cover: plain resampling (conv and pooling), three res blocks,
+ * attention at several levels, a linear transformer of depth 2. */
+static LdmUnetConfig
+variant_config (int which)
+{
+    LdmUnetConfig c = inpaint_tiny_config ();
+    switch (which) {
+    case 0:
+        c.resblock_updown = false;
+        break;
+    case 1:
+        c.resblock_updown = false;
+        c.conv_resample = false;
+        c.num_res_blocks = 3;
+        c.channel_mult[2] = 4;
+        c.n_levels = 3;
+        c.attention_resolutions[1] = 1;
+        c.n_attention_resolutions = 2;
+        break;
+    default:
+        c = sd_tiny_config ();
+        c.use_linear_in_transformer = true;
+        c.transformer_depth = 2;
+        break;
+    }
+    return c;
+}
+
 int
 main (int argc, char **argv)
 {
@@ -255,6 +352,19 @@ main (int argc, char **argv)
             g_autofree char *p2 = g_strconcat (base, "/outputs", NULL);
             g_test_add_data_func (p2, c, test_unet_outputs);
         }
+    }
+    static LdmUnetConfig plan_cases[6];
+    const char *plan_names[6] = { "ldm-inpaint-tiny", "ldm-sr-tiny", "sd-inpaint-tiny",
+                                  "plain-resampling", "pooling-3-levels", "linear-depth-2" };
+    plan_cases[0] = inpaint_tiny_config ();
+    plan_cases[1] = sr_tiny_config ();
+    plan_cases[2] = sd_tiny_config ();
+    for (int i = 0; i < 3; i++)
+        plan_cases[3 + i] = variant_config (i);
+    for (int i = 0; i < 6; i++) {
+        g_autofree char *path = g_strdup_printf ("/unet/plan/%s/reads-the-param-list",
+                                                 plan_names[i]);
+        g_test_add_data_func (path, &plan_cases[i], test_reads_the_param_list);
     }
     return g_test_run ();
 }

@@ -168,20 +168,12 @@ typedef struct {
     int64_t shape[4];
 } LdmParamSpec;
 
-/* Every parameter of the U-Net / the autoencoder, in a stable order. Returns a new array of
- * LdmParamSpec (g_array_unref it). */
+/* Every parameter of the U-Net (walking its plan, arch/unet_plan.h) / the autoencoder, in a
+ * stable order. Returns a new array of LdmParamSpec (g_array_unref it). */
 GArray *model_config_unet_params        (const LdmUnetConfig *unet);
 GArray *model_config_autoencoder_params (const LdmAutoencoderConfig *ae);
 
 int64_t model_config_param_count (const GArray *params); /* sum of the elements */
-
-/* The skips of a U-Net: the widths of the input blocks' outputs (the input convolution, every
- * res block, every downsampling), which the output blocks concatenate in reverse order. The
- * parameter list and unet.c both build on this list. At most levels x (res blocks + 1). */
-#define LDM_UNET_MAX_SKIPS (LDM_MAX_LEVELS * (LDM_MAX_RES_BLOCKS + 1))
-/* Fills widths (LDM_UNET_MAX_SKIPS entries) and returns the count; 0 when the levels or res
- * blocks are beyond the limits (model_config_check rejects those). */
-int     model_config_unet_skips (const LdmUnetConfig *unet, int64_t *widths);
 
 /* The name of a U-Net parameter's EMA copy: "model_ema.diffusion_model" + name without dots
  * (LitEma). g_free it. */

@@ -2,6 +2,7 @@
  * openaimodel.UNetModel and the VQModel / AutoencoderKL first stages register them; what the
  * loaders check a file against. */
 #include "arch/config_limits.h"
+#include "arch/unet_plan.h"
 
 #include "io/tensor_file.h"
 
@@ -84,20 +85,20 @@ unet_cross_attention (GArray *p, const char *base, const char *module, int64_t i
     add_linear (p, base, name, inner, inner, true);
 }
 
-/* The attention of a U-Net level: legacy AttentionBlock or SpatialTransformer. */
+/* A legacy AttentionBlock. */
 static void
-unet_attention (GArray *p, const LdmUnetConfig *u, const char *base, int64_t channels,
-                bool output_block, bool disable_self_attn)
+unet_attention (GArray *p, const char *base, int64_t channels)
 {
-    if (!u->use_spatial_transformer) {
-        add_norm (p, base, "norm", channels);
-        add_conv1d (p, base, "qkv", 3 * channels, channels);
-        add_conv1d (p, base, "proj_out", channels, channels);
-        return;
-    }
-    int heads, dim_head;
-    model_config_attention_heads (u, (int) channels, output_block, &heads, &dim_head);
-    int64_t inner = (int64_t) heads * dim_head;
+    add_norm (p, base, "norm", channels);
+    add_conv1d (p, base, "qkv", 3 * channels, channels);
+    add_conv1d (p, base, "proj_out", channels, channels);
+}
+
+/* A SpatialTransformer with the heads the plan gives it. */
+static void
+unet_transformer (GArray *p, const LdmUnetConfig *u, const char *base, const UnetPlanLayer *l)
+{
+    int64_t channels = l->in_c, inner = (int64_t) l->heads * l->dim_head;
     add_norm (p, base, "norm", channels);
     if (u->use_linear_in_transformer)
         add_linear (p, base, "proj_in", inner, channels, true);
@@ -108,7 +109,7 @@ unet_attention (GArray *p, const LdmUnetConfig *u, const char *base, int64_t cha
         g_snprintf (block, sizeof block, "%stransformer_blocks.%d.", base, d);
         /* attn1 attends to the context instead of itself when self-attention is disabled. */
         unet_cross_attention (p, block, "attn1", inner,
-                              disable_self_attn ? u->context_dim : inner);
+                              l->disable_self_attn ? u->context_dim : inner);
         add_linear (p, block, "ff.net.0.proj", 8 * inner, inner, true); /* GEGLU: 2 x 4 dim */
         add_linear (p, block, "ff.net.2", inner, 4 * inner, true);
         unet_cross_attention (p, block, "attn2", inner, u->context_dim);
@@ -122,93 +123,52 @@ unet_attention (GArray *p, const LdmUnetConfig *u, const char *base, int64_t cha
         add_conv (p, base, "proj_out", channels, inner, 1);
 }
 
-int
-model_config_unet_skips (const LdmUnetConfig *u, int64_t *widths)
-{
-    if (u->n_levels < 1 || u->n_levels > LDM_MAX_LEVELS || u->num_res_blocks < 1
-        || u->num_res_blocks > MAX_RES_BLOCKS)
-        return 0;
-    int n = 0;
-    widths[n++] = u->model_channels; /* input_blocks.0: the input convolution */
-    for (int level = 0; level < u->n_levels; level++) {
-        for (int r = 0; r < u->num_res_blocks; r++)
-            widths[n++] = (int64_t) u->model_channels * u->channel_mult[level];
-        if (level != u->n_levels - 1) /* the downsampling keeps the width */
-            widths[n++] = (int64_t) u->model_channels * u->channel_mult[level];
-    }
-    return n; /* 1 + levels * res blocks + levels - 1 <= LDM_UNET_MAX_SKIPS */
-}
-
 GArray *
 model_config_unet_params (const LdmUnetConfig *u)
 {
     GArray *p = g_array_new (FALSE, FALSE, sizeof (LdmParamSpec));
-    if (u->n_levels < 1 || u->n_levels > LDM_MAX_LEVELS || u->num_res_blocks < 1
-        || u->num_res_blocks > MAX_RES_BLOCKS || u->transformer_depth > MAX_DEPTH)
+    g_autofree UnetPlan *plan = g_new (UnetPlan, 1);
+    if (!unet_plan_build (u, plan) || u->transformer_depth > MAX_DEPTH)
         return p; /* model_config_check rejects these */
     int64_t mc = u->model_channels, emb = 4 * mc;
-    int nrb = u->num_res_blocks;
-    char base[64];
 
     add_linear (p, "", "time_embed.0", emb, mc, true);
     add_linear (p, "", "time_embed.2", emb, emb, true);
     if (u->num_classes > 0)
         add_param (p, 2, SHAPE (u->num_classes, emb), "label_emb.weight");
 
-    /* Input blocks; the widths of their outputs are the skips of the output blocks. */
-    int64_t skips[LDM_UNET_MAX_SKIPS];
-    int n_skips = model_config_unet_skips (u, skips), block = 0;
-    add_conv (p, "", "input_blocks.0.0", mc, u->in_channels, 3);
-    int64_t ch = mc;
-    for (int level = 0; level < u->n_levels; level++) {
-        bool disable = u->has_disable_self_attentions && u->disable_self_attentions[level];
-        for (int r = 0; r < nrb; r++) {
-            g_snprintf (base, sizeof base, "input_blocks.%d.0.", ++block);
-            unet_resblock (p, u, base, ch, mc * u->channel_mult[level]);
-            ch = mc * u->channel_mult[level];
-            if (model_config_unet_has_attention (u, level)) {
-                g_snprintf (base, sizeof base, "input_blocks.%d.1.", block);
-                unet_attention (p, u, base, ch, false, disable);
-            }
-        }
-        if (level != u->n_levels - 1) {
-            g_snprintf (base, sizeof base, "input_blocks.%d.0.", ++block);
-            if (u->resblock_updown)
-                unet_resblock (p, u, base, ch, ch);
-            else if (u->conv_resample)
-                add_conv (p, base, "op", ch, ch, 3);
-        }
-    }
-
-    unet_resblock (p, u, "middle_block.0.", ch, ch);
-    unet_attention (p, u, "middle_block.1.", ch, false, u->disable_middle_self_attn);
-    unet_resblock (p, u, "middle_block.2.", ch, ch);
-
-    block = 0;
-    for (int level = u->n_levels - 1; level >= 0; level--) {
-        bool disable = u->has_disable_self_attentions && u->disable_self_attentions[level];
-        for (int i = 0; i <= nrb; i++, block++) {
-            int64_t skip = skips[--n_skips];
-            g_snprintf (base, sizeof base, "output_blocks.%d.0.", block);
-            unet_resblock (p, u, base, ch + skip, mc * u->channel_mult[level]);
-            ch = mc * u->channel_mult[level];
-            int element = 1;
-            if (model_config_unet_has_attention (u, level)) {
-                g_snprintf (base, sizeof base, "output_blocks.%d.1.", block);
-                unet_attention (p, u, base, ch, true, disable);
-                element = 2;
-            }
-            if (level > 0 && i == nrb) {
-                g_snprintf (base, sizeof base, "output_blocks.%d.%d.", block, element);
-                if (u->resblock_updown)
-                    unet_resblock (p, u, base, ch, ch);
-                else if (u->conv_resample)
-                    add_conv (p, base, "conv", ch, ch, 3);
+    for (int i = 0; i < plan->n_blocks; i++) {
+        const UnetPlanBlock *b = &plan->blocks[i];
+        for (int k = 0; k < b->n_layers; k++) {
+            const UnetPlanLayer *l = &b->layers[k];
+            char base[40];
+            g_snprintf (base, sizeof base, "%s.", l->prefix);
+            switch (l->kind) {
+            case UNET_LAYER_CONV_IN:
+                add_conv (p, "", l->prefix, l->out_c, l->in_c, 3);
+                break;
+            case UNET_LAYER_RESBLOCK:
+                unet_resblock (p, u, base, l->in_c, l->out_c);
+                break;
+            case UNET_LAYER_ATTENTION:
+                unet_attention (p, base, l->in_c);
+                break;
+            case UNET_LAYER_TRANSFORMER:
+                unet_transformer (p, u, base, l);
+                break;
+            case UNET_LAYER_DOWNSAMPLE:
+                if (l->conv)
+                    add_conv (p, base, "op", l->out_c, l->in_c, 3);
+                break;
+            case UNET_LAYER_UPSAMPLE:
+                if (l->conv)
+                    add_conv (p, base, "conv", l->out_c, l->in_c, 3);
+                break;
             }
         }
     }
 
-    add_norm (p, "", "out.0", ch);
+    add_norm (p, "", "out.0", plan->blocks[plan->n_blocks - 1].out_c);
     add_conv (p, "", "out.2", u->out_channels, mc, 3);
     return p;
 }

@@ -13,8 +13,9 @@
  */
 #include "nn/unet.h"
 
-#include "nn/act.h"
 #include "alloc.h"
+#include "arch/unet_plan.h"
+#include "nn/act.h"
 #include "nn/layers.h"
 
 #include <math.h>
@@ -22,11 +23,9 @@
 
 #define GN_GROUPS 32 /* widths must divide into these groups */
 
-typedef enum { RESAMPLE_NONE, RESAMPLE_DOWN, RESAMPLE_UP } Resample;
-
 typedef struct {
     int        in_c, out_c;
-    Resample   resample;      /* resblock_updown: resample between SiLU and the conv */
+    UnetResample resample;    /* resblock_updown: resample between SiLU and the conv */
     bool       scale_shift;   /* use_scale_shift_norm */
     Norm       in_norm;
     DnnConv   *in_conv;
@@ -57,19 +56,10 @@ typedef struct {
     TransformerBlock *blocks;
 } SpatialTransformer;
 
-typedef enum {
-    LAYER_CONV,          /* the input convolution */
-    LAYER_RESBLOCK,
-    LAYER_ATTENTION,
-    LAYER_TRANSFORMER,
-    LAYER_DOWNSAMPLE,    /* conv 3x3 stride 2, or 2x2 average pooling */
-    LAYER_UPSAMPLE,      /* nearest 2x, then conv 3x3 when conv_resample */
-} LayerKind;
-
 typedef struct {
-    LayerKind kind;
+    UnetLayerKind kind;       /* as the plan says */
     union {
-        DnnConv           *conv;      /* LAYER_CONV, and the resampling convs (may be NULL) */
+        DnnConv           *conv;      /* the input conv, and the resampling convs (may be NULL) */
         ResBlock           res;
         AttentionBlock     attn;
         SpatialTransformer st;
@@ -97,7 +87,7 @@ struct Unet {
 
 static gboolean
 resblock_load (Unet *u, ResBlock *r, const Weights *w, const char *prefix, int in_c, int out_c,
-               Resample resample, GError **error)
+               UnetResample resample, GError **error)
 {
     char name[160];
     *r = (ResBlock) { .in_c = in_c, .out_c = out_c, .resample = resample,
@@ -138,13 +128,14 @@ resblock_clear (ResBlock *r)
 }
 
 static gboolean
-attention_load (Unet *u, AttentionBlock *a, const Weights *w, const char *prefix, int c,
-                bool upsample, GError **error)
+attention_load (Unet *u, AttentionBlock *a, const Weights *w, const UnetPlanLayer *p,
+                GError **error)
 {
     char name[160];
-    int d_head;
+    const char *prefix = p->prefix;
+    int c = p->in_c;
     a->c = c;
-    model_config_attention_heads (&u->config, c, upsample, &a->heads, &d_head);
+    a->heads = p->heads;
     g_snprintf (name, sizeof name, "%s.norm", prefix);
     if (!norm_load (&a->norm, w, name, c, 1e-5f, error))
         return FALSE;
@@ -164,12 +155,15 @@ attention_clear (AttentionBlock *a)
 }
 
 static gboolean
-transformer_load (Unet *u, SpatialTransformer *st, const Weights *w, const char *prefix, int c,
+transformer_load (Unet *u, SpatialTransformer *st, const Weights *w, const UnetPlanLayer *p,
                   GError **error)
 {
     const LdmUnetConfig *cfg = &u->config;
     char name[200];
-    model_config_attention_heads (cfg, c, false, &st->heads, &st->d_head);
+    const char *prefix = p->prefix;
+    int c = p->in_c;
+    st->heads = p->heads;
+    st->d_head = p->dim_head;
     st->c = c;
     st->inner = st->heads * st->d_head;
     st->depth = cfg->transformer_depth;
@@ -247,12 +241,12 @@ static void
 layer_clear (Layer *l)
 {
     switch (l->kind) {
-    case LAYER_CONV:
-    case LAYER_DOWNSAMPLE:
-    case LAYER_UPSAMPLE: dnn_conv_free (l->conv); break;
-    case LAYER_RESBLOCK: resblock_clear (&l->res); break;
-    case LAYER_ATTENTION: attention_clear (&l->attn); break;
-    case LAYER_TRANSFORMER: transformer_clear (&l->st); break;
+    case UNET_LAYER_CONV_IN:
+    case UNET_LAYER_DOWNSAMPLE:
+    case UNET_LAYER_UPSAMPLE: dnn_conv_free (l->conv); break;
+    case UNET_LAYER_RESBLOCK: resblock_clear (&l->res); break;
+    case UNET_LAYER_ATTENTION: attention_clear (&l->attn); break;
+    case UNET_LAYER_TRANSFORMER: transformer_clear (&l->st); break;
     }
 }
 
@@ -265,26 +259,33 @@ block_clear (gpointer data)
     b->n_layers = 0;
 }
 
-/* Appends the attention layer a block has at this downsampling factor, if any. */
+/* One layer of the plan, loaded under its prefix. */
 static gboolean
-block_add_attention (Unet *u, Block *b, const Weights *w, const char *prefix, int c, int ds,
-                     bool upsample, GError **error)
+layer_load (Unet *u, Layer *l, const Weights *w, const UnetPlanLayer *p, GError **error)
 {
-    const LdmUnetConfig *cfg = &u->config;
-    bool has = false;
-    for (int i = 0; i < cfg->n_attention_resolutions; i++)
-        has |= cfg->attention_resolutions[i] == ds;
-    if (!has)
-        return TRUE;
-    char name[160];
-    g_snprintf (name, sizeof name, "%s.%d", prefix, b->n_layers);
-    Layer *l = &b->layers[b->n_layers++];
-    if (cfg->use_spatial_transformer) {
-        l->kind = LAYER_TRANSFORMER;
-        return transformer_load (u, &l->st, w, name, c, error);
+    char name[48];
+    l->kind = p->kind;
+    switch (p->kind) {
+    case UNET_LAYER_CONV_IN:
+        l->conv = conv_load (u->dnn, w, p->prefix, p->out_c, p->in_c, 3, 1, -1, -1, error);
+        return l->conv != NULL;
+    case UNET_LAYER_RESBLOCK:
+        return resblock_load (u, &l->res, w, p->prefix, p->in_c, p->out_c, p->resample, error);
+    case UNET_LAYER_ATTENTION:
+        return attention_load (u, &l->attn, w, p, error);
+    case UNET_LAYER_TRANSFORMER:
+        return transformer_load (u, &l->st, w, p, error);
+    case UNET_LAYER_DOWNSAMPLE: /* conv 3x3 stride 2, or average pooling */
+    case UNET_LAYER_UPSAMPLE:   /* nearest 2x, then conv 3x3 */
+        if (!p->conv)
+            return TRUE;
+        g_snprintf (name, sizeof name, "%s.%s", p->prefix,
+                    p->kind == UNET_LAYER_DOWNSAMPLE ? "op" : "conv");
+        l->conv = conv_load (u->dnn, w, name, p->out_c, p->in_c, 3,
+                             p->kind == UNET_LAYER_DOWNSAMPLE ? 2 : 1, -1, -1, error);
+        return l->conv != NULL;
     }
-    l->kind = LAYER_ATTENTION;
-    return attention_load (u, &l->attn, w, name, c, upsample, error);
+    return FALSE;
 }
 
 static gboolean
@@ -337,6 +338,7 @@ unet_new (Dnn *dnn, const LdmUnetConfig *config, const Weights *w, GError **erro
 {
     if (!check_config (config, error))
         return NULL;
+    g_autofree UnetPlan *plan = g_new (UnetPlan, 1); /* before any goto: freed on every path */
     Unet *u = g_new0 (Unet, 1);
     u->dnn = dnn;
     u->config = *config;
@@ -353,129 +355,21 @@ unet_new (Dnn *dnn, const LdmUnetConfig *config, const Weights *w, GError **erro
                                            true, error)))
         goto fail;
 
-    /* Input blocks; remember each one's output width for the skips (the same list as the
-     * parameter list's, model_config_unet_skips: checked below). */
-    int64_t skip_c[LDM_UNET_MAX_SKIPS], expected[LDM_UNET_MAX_SKIPS];
-    int n_skips = 0, n_expected = model_config_unet_skips (cfg, expected);
-    char prefix[64];
-    Block b = { 0 };
-    b.n_layers = 1;
-    b.layers[0].kind = LAYER_CONV;
-    g_array_append_val (u->input_blocks, b);
-    Block *first = &g_array_index (u->input_blocks, Block, 0);
-    if (!(first->layers[0].conv = conv_load (dnn, w, "input_blocks.0.0", mc, cfg->in_channels, 3,
-                                             1, -1, -1, error)))
-        goto fail;
-    skip_c[n_skips++] = mc;
-    int ch = mc, ds = 1;
-    for (int level = 0; level < cfg->n_levels; level++) {
-        for (int r = 0; r < cfg->num_res_blocks; r++) {
-            int index = u->input_blocks->len;
-            g_snprintf (prefix, sizeof prefix, "input_blocks.%d", index);
-            g_array_append_val (u->input_blocks, (Block) { 0 });
-            Block *blk = &g_array_index (u->input_blocks, Block, index);
-            int out_c = mc * cfg->channel_mult[level];
-            blk->layers[0].kind = LAYER_RESBLOCK;
-            blk->n_layers = 1;
-            g_autofree char *res = g_strdup_printf ("%s.0", prefix);
-            if (!resblock_load (u, &blk->layers[0].res, w, res, ch, out_c, RESAMPLE_NONE, error))
-                goto fail;
-            ch = out_c;
-            if (!block_add_attention (u, blk, w, prefix, ch, ds, false, error))
-                goto fail;
-            if (n_skips < LDM_UNET_MAX_SKIPS)
-                skip_c[n_skips] = ch;
-            n_skips++;
+    /* The blocks as the plan lists them (check_config bounded the levels and res blocks). */
+    unet_plan_build (cfg, plan);
+    for (int i = 0; i < plan->n_blocks; i++) {
+        const UnetPlanBlock *pb = &plan->blocks[i];
+        Block *blk = &u->middle_block;
+        if (pb->part != UNET_PART_MIDDLE) {
+            GArray *blocks = pb->part == UNET_PART_INPUT ? u->input_blocks : u->output_blocks;
+            g_array_append_val (blocks, (Block) { 0 });
+            blk = &g_array_index (blocks, Block, blocks->len - 1);
         }
-        if (level != cfg->n_levels - 1) {
-            int index = u->input_blocks->len;
-            g_snprintf (prefix, sizeof prefix, "input_blocks.%d.0", index);
-            g_array_append_val (u->input_blocks, (Block) { 0 });
-            Block *blk = &g_array_index (u->input_blocks, Block, index);
-            blk->n_layers = 1;
-            Layer *l = &blk->layers[0];
-            if (cfg->resblock_updown) {
-                l->kind = LAYER_RESBLOCK;
-                if (!resblock_load (u, &l->res, w, prefix, ch, ch, RESAMPLE_DOWN, error))
-                    goto fail;
-            } else {
-                l->kind = LAYER_DOWNSAMPLE;
-                g_autofree char *op = g_strdup_printf ("%s.op", prefix);
-                if (cfg->conv_resample && !(l->conv = conv_load (dnn, w, op, ch, ch, 3, 2, -1, -1, error)))
-                    goto fail;
-            }
-            if (n_skips < LDM_UNET_MAX_SKIPS)
-                skip_c[n_skips] = ch;
-            n_skips++;
-            ds *= 2;
-        }
-    }
-    gboolean same = n_skips == n_expected;
-    for (int i = 0; same && i < n_skips; i++)
-        same = skip_c[i] == expected[i];
-    if (!same) { /* cannot happen for a config check_config passed */
-        g_set_error (error, LDM_ERROR, LDM_ERROR_UNSUPPORTED,
-                     "U-Net configuration: %d skips, the parameter list has %d", n_skips,
-                     n_expected);
-        goto fail;
-    }
-
-    /* Middle block: ResBlock, attention, ResBlock. */
-    Block *mid = &u->middle_block;
-    mid->layers[0].kind = LAYER_RESBLOCK;
-    mid->n_layers = 1;
-    if (!resblock_load (u, &mid->layers[0].res, w, "middle_block.0", ch, ch, RESAMPLE_NONE, error))
-        goto fail;
-    Layer *mid_attn = &mid->layers[mid->n_layers++];
-    if (cfg->use_spatial_transformer) {
-        mid_attn->kind = LAYER_TRANSFORMER;
-        if (!transformer_load (u, &mid_attn->st, w, "middle_block.1", ch, error))
-            goto fail;
-    } else {
-        mid_attn->kind = LAYER_ATTENTION;
-        if (!attention_load (u, &mid_attn->attn, w, "middle_block.1", ch, false, error))
-            goto fail;
-    }
-    mid->layers[2].kind = LAYER_RESBLOCK;
-    mid->n_layers = 3;
-    if (!resblock_load (u, &mid->layers[2].res, w, "middle_block.2", ch, ch, RESAMPLE_NONE, error))
-        goto fail;
-
-    /* Output blocks, consuming the skips in reverse. */
-    for (int level = cfg->n_levels - 1; level >= 0; level--) {
-        for (int r = 0; r <= cfg->num_res_blocks; r++) {
-            int index = u->output_blocks->len;
-            g_snprintf (prefix, sizeof prefix, "output_blocks.%d", index);
-            g_array_append_val (u->output_blocks, (Block) { 0 });
-            Block *blk = &g_array_index (u->output_blocks, Block, index);
-            int out_c = mc * cfg->channel_mult[level];
-            int in_c = ch + (int) skip_c[--n_skips];
-            blk->layers[0].kind = LAYER_RESBLOCK;
-            blk->n_layers = 1;
-            g_autofree char *res = g_strdup_printf ("%s.0", prefix);
-            if (!resblock_load (u, &blk->layers[0].res, w, res, in_c, out_c, RESAMPLE_NONE, error))
+        for (int k = 0; k < pb->n_layers; k++) /* counted first: a failed load is freed */
+            if (!layer_load (u, &blk->layers[blk->n_layers++], w, &pb->layers[k], error))
                 goto fail;
-            ch = out_c;
-            if (!block_add_attention (u, blk, w, prefix, ch, ds, true, error))
-                goto fail;
-            if (level > 0 && r == cfg->num_res_blocks) {
-                g_autofree char *up = g_strdup_printf ("%s.%d", prefix, blk->n_layers);
-                Layer *l = &blk->layers[blk->n_layers++];
-                if (cfg->resblock_updown) {
-                    l->kind = LAYER_RESBLOCK;
-                    if (!resblock_load (u, &l->res, w, up, ch, ch, RESAMPLE_UP, error))
-                        goto fail;
-                } else {
-                    l->kind = LAYER_UPSAMPLE;
-                    g_autofree char *conv = g_strdup_printf ("%s.conv", up);
-                    if (cfg->conv_resample
-                        && !(l->conv = conv_load (dnn, w, conv, ch, ch, 3, 1, -1, -1, error)))
-                        goto fail;
-                }
-                ds /= 2;
-            }
-        }
     }
+    int ch = plan->blocks[plan->n_blocks - 1].out_c;
 
     if (!norm_load (&u->out_norm, w, "out.0", ch, 1e-5f, error)
         || !(u->out_conv = conv_load (dnn, w, "out.2", cfg->out_channels, mc, 3, 1, -1, -1, error)))
@@ -558,13 +452,13 @@ resblock_forward (Unet *u, const ResBlock *r, const Act *x, const float *emb_sil
     if (!emb_out || !act_alloc (&t, n, h, w, r->in_c, error)
         || !norm_group (u->dnn, &r->in_norm, x, &t, true, error))
         goto done;
-    if (r->resample != RESAMPLE_NONE) {
-        int h2 = r->resample == RESAMPLE_UP ? h * 2 : h / 2;
-        int w2 = r->resample == RESAMPLE_UP ? w * 2 : w / 2;
+    if (r->resample != UNET_RESAMPLE_NONE) {
+        int h2 = r->resample == UNET_RESAMPLE_UP ? h * 2 : h / 2;
+        int w2 = r->resample == UNET_RESAMPLE_UP ? w * 2 : w / 2;
         if (!act_alloc (&t_resampled, n, h2, w2, r->in_c, error)
             || !act_alloc (&x_resampled, n, h2, w2, r->in_c, error))
             goto done;
-        if (r->resample == RESAMPLE_UP) {
+        if (r->resample == UNET_RESAMPLE_UP) {
             act_upsample_nearest2x (&t, &t_resampled);
             act_upsample_nearest2x (x, &x_resampled);
         } else {
@@ -762,20 +656,20 @@ block_forward (Unet *u, const Block *blk, const Act *in, const float *emb_silu,
         Act next = { 0 };
         gboolean ok = TRUE;
         switch (l->kind) {
-        case LAYER_CONV: {
+        case UNET_LAYER_CONV_IN: {
             int oh, ow;
             dnn_conv_out_size (l->conv, src->h, src->w, &oh, &ow);
             ok = act_alloc (&next, src->n, oh, ow, dnn_conv_out_channels (l->conv), error)
                  && dnn_conv_forward (l->conv, src, &next, NULL, error);
             break;
         }
-        case LAYER_RESBLOCK:
+        case UNET_LAYER_RESBLOCK:
             ok = resblock_forward (u, &l->res, src, emb_silu, &next, error);
             break;
-        case LAYER_ATTENTION:
-        case LAYER_TRANSFORMER:
+        case UNET_LAYER_ATTENTION:
+        case UNET_LAYER_TRANSFORMER:
             /* In place: the input of an attention layer is always this block's own buffer. */
-            ok = l->kind == LAYER_ATTENTION
+            ok = l->kind == UNET_LAYER_ATTENTION
                      ? attention_forward (u, &l->attn, &h, error)
                      : transformer_forward (u, &l->st, &h, context, context_tokens, error);
             if (!ok) {
@@ -783,7 +677,7 @@ block_forward (Unet *u, const Block *blk, const Act *in, const float *emb_silu,
                 return FALSE;
             }
             continue;
-        case LAYER_DOWNSAMPLE:
+        case UNET_LAYER_DOWNSAMPLE:
             if (l->conv) {
                 int oh, ow;
                 dnn_conv_out_size (l->conv, src->h, src->w, &oh, &ow);
@@ -795,7 +689,7 @@ block_forward (Unet *u, const Block *blk, const Act *in, const float *emb_silu,
                     act_avgpool2x2 (src, &next);
             }
             break;
-        case LAYER_UPSAMPLE: {
+        case UNET_LAYER_UPSAMPLE: {
             Act up = { 0 };
             ok = act_alloc (&up, src->n, src->h * 2, src->w * 2, src->c, error);
             if (ok)
