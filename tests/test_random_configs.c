@@ -127,6 +127,10 @@ case_generate (Case *c, uint64_t seed, int fixed_levels, int fixed_res_blocks, i
     int k = fixed_kind >= 0 ? fixed_kind : pick (&g, 4);
     c->kind = k <= 1 ? CASE_LDM_INPAINT : k == 2 ? CASE_LDM_SR : CASE_SD_INPAINT;
     bool sd = c->kind == CASE_SD_INPAINT;
+    /* a third of the SD cases: a text-to-image U-Net (x alone, v1-inference.yaml's layout),
+     * drawn from its own stream so that the other draws stay those of the seed */
+    Gen g_txt2img = { seed ^ 0x7e572124 };
+    bool txt2img = sd && fixed_levels <= 0 && chance (&g_txt2img, 33);
 
     /* ---- U-Net structure and the latent size it runs at */
     int levels = fixed_levels > 0 ? fixed_levels : 1 + pick (&g, LDM_MAX_LEVELS);
@@ -201,7 +205,7 @@ case_generate (Case *c, uint64_t seed, int fixed_levels, int fixed_res_blocks, i
     switch (c->kind) {
     case CASE_LDM_INPAINT: unet_in = 2 * embed + 1; break;
     case CASE_LDM_SR: unet_in = embed + ae_in; break;
-    default: unet_in = 2 * embed + 1; break;
+    default: unet_in = txt2img ? embed : 2 * embed + 1; break;
     }
 
     /* ---- diffusion */
@@ -216,13 +220,14 @@ case_generate (Case *c, uint64_t seed, int fixed_levels, int fixed_res_blocks, i
     /* ---- the YAML */
     GString *y = c->yaml;
     g_string_append_printf (y, "model:\n  target: ldm.models.diffusion.ddpm.%s\n  params:\n",
-                            sd ? "LatentInpaintDiffusion" : "LatentDiffusion");
+                            sd && !txt2img ? "LatentInpaintDiffusion" : "LatentDiffusion");
     g_string_append_printf (y, "    linear_start: %.6f\n    linear_end: %.6f\n", start, end);
     g_string_append_printf (y, "    timesteps: %d\n    beta_schedule: %s\n", timesteps, schedule);
     g_string_append_printf (y, "    parameterization: %s\n", v ? "v" : "eps");
     g_string_append_printf (y, "    image_size: %d\n", sw);
     if (sd)
-        g_string_append_printf (y, "    conditioning_key: hybrid\n    scale_factor: %.5f\n",
+        g_string_append_printf (y, "    conditioning_key: %s\n    scale_factor: %.5f\n",
+                                txt2img ? "crossattn" : "hybrid",
                                 PICK_OF (&g, 0, 1) ? 0.18215 : uniform (&g, 0.1, 2.0));
     else
         g_string_append (y, "    concat_mode: true\n");
@@ -318,6 +323,7 @@ case_generate (Case *c, uint64_t seed, int fixed_levels, int fixed_res_blocks, i
                 "image %dx%d%s%s%s%s",
                 c->kind == CASE_LDM_INPAINT ? "LDM inpaint"
                 : c->kind == CASE_LDM_SR    ? "LDM SR"
+                : txt2img                   ? "SD text-to-image (4 channels)"
                                             : "SD inpaint",
                 levels, nrb, mc, n_attn, transformer ? "transformer" : "legacy attention", f,
                 kl ? "KL" : "VQ", c->width, c->height, c->f16 ? ", F16" : "",
