@@ -12,6 +12,10 @@
 
 G_BEGIN_DECLS
 
+/* core/ is compiled with hidden visibility (core/meson.build): what this header declares is
+ * all the engine exports, beside GEGL's and GTK's symbols in the plug-in. */
+#pragma GCC visibility push(default)
+
 /* ---------------------------------------------------------------- errors */
 
 #define LDM_ERROR (ldm_error_quark ())
@@ -373,5 +377,7 @@ char         *ldm_tokenizer_builtin_find (const char *const *dirs, GError **erro
 char         *ldm_tokenizer_find_beside_model (const char *model_path);
 
 G_DEFINE_AUTOPTR_CLEANUP_FUNC (LdmTokenizer, ldm_tokenizer_free)
+
+#pragma GCC visibility pop
 
 G_END_DECLS
