@@ -5,8 +5,8 @@
  * into its parameter lists, so the enumerators see every config the reader accepts.
  *
  *   CC=clang meson setup build-fuzz -Dfuzzers=true -Db_sanitize=address,undefined
- *   ninja -C build-fuzz tests/fuzz_model_config
- *   build-fuzz/tests/fuzz_model_config ../shared/model-configs ../shared/fixtures/x/config.yaml
+ *   ninja -C build-fuzz tests/fuzz/fuzz_model_config
+ *   build-fuzz/tests/fuzz/fuzz_model_config ../shared/model-configs ../shared/fixtures/x/config.yaml
  */
 #include "arch/model_config.h"
 

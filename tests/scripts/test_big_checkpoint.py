@@ -1,7 +1,7 @@
 """A 1.5 GB checkpoint is mapped, not read: opening it must not raise the peak memory of the
 process by more than the tensors it actually converts.
 
-The checkpoint is written sparse (holes) by tests/torchzip_writer.py, so it costs no disk.
+The checkpoint is written sparse (holes) by tests/lib/torchzip_writer.py, so it costs no disk.
 Peak memory is the child's ru_maxrss (kernel-measured high-water mark of its resident set).
 """
 import os
@@ -10,7 +10,7 @@ import subprocess
 import sys
 import tempfile
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib"))
 import torchzip_writer as tzw  # noqa: E402
 
 LDM = os.environ["LDM_EXE"]

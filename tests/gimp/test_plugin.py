@@ -12,7 +12,7 @@ import sys
 import tempfile
 import time
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib"))
 from pngutil import read_png, write_png_grey  # noqa: E402
 
 BUILD = os.environ["LDM_BUILD_DIR"]
@@ -22,7 +22,7 @@ LDM = os.environ["LDM_EXE"]
 PLUGIN = os.environ["LDM_PLUGIN"]
 # LDM_GIMP_HOME: another GIMP folder (a plug-in built elsewhere, run in this build's GIMP)
 HOME = os.environ.get("LDM_GIMP_HOME") or os.path.join(BUILD, "tests", "gimp-home")
-SCM = os.path.join(SOURCE, "tests", "test_plugin.scm")
+SCM = os.path.join(SOURCE, "tests", "gimp", "test_plugin.scm")
 FIX = os.path.join(SHARED, "fixtures")
 INPAINT_MODEL = os.path.join(FIX, "ldm-inpaint-tiny", "model.ckpt")
 SR_MODEL = os.path.join(FIX, "ldm-sr-tiny", "model.ckpt")

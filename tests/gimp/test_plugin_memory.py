@@ -23,7 +23,9 @@ import sys
 import tempfile
 import time
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib"))
+# test_memory_limit (tests/scripts) makes the full-size model both memory tests use
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "scripts"))
 from pngutil import read_png  # noqa: E402
 from test_memory_limit import CONFIG, big_model, sanitized, write_images  # noqa: E402
 from test_plugin import GIMP_CONSOLE, SCM, scheme_string  # noqa: E402
@@ -42,7 +44,7 @@ def check(name, ok, detail=""):
 
 
 WRAPPER = """#!/bin/sh
-# Written by tests/test_plugin_memory.py: the built plug-in under RLIMIT_AS =
+# Written by tests/gimp/test_plugin_memory.py: the built plug-in under RLIMIT_AS =
 # $GIMP_LDM_TEST_AS_LIMIT bytes (unset: no limit). Built plug-in's mtime: {mtime}
 # (a rebuilt plug-in rewrites this file, so that GIMP queries it again).
 if [ -n "$GIMP_LDM_TEST_AS_LIMIT" ]; then

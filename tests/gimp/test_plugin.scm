@@ -1,4 +1,4 @@
-; test_plugin.scm: the plug-in in headless GIMP 3, driven by tests/test_plugin.py.
+; test_plugin.scm: the plug-in in headless GIMP 3, driven by tests/gimp/test_plugin.py.
 ; The driver defines OUT (a folder for exports), the fixture paths and SCENARIOS, then loads
 ; this file. Each scenario prints "LDM: key value..." lines and exports PNGs into OUT; the
 ; driver checks them. A scenario that fails prints "LDM: scenario-error NAME".
