@@ -219,14 +219,26 @@ typedef struct {
      * reference run. */
     gboolean    (*noise) (void *data, int step, float *out, size_t n, GError **error);
     void         *noise_data;
-    /* Stable Diffusion: cross-attention contexts (tokens x dim floats) and the guidance
-     * scale; with uncond_context and guidance != 1 the U-Net runs a [uncond, cond] batch. */
+    /* Stable Diffusion: the text prompt and the negative prompt (UTF-8; NULL or "" = the
+     * empty prompt), read through CLIP's tokenizer and the checkpoint's text encoder when
+     * `context` is NULL (the engine loads both on first use: the tokenizer from a diffusers
+     * tokenizer/ folder beside the model, else the built-in merges). A prompt over 75 tokens
+     * is encoded in chunks of 75 whose contexts are concatenated (77 x chunks tokens); the
+     * negative prompt is padded with empty chunks to as many. The LDM models ignore both. */
+    const char   *prompt, *negative_prompt;
+    /* Stable Diffusion: cross-attention contexts given directly (tokens x dim floats; they
+     * take the place of the prompts) and the guidance scale, LDM_GUIDANCE_MIN to
+     * LDM_GUIDANCE_MAX; with guidance != 1 the U-Net runs a [uncond, cond] batch (given
+     * contexts: when uncond_context is given), with 1 the prompt alone. */
     const float  *context, *uncond_context;
     int           context_tokens;
     float         guidance;
     LdmProgressFn progress;
     void         *progress_data;
 } LdmSampleParams;
+
+#define LDM_GUIDANCE_MIN 1.0
+#define LDM_GUIDANCE_MAX 30.0
 
 typedef enum {
     LDM_TASK_INPAINT,
@@ -235,8 +247,8 @@ typedef enum {
 
 /* What a user gets (the one source of the plug-in's and ldm's defaults): the model's default
  * sampler (LDM_SAMPLER_DEFAULT: DDIM for LDM models, DPM++ 2M Karras for Stable Diffusion),
- * 25 steps, eta 0 (upscaling: 1, as LDSR), seed 0, guidance 7.5, keep_known, match_colors and
- * color_fix on. */
+ * 25 steps, eta 0 (upscaling: 1, as LDSR), seed 0, guidance 7.5, empty prompts (NULL),
+ * keep_known, match_colors and color_fix on. */
 void ldm_sample_params_init (LdmSampleParams *params, LdmTask task);
 /* The authors' procedure exactly (the CompVis inpainting script, the LDSR notebook): DDIM,
  * 50 steps, eta 0 (upscaling: 100 steps, eta 1), seed 0, guidance 7.5, no aids. */

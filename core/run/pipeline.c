@@ -7,7 +7,9 @@
  * inpaint (Stable Diffusion, inpaint_st.py):
  *   masked = image * (mask < 0.5) in [-1, 1]; c = scale_factor * mean(encode(masked));
  *   m = mask at (8i, 8j) in {0, 1}; U-Net on [x | m | c] with cross-attention on the
- *   context (CFG over [uncond, cond]); decode(x / scale_factor); composite
+ *   context (CFG over [uncond, cond]); decode(x / scale_factor); composite. Without a given
+ *   context the prompt and negative prompt make it (prompt.c: CLIP's tokenizer and the
+ *   checkpoint's text encoder, loaded on the first prompt and kept by the engine)
  * inpaint (a text-to-image Stable Diffusion U-Net, 4 channels: no mask input):
  *   z = scale_factor * mean(encode(image)); U-Net on x alone (cross-attention as above), and
  *   after every step the latents away from the mask set to z noised to the step's level
@@ -24,6 +26,7 @@
 #include "nn/autoencoder.h"
 #include "run/color_fix.h"
 #include "run/fill.h"
+#include "run/prompt.h"
 #include "arch/model.h"
 #include "run/sampler.h"
 #include "nn/unet.h"
@@ -37,7 +40,8 @@ struct LdmEngine {
     Unet          *unet;
     Autoencoder   *ae;
     Schedule       schedule;
-    char          *path;   /* the model file, for messages */
+    PromptEncoder *prompt; /* SD: tokenizer + text encoder, made on the first prompt */
+    char          *path;   /* the model file, for messages and the text encoder */
 };
 
 void
@@ -121,6 +125,7 @@ ldm_engine_free (LdmEngine *e)
 {
     if (!e)
         return;
+    prompt_encoder_free (e->prompt);
     unet_free (e->unet);
     autoencoder_free (e->ae);
     dnn_free (e->dnn);
@@ -445,24 +450,49 @@ sample (LdmEngine *e, const LdmSampleParams *p, const Act *cond, const float *kn
     tiling_init (&d.tiling, x->h, x->w);
     g_autofree float *contexts = NULL;
     if (e->config.unet.context_dim > 0) {
-        if (!p->context || p->context_tokens <= 0) {
+        if (!(p->guidance >= LDM_GUIDANCE_MIN && p->guidance <= LDM_GUIDANCE_MAX)) {
+            g_set_error (error, LDM_ERROR, LDM_ERROR_ARGUMENT,
+                         "guidance %g is out of range: it must be %g to %g", p->guidance,
+                         LDM_GUIDANCE_MIN, LDM_GUIDANCE_MAX);
+            return FALSE;
+        }
+        const float *context = p->context, *uncond = p->uncond_context;
+        int tokens = p->context_tokens;
+        g_autofree float *prompt_context = NULL, *prompt_uncond = NULL;
+        if (!context) {
+            /* the prompts through CLIP (CLIP("") for an empty one); no uncond at guidance 1 */
+            if (!e->prompt
+                && !(e->prompt = prompt_encoder_new (e->dnn, e->path, e->config.unet.context_dim,
+                                                     error)))
+                return FALSE;
+            if (!prompt_encoder_contexts (e->prompt, p->prompt, p->negative_prompt,
+                                          &prompt_context,
+                                          p->guidance != 1.0f ? &prompt_uncond : NULL, &tokens,
+                                          error))
+                return FALSE;
+            context = prompt_context;
+            uncond = prompt_uncond;
+        } else if (tokens <= 0) {
             g_set_error (error, LDM_ERROR, LDM_ERROR_ARGUMENT,
                          "this model needs a text context (cross-attention)");
             return FALSE;
         }
-        size_t one = (size_t) p->context_tokens * e->config.unet.context_dim;
-        d.tokens = p->context_tokens;
-        if (p->uncond_context && p->guidance != 1.0f) {
+        size_t one = (size_t) tokens * e->config.unet.context_dim;
+        d.tokens = tokens;
+        if (uncond && p->guidance != 1.0f) {
             d.batch = 2;
             d.guidance = p->guidance;
             contexts = ldm_try_alloc_n (2 * one, sizeof (float), "the text contexts", error);
             if (!contexts)
                 return FALSE;
-            memcpy (contexts, p->uncond_context, one * sizeof (float));
-            memcpy (contexts + one, p->context, one * sizeof (float));
+            memcpy (contexts, uncond, one * sizeof (float));
+            memcpy (contexts + one, context, one * sizeof (float));
             d.contexts = contexts;
         } else {
-            d.contexts = p->context;
+            /* the Denoiser borrows it: keep the prompt's context alive past this block */
+            d.contexts = context;
+            if (prompt_context)
+                contexts = g_steal_pointer (&prompt_context);
         }
     }
     int wh = d.tiling.win_h, ww = d.tiling.win_w;

@@ -3,16 +3,20 @@
  *  - ldm_inpaint / ldm_upscale end to end (public API) with the stored x_T (and noises):
  *    the result equals the authors' decoded image to a level, and every pixel outside the mask
  *    is the input's, bit for bit;
+ *  - text prompts (sd-inpaint-clip-tiny: prompt, negative prompt, guidance from prompts.json,
+ *    through the checkpoint's own CLIP encoder) against the authors' run;
  *  - bad input, cancellation, sizes that need padding;
  *  - the colour matching of a generated region (act_match_region_mean), on built pictures. */
 #include "nn/act.h"
 #include "run/color_fix.h"
 #include "arch/model.h"
+#include "run/prompt.h"
 #include "run/sampler.h"
 #include "testutil.h"
 #include "nn/unet.h"
 
 #include <glib/gstdio.h>
+#include <json-glib/json-glib.h>
 #include <math.h>
 #include <string.h>
 
@@ -301,6 +305,186 @@ test_inpaint_sd (gconstpointer data)
     ldm_image_clear (&mask);
     ldm_image_clear (&want);
     e2e_close (&e);
+}
+
+/* ------------------------------------------------------------ prompts */
+
+typedef struct {
+    char  *prompt, *negative_prompt, *x_T;
+    double guidance, eta;
+    int    steps;
+} PromptsJson;
+
+static void
+prompts_json_read (const char *path, PromptsJson *pj)
+{
+    g_autoptr (JsonParser) parser = json_parser_new ();
+    g_autoptr (GError) error = NULL;
+    g_assert_true (json_parser_load_from_file (parser, path, &error));
+    g_assert_no_error (error);
+    JsonObject *o = json_node_get_object (json_parser_get_root (parser));
+    pj->prompt = g_strdup (json_object_get_string_member (o, "prompt"));
+    pj->negative_prompt = g_strdup (json_object_get_string_member (o, "negative_prompt"));
+    pj->x_T = g_strdup (json_object_get_string_member (o, "x_T"));
+    pj->guidance = json_object_get_double_member (o, "guidance");
+    pj->eta = json_object_get_double_member (o, "eta");
+    pj->steps = (int) json_object_get_int_member (o, "steps");
+}
+
+static void
+prompts_json_clear (PromptsJson *pj)
+{
+    g_free (pj->prompt);
+    g_free (pj->negative_prompt);
+    g_free (pj->x_T);
+}
+
+/* The authors' run of sd-inpaint-clip-tiny from its prompts (no context given): the engine
+ * tokenizes and encodes them with the checkpoint's CLIP and must give expected.png
+ * (= output01, the decoded image before any compositing) inside the mask. */
+static void
+test_inpaint_sd_prompt (gconstpointer data)
+{
+    E2E e;
+    g_autofree char *json = fixture_path ("sd-inpaint-clip-tiny", "prompts.json");
+    if (!json || !e2e_open (&e, "sd-inpaint-clip-tiny", data))
+        return;
+    PromptsJson pj;
+    prompts_json_read (json, &pj);
+    g_assert_cmpfloat (pj.eta, ==, 0.0);
+    LdmImage image = ref_image (e.ref, "input.image", true);
+    LdmImage mask = ref_mask (e.ref, "input.mask");
+    LdmImage want = ref_image (e.ref, "output01", false);
+    size_t n_x;
+    g_autofree float *x_T = ref_read (e.ref, pj.x_T, &n_x);
+    LdmSampleParams p;
+    ldm_sample_params_init_authors (&p, LDM_TASK_INPAINT);
+    g_assert_null (p.prompt);
+    g_assert_null (p.negative_prompt);
+    g_assert_cmpint (p.sampler, ==, LDM_SAMPLER_DDIM);
+    p.steps = pj.steps;
+    p.eta = (float) pj.eta;
+    p.guidance = (float) pj.guidance;
+    p.prompt = pj.prompt;
+    p.negative_prompt = pj.negative_prompt;
+    p.x_T = x_T;
+    p.x_T_len = n_x;
+    LdmImage out = { 0 };
+    g_autoptr (GError) error = NULL;
+    g_assert_true (ldm_inpaint (e.engine, &image, &mask, &p, &out, &error));
+    g_assert_no_error (error);
+    int diff = max_level_difference (&out, &want, &mask);
+    g_test_message ("prompt '%s': inpainted pixels vs the authors' output: max %d levels",
+                    pj.prompt, diff);
+    g_assert_cmpint (diff, <=, 1);
+    assert_outside_mask_unchanged (&image, &mask, &out);
+
+    /* the same prompt again (the encoder kept by the engine): the same pixels */
+    LdmImage again = { 0 };
+    g_assert_true (ldm_inpaint (e.engine, &image, &mask, &p, &again, &error));
+    size_t bytes = (size_t) out.width * out.height * out.channels;
+    g_assert_cmpmem (out.pixels, bytes, again.pixels, bytes);
+    ldm_image_clear (&again);
+
+    /* another prompt changes the fill */
+    p.prompt = "a red cube on a table";
+    g_assert_true (ldm_inpaint (e.engine, &image, &mask, &p, &again, &error));
+    g_assert_no_error (error);
+    int moved = max_level_difference (&out, &again, &mask);
+    g_test_message ("another prompt: max %d levels from the first", moved);
+    g_assert_cmpint (moved, >, 2);
+    ldm_image_clear (&again);
+
+    /* guidance 1: the prompt alone (no uncond batch), which is not the CFG result */
+    p.prompt = pj.prompt;
+    p.guidance = 1.0f;
+    g_assert_true (ldm_inpaint (e.engine, &image, &mask, &p, &again, &error));
+    g_assert_no_error (error);
+    g_assert_cmpint (max_level_difference (&out, &again, &mask), >, 2);
+    ldm_image_clear (&again);
+
+    /* guidance outside 1..30: a clear error, nothing written */
+    static const float bad[] = { 0.5f, 30.5f, NAN };
+    for (size_t i = 0; i < G_N_ELEMENTS (bad); i++) {
+        p.guidance = bad[i];
+        g_assert_false (ldm_inpaint (e.engine, &image, &mask, &p, &again, &error));
+        g_assert_error (error, LDM_ERROR, LDM_ERROR_ARGUMENT);
+        g_assert_nonnull (strstr (error->message, "guidance"));
+        g_assert_null (again.pixels);
+        g_clear_error (&error);
+    }
+    ldm_image_clear (&out);
+    ldm_image_clear (&image);
+    ldm_image_clear (&mask);
+    ldm_image_clear (&want);
+    prompts_json_clear (&pj);
+    e2e_close (&e);
+}
+
+/* The contexts the engine makes from the prompts = the fixture's cond.context (the prompt)
+ * and cond.uncond_context (CLIP("")); a prompt of 76-150 tokens makes 2 chunks, and its
+ * negative prompt is padded with CLIP("") to as many. */
+static void
+test_prompt_contexts (gconstpointer data)
+{
+    g_autofree char *json = fixture_path ("sd-inpaint-clip-tiny", "prompts.json");
+    g_autofree char *model = fixture_path ("sd-inpaint-clip-tiny", data);
+    g_autofree char *ref_path = fixture_path ("sd-inpaint-clip-tiny", "reference.safetensors");
+    if (!json || !model || !ref_path)
+        return;
+    PromptsJson pj;
+    prompts_json_read (json, &pj);
+    g_autoptr (GError) error = NULL;
+    g_autoptr (LdmTensorFile) ref = ldm_tensor_file_open (ref_path, &error);
+    g_assert_no_error (error);
+    size_t n_ctx, n_unc;
+    g_autofree float *want_ctx = ref_read (ref, "cond.context", &n_ctx);
+    g_autofree float *want_unc = ref_read (ref, "cond.uncond_context", &n_unc);
+    int dim = (int) (n_ctx / 77);
+    Dnn *dnn = dnn_new (&error);
+    g_assert_no_error (error);
+    PromptEncoder *pe = prompt_encoder_new (dnn, model, dim, &error);
+    g_assert_no_error (error);
+    g_autofree float *ctx = NULL, *unc = NULL;
+    int tokens = 0;
+    g_assert_true (prompt_encoder_contexts (pe, pj.prompt, pj.negative_prompt, &ctx, &unc,
+                                            &tokens, &error));
+    g_assert_no_error (error);
+    g_assert_cmpint (tokens, ==, 77);
+    assert_close ("context", ctx, want_ctx, n_ctx, TOLERANCE);
+    assert_close ("uncond context", unc, want_unc, n_unc, TOLERANCE);
+
+    /* 80 words (80 tokens: "horse" is one) -> 2 chunks: tokens 154, the first chunk is
+     * the first 75 words' context, and the empty negative prompt is CLIP("") twice */
+    GString *long_prompt = g_string_new (NULL);
+    for (int i = 0; i < 80; i++)
+        g_string_append (long_prompt, i ? " horse" : "horse");
+    g_autofree float *lctx = NULL, *lunc = NULL, *first = NULL;
+    g_assert_true (prompt_encoder_contexts (pe, long_prompt->str, "", &lctx, &lunc, &tokens,
+                                            &error));
+    g_assert_no_error (error);
+    g_assert_cmpint (tokens, ==, 154);
+    assert_close ("uncond chunk 1", lunc, want_unc, n_unc, TOLERANCE);
+    assert_close ("uncond chunk 2", lunc + n_unc, want_unc, n_unc, TOLERANCE);
+    g_string_truncate (long_prompt, 75 * 6 - 1); /* the first 75 words */
+    int one = 0;
+    g_assert_true (prompt_encoder_contexts (pe, long_prompt->str, NULL, &first, NULL, &one,
+                                            &error));
+    g_assert_cmpint (one, ==, 77);
+    assert_close ("chunk 1 = the first 75 tokens alone", lctx, first, n_ctx, 1e-6);
+    g_string_free (long_prompt, TRUE);
+    prompt_encoder_free (pe);
+
+    /* a checkpoint without a text encoder: a clear error */
+    g_autofree char *no_clip = fixture_path ("sd-inpaint-tiny", "model.safetensors");
+    if (no_clip) {
+        g_assert_null (prompt_encoder_new (dnn, no_clip, dim, &error));
+        g_assert_error (error, LDM_ERROR, LDM_ERROR_ARGUMENT);
+        g_assert_nonnull (strstr (error->message, "no text encoder"));
+        g_clear_error (&error);
+    }
+    dnn_free (dnn);
+    prompts_json_clear (&pj);
 }
 
 typedef struct {
@@ -962,6 +1146,10 @@ main (int argc, char **argv)
         g_test_add_data_func (a, files[i], test_inpaint_ldm);
         g_test_add_data_func (b, files[i], test_inpaint_sd);
         g_test_add_data_func (c, files[i], test_upscale);
+        g_autofree char *d = g_strdup_printf ("/pipeline/inpaint-sd-prompt/%s", files[i]);
+        g_autofree char *f = g_strdup_printf ("/pipeline/prompt-contexts/%s", files[i]);
+        g_test_add_data_func (d, files[i], test_inpaint_sd_prompt);
+        g_test_add_data_func (f, files[i], test_prompt_contexts);
     }
     g_test_add_func ("/pipeline/inpaint-sd-4-channels", test_inpaint_sd_txt2img);
     g_test_add_data_func ("/pipeline/init-strength-sd/9-channels", GINT_TO_POINTER (0),
