@@ -348,7 +348,8 @@ def model_inpaint(args, rgb, mask, seed, stem):
                   "--mask", msk, "--output", out, "--steps", str(args.steps),
                   "--seed", str(seed), "--sampler", args.sampler, "--eta", str(args.eta), "-q",
                   "--keep-known" if args.keep_known else "--no-keep-known",
-                  "--match-colors" if args.match_colors else "--no-match-colors"])
+                  "--match-colors" if args.match_colors else "--no-match-colors",
+                  "--init", args.init, "--strength", str(args.strength)])
     return read_rgb(out), dt
 
 
@@ -932,6 +933,11 @@ def parse_args():
                     help="ldm inpaint --match-colors / --no-match-colors (the plug-in: on)")
     ap.add_argument("--color-fix", action=argparse.BooleanOptionalAction, default=True,
                     help="ldm upscale --color-fix / --no-color-fix (the plug-in: on)")
+    ap.add_argument("--init", default="noise", choices=("noise", "fill", "original"),
+                    help="ldm inpaint --init (the start of sampling)")
+    ap.add_argument("--strength", type=float, default=1.0, help="ldm inpaint --strength")
+    ap.add_argument("--only", choices=("inpaint", "upscale"),
+                    help="run one task only (a sweep; the report then covers that task)")
     ap.add_argument("--sr-sampler", default="ddim", help="upscaling sampler")
     ap.add_argument("--sr-eta", type=float, default=1.0, help="upscaling DDIM eta")
     ap.add_argument("--seed", type=int, default=1, help="base seed (plus the case index)")
@@ -955,6 +961,33 @@ def parse_args():
     return args
 
 
+def sweep(args, photos, masks, started):
+    """--only TASK: that task's means and goals printed and written to OUT/sweep-TASK.json
+    (one setting of a sweep; the report and the sheets are left as they are)."""
+    if args.only == "inpaint":
+        cases, _ = evaluate_inpainting(args, photos, masks)
+        means = mean_metrics(cases, INPAINT_METHODS, INPAINT_METRICS)
+        goals = [g for g in goal_rows(means, truth_means(cases),
+                                      {k: {m: {"psnr": 0, "texture_ratio": 0, "colour_shift": 0}
+                                           for m in SR_METHODS} for k in LR_KINDS})
+                 if g["task"] == "inpainting"]
+    else:
+        runs = {kind: evaluate_upscaling(args, photos, kind)[0] for kind in LR_KINDS}
+        means = {kind: mean_metrics(runs[kind], SR_METHODS, SR_METRICS) for kind in LR_KINDS}
+        dummy = {m: {k: 0 for k in INPAINT_METRICS} for m in INPAINT_METHODS}
+        goals = [g for g in goal_rows(dummy, {k: 0 for k in INPAINT_METRICS}, means)
+                 if g["task"] != "inpainting"]
+    res = {"command": shlex.join(["python3"] + sys.argv), "means": means, "goals": goals,
+           "seconds": time.time() - started}
+    with open(os.path.join(args.out, f"sweep-{args.only}.json"), "w") as f:
+        json.dump(res, f, indent=1)
+    print(json.dumps(means, indent=1))
+    for g in goals:
+        print(f"goal ({g['task']}) {g['goal']}: {g['value']} (bound {g['bound']}): "
+              + ("PASS" if g["passed"] else "FAIL"))
+    return 0
+
+
 def rel(path):
     """A path relative to the checkout when inside it."""
     r = os.path.relpath(path, TOP)
@@ -974,6 +1007,8 @@ def main():
     photos = load_photos(2 if args.quick else 8)
     masks = make_masks()
 
+    if args.only:
+        return sweep(args, photos, masks, started)
     inp_cases, inp_images = evaluate_inpainting(args, photos, masks)
     sr = {kind: evaluate_upscaling(args, photos, kind) for kind in LR_KINDS}
     big_photo, big_seconds = time_big_inpaint(args, photos)
@@ -1000,6 +1035,7 @@ def main():
             "sr_model_sha256": model_sums["sr_model"],
             "steps": args.steps, "sampler": args.sampler, "eta": args.eta,
             "keep_known": args.keep_known, "match_colors": args.match_colors,
+            "init": args.init, "strength": args.strength,
             "color_fix": args.color_fix,
             "sr_sampler": args.sr_sampler,
             "sr_eta": args.sr_eta, "seed": args.seed,
