@@ -145,6 +145,7 @@ command_tensors (int argc, char **argv)
 
 typedef struct {
     char   *model, *image, *mask, *output, *x_T, *sampler, *context, *uncond_context, *noise;
+    char   *prompt, *negative_prompt; /* UTF-8 (GOption converts from the locale) */
     /* numbers as typed: parsed strictly after the options (GOption takes "nan" as a double) */
     char   *steps, *eta, *seed, *guidance, *init, *strength;
     int     requested_steps;
@@ -164,6 +165,8 @@ run_options_clear (RunOptions *o)
     g_free (o->sampler);
     g_free (o->context);
     g_free (o->uncond_context);
+    g_free (o->prompt);
+    g_free (o->negative_prompt);
     g_free (o->noise);
     g_free (o->steps);
     g_free (o->eta);
@@ -349,12 +352,19 @@ command_run (int argc, char **argv, bool inpaint)
         { "step-noise", 0, 0, G_OPTION_ARG_STRING, &o.noise,
           "Per-step noise from safetensors tensors named by a printf pattern of the step "
           "(replays a reference run)", "FILE:PATTERN" },
+        { "prompt", 'p', inpaint ? 0 : G_OPTION_FLAG_HIDDEN, G_OPTION_ARG_STRING, &o.prompt,
+          "Stable Diffusion: what should appear (CLIP's tokens; over 75 tokens in chunks of 75; "
+          "LDM models ignore it)", "TEXT" },
+        { "negative-prompt", 'n', inpaint ? 0 : G_OPTION_FLAG_HIDDEN, G_OPTION_ARG_STRING,
+          &o.negative_prompt, "Stable Diffusion: what should not appear (default: empty)",
+          "TEXT" },
         { "context", 0, inpaint ? 0 : G_OPTION_FLAG_HIDDEN, G_OPTION_ARG_STRING, &o.context,
           "Stable Diffusion: text context tensor (77 x dim)", "FILE:TENSOR" },
         { "uncond-context", 0, inpaint ? 0 : G_OPTION_FLAG_HIDDEN, G_OPTION_ARG_STRING,
           &o.uncond_context, "Stable Diffusion: unconditional context tensor", "FILE:TENSOR" },
         { "guidance", 0, inpaint ? 0 : G_OPTION_FLAG_HIDDEN, G_OPTION_ARG_STRING, &o.guidance,
-          "Stable Diffusion: guidance scale, 0 to 30 (default 7.5)", "G" },
+          "Stable Diffusion: guidance scale, 1 to 30 (default 7.5; 1: the prompt alone, no "
+          "negative prompt)", "G" },
         { "keep-known", 0, inpaint ? 0 : G_OPTION_FLAG_HIDDEN, G_OPTION_ARG_NONE, &o.keep_known,
           "Blend the latents away from the mask back to the image's at every step (default; "
           "the authors' script does not)", NULL },
@@ -423,7 +433,8 @@ command_run (int argc, char **argv, bool inpaint)
         params.eta = (float) real;
     }
     if (o.guidance) {
-        if (!parse_double_option ("--guidance", o.guidance, 0, 30, &real, &error))
+        if (!parse_double_option ("--guidance", o.guidance, LDM_GUIDANCE_MIN, LDM_GUIDANCE_MAX,
+                                  &real, &error))
             goto bad;
         params.guidance = (float) real;
     }
@@ -495,6 +506,14 @@ command_run (int argc, char **argv, bool inpaint)
         params.noise = read_step_noise;
         params.noise_data = &step_noise;
     }
+    if ((o.prompt || o.negative_prompt) && (o.context || o.uncond_context)) {
+        g_set_error (&error, LDM_ERROR, LDM_ERROR_ARGUMENT,
+                     "--prompt/--negative-prompt and --context/--uncond-context exclude each "
+                     "other (a context is what a prompt becomes)");
+        goto bad;
+    }
+    params.prompt = o.prompt;
+    params.negative_prompt = o.negative_prompt;
     size_t context_len = 0, uncond_len = 0;
     if (o.context && !(context = read_tensor_arg (o.context, &context_len, &error)))
         goto bad;
@@ -525,6 +544,11 @@ command_run (int argc, char **argv, bool inpaint)
         goto bad;
     /* The engine holds its own copy of every weight: unmap the file now. */
     g_clear_pointer (&model, ldm_model_free);
+    LdmModelKind kind = ldm_engine_kind (engine);
+    if ((o.prompt || o.negative_prompt) && kind != LDM_MODEL_SD_INPAINT && kind != LDM_MODEL_SD
+        && !o.quiet)
+        fprintf (stderr, "ldm: note: %s is an %s model, which takes no text: the prompt is "
+                 "ignored\n", o.model, ldm_model_kind_name (kind));
     if (context) {
         params.context = context;
         params.uncond_context = uncond;
