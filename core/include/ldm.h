@@ -201,9 +201,13 @@ typedef struct {
      * it), correcting the autoencoder's colour drift (as webui's colour correction). FALSE =
      * the decoded pixels as they are. */
     gboolean      match_colors;
-    /* Upscaling: make the output's f x f block means agree with the input's pixels
-     * (back-projection of the residual, color_fix.c), so the colours stay the input's and the
-     * model's detail is kept. FALSE = the decoded pixels as they are (the LDSR notebook). */
+    /* Colours from what is known, detail from the model. Upscaling: make the output's f x f
+     * block means agree with the input's pixels (back-projection of the residual,
+     * color_fix.c), so the colours stay the input's (FALSE: the LDSR notebook). Inpainting
+     * with an LDM model: the fill keeps the model's detail finer than 3/4 of a latent block
+     * and takes its smooth part (colour, shading) from a classical fill of the hole (the
+     * membrane, as init = fill uses); not for Stable Diffusion, where the prompt decides
+     * what appears. FALSE = the decoded pixels as they are. */
     gboolean      color_fix;
     /* The start (see LdmInit) and, for a start from an image, the share of the schedule it
      * goes through: 1 starts at the noisiest step, 0.5 runs the last half of the steps from

@@ -5,7 +5,11 @@
  * for everything below its own resolution: the mean of each f x f block of the output should
  * be the input pixel. Back-projection moves the output towards that by a smooth (bilinear)
  * spread of the residual, so the correction has no block edges and the model's detail above
- * the input's resolution is left alone. */
+ * the input's resolution is left alone.
+ *
+ * Inpainting has no input inside the hole, but a classical fill (fill.c) is a good guess of its
+ * low frequencies, and a small model's worst errors are there (patches of wrong colour): the
+ * decoded fill keeps its fine detail and takes its smooth part from the guess. */
 #include "run/color_fix.h"
 
 #include "alloc.h"
@@ -110,5 +114,65 @@ color_fix_backproject (Act *hr, const Act *lr, int f, int valid_w, int valid_h, 
         add_upsampled (hr, residual, f, w, h);
     }
     g_free (residual);
+    return TRUE;
+}
+
+/* plane (h x w floats) blurred in place with the 1-D kernel k[-r..r] along x, then along y,
+ * edges held; tmp holds h x w floats. */
+static void
+blur_plane (float *plane, float *tmp, int w, int h, const float *k, int r)
+{
+#pragma omp parallel for
+    for (int y = 0; y < h; y++)
+        for (int x = 0; x < w; x++) {
+            float s = 0.0f;
+            for (int d = -r; d <= r; d++)
+                s += k[d + r] * plane[(size_t) y * w + CLAMP (x + d, 0, w - 1)];
+            tmp[(size_t) y * w + x] = s;
+        }
+#pragma omp parallel for
+    for (int y = 0; y < h; y++)
+        for (int x = 0; x < w; x++) {
+            float s = 0.0f;
+            for (int d = -r; d <= r; d++)
+                s += k[d + r] * tmp[(size_t) CLAMP (y + d, 0, h - 1) * w + x];
+            plane[(size_t) y * w + x] = s;
+        }
+}
+
+gboolean
+color_fix_fill (Act *dec, const Act *guide, const uint8_t *fill, int stride, float sigma,
+                GError **error)
+{
+    int w = dec->w, h = dec->h, c = dec->c;
+    g_return_val_if_fail (dec->n == 1 && guide->w == w && guide->h == h && guide->c == c
+                          && c <= 8 && sigma > 0.0f, FALSE);
+    int r = (int) ceilf (3.0f * sigma);
+    float k[2 * 64 + 1];
+    r = MIN (r, 64);
+    float ksum = 0.0f;
+    for (int d = -r; d <= r; d++)
+        ksum += k[d + r] = expf (-0.5f * (float) (d * d) / (sigma * sigma));
+    for (int d = 0; d <= 2 * r; d++)
+        k[d] /= ksum;
+    size_t n = (size_t) w * h;
+    g_autofree float *plane = ldm_try_alloc_n (n, sizeof (float), "the colour fix", error);
+    g_autofree float *tmp = plane ? ldm_try_alloc_n (n, sizeof (float), "the colour fix", error)
+                                  : NULL;
+    if (!tmp)
+        return FALSE;
+    for (int ch = 0; ch < c; ch++) {
+        for (size_t i = 0; i < n; i++)
+            plane[i] = guide->data[i * c + ch] - dec->data[i * c + ch];
+        blur_plane (plane, tmp, w, h, k, r);
+        for (int y = 0; y < h; y++)
+            for (int x = 0; x < w; x++) {
+                if (!fill[(size_t) y * stride + x])
+                    continue;
+                size_t i = (size_t) y * w + x;
+                float v = dec->data[i * c + ch] + plane[i];
+                dec->data[i * c + ch] = v < -1.0f ? -1.0f : (v > 1.0f ? 1.0f : v);
+            }
+    }
     return TRUE;
 }

@@ -1,4 +1,4 @@
-/* color_fix.h (private to core/): colour-true super-resolution. */
+/* color_fix.h (private to core/): colour-true super-resolution and inpainting. */
 #pragma once
 
 #include "nn/act.h"
@@ -16,3 +16,12 @@ gboolean color_fix_backproject (Act *hr, const Act *lr, int f, int valid_w, int 
 /* dst (a new 1 x f h x f w x c activation) = src (1 x h x w x c, c <= 8) enlarged f times,
  * bilinear with pixel centres aligned (the interpolation the colour fix spreads with). */
 gboolean act_upsample_bilinear (const Act *src, int f, Act *dst, GError **error);
+
+/* Colour-true inpainting: inside `fill` (h x w bytes, row stride `stride`, non-zero =
+ * generated), dec (1 x h x w x c, c <= 8, the decoded picture in [-1, 1]) takes its low
+ * frequencies from guide (the same shape: the input with its hole filled classically, e.g. by
+ * fill_membrane): dec += gauss_sigma (guide - dec), clipped to [-1, 1]. Detail finer than
+ * about sigma pixels is the model's; colours and shading follow the surroundings. Outside
+ * `fill` nothing changes. FALSE (and a GError) only when memory runs out. */
+gboolean color_fix_fill (Act *dec, const Act *guide, const uint8_t *fill, int stride,
+                         float sigma, GError **error);

@@ -746,6 +746,21 @@ match_fill_colors (Act *dec, const Act *img, const uint8_t *fill, int radius, in
     return TRUE;
 }
 
+/* color_fix (inpainting): the decoded fill keeps its detail finer than about 3/4 of a latent
+ * cell and takes its smooth part from the input with the hole filled by a membrane. */
+static gboolean
+fill_color_fix (Act *dec, const Act *img, const uint8_t *fill, int f, GError **error)
+{
+    Act guide = { 0 };
+    if (!act_alloc (&guide, 1, img->h, img->w, img->c, error))
+        return FALSE;
+    memcpy (guide.data, img->data, act_numel (img) * sizeof (float));
+    gboolean ok = fill_membrane (&guide, fill, error)
+                  && color_fix_fill (dec, &guide, fill, img->w, 0.75f * (float) f, error);
+    act_free (&guide);
+    return ok;
+}
+
 static uint8_t
 to_byte (float v) /* [-1, 1] -> 0..255, rounded */
 {
@@ -843,6 +858,10 @@ ldm_inpaint (LdmEngine *e, const LdmImage *image, const LdmImage *mask,
                && check_finite (e, dec.data, act_numel (&dec), "the decoded image", error)))
         goto done;
     if (p->match_colors && !(ok = match_fill_colors (&dec, &img, fill, 4 * f, w, h, error)))
+        goto done;
+    /* not for Stable Diffusion: there the prompt, not the surroundings, decides what appears */
+    if (p->color_fix && kind == LDM_MODEL_LDM_INPAINT
+        && !(ok = fill_color_fix (&dec, &img, fill, f, error)))
         goto done;
 
     /* Composite: generated pixels inside the mask, the input's own bytes elsewhere. */

@@ -796,6 +796,52 @@ test_color_fix (void)
     act_free (&hr);
 }
 
+/* Colour fix of an inpainting: a decoded picture whose colours drifted (a constant and a slow
+ * ramp per channel) over detail (a 1-px checkerboard) takes the guide's smooth part inside the
+ * fill and keeps the detail; outside the fill nothing changes. */
+static void
+test_color_fix_fill (void)
+{
+    enum { W = 48, H = 40, C = 3, X0 = 12, X1 = 36, Y0 = 10, Y1 = 30 };
+    Act guide = { 0 }, dec = { 0 };
+    g_autoptr (GError) error = NULL;
+    g_assert_true (act_alloc (&guide, 1, H, W, C, &error));
+    g_assert_true (act_alloc (&dec, 1, H, W, C, &error));
+    uint8_t fill[W * H];
+    for (int y = 0; y < H; y++)
+        for (int x = 0; x < W; x++) {
+            fill[y * W + x] = x >= X0 && x < X1 && y >= Y0 && y < Y1;
+            for (int k = 0; k < C; k++) {
+                size_t i = ((size_t) y * W + x) * C + k;
+                guide.data[i] = -0.5f + 0.02f * (float) x - 0.01f * (float) (y + k);
+                float drift = 0.25f - 0.1f * (float) k + 0.003f * (float) (x - y);
+                float detail = (x + y) % 2 ? 0.1f : -0.1f;
+                dec.data[i] = guide.data[i] + drift + detail;
+            }
+        }
+    Act before = dec;
+    before.data = g_memdup2 (dec.data, act_numel (&dec) * sizeof (float));
+    g_assert_true (color_fix_fill (&dec, &guide, fill, W, 3.0f, &error));
+    g_assert_no_error (error);
+    double worst = 0;
+    for (int y = 0; y < H; y++)
+        for (int x = 0; x < W; x++)
+            for (int k = 0; k < C; k++) {
+                size_t i = ((size_t) y * W + x) * C + k;
+                if (!fill[y * W + x]) {
+                    g_assert_cmpfloat (dec.data[i], ==, before.data[i]);
+                    continue;
+                }
+                float detail = (x + y) % 2 ? 0.1f : -0.1f;
+                worst = MAX (worst, fabs (dec.data[i] - (guide.data[i] + detail)));
+            }
+    /* the drift was up to 0.3 (38 levels): less than a level is left, the detail kept */
+    g_assert_cmpfloat (worst, <, 1.0 / 255);
+    act_free (&before);
+    act_free (&guide);
+    act_free (&dec);
+}
+
 /* ------------------------------------------------ Stable Diffusion: 4 channels, init */
 
 /* A Stable Diffusion text-to-image model (v1-inference.yaml's layout: LatentDiffusion,
@@ -1160,5 +1206,6 @@ main (int argc, char **argv)
     g_test_add_func ("/pipeline/upscale-tiled", test_upscale_tiled);
     g_test_add_func ("/pipeline/match-region-mean", test_match_region_mean);
     g_test_add_func ("/pipeline/color-fix", test_color_fix);
+    g_test_add_func ("/pipeline/color-fix-fill", test_color_fix_fill);
     return g_test_run ();
 }
