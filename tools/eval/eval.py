@@ -2,13 +2,14 @@
 """Quality evaluation of gimp-ldm's built-in models against classical baselines.
 
   tools/in-env python3 tools/eval/eval.py --ldm build-eval/tools/ldm [--out docs/eval] [--quick]
+      [--photos val|unseen] [--count N]
   tools/in-env python3 tools/eval/eval.py --self-test
 
-Inpainting: every validation photo (256x256 crop) x a fixed set of 4 hole shapes (10-30 % of
-the crop), filled by the built-in model (the C engine, `ldm inpaint`), OpenCV's Telea and
-Navier-Stokes inpainting and a mean-colour fill; inside the hole PSNR, SSIM, the ratio of
-high-frequency energy inside the hole to around it, the 4-px (latent grid) blockiness and the
-share of alien colours (dE > 20 from every colour around the hole).
+Inpainting: every photo of the set (--photos: validation or unseen; 256x256 crop) x a fixed set
+of 4 hole shapes (10-30 % of the crop), filled by the built-in model (the C engine, `ldm
+inpaint`), OpenCV's Telea and Navier-Stokes inpainting and a mean-colour fill; inside the hole
+PSNR, SSIM, the ratio of high-frequency energy inside the hole to around it, the 4-px (latent
+grid) blockiness and the share of alien colours (dE > 20 from every colour around the hole).
 Super-resolution: each crop reduced 4x (plain bicubic, and blurred then bicubic), brought back
 by the built-in model (`ldm upscale`), bicubic and Lanczos; PSNR, SSIM, the high-frequency
 energy ratio to the original and the shift of the mean Lab colour.
@@ -18,6 +19,7 @@ Writes report.md, results.json, inpaint-sheet.png, upscale-sheet.png and upscale
 into --out. See tools/eval/README.md.
 """
 import argparse
+import csv
 import datetime
 import hashlib
 import json
@@ -37,6 +39,10 @@ TOP = os.path.dirname(os.path.dirname(HERE))
 sys.path.insert(0, os.path.join(TOP, "tools", "train"))
 import common  # noqa: E402  (tools/train/common.py: the validation photos)
 
+UNSEEN_MANIFEST = os.path.join(HERE, "unseen-MANIFEST.tsv")  # see tools/eval/fetch-unseen
+UNSEEN_DEFAULT = "/var/cache/gimp-ldm/unseen-photos"
+PHOTO_SETS = {"val": "validation photos (used for tuning)",
+              "unseen": "unseen photos (tools/eval/unseen-MANIFEST.tsv)"}
 SIZE = 256             # evaluation crop side
 BIG = 512              # side of the single large inpainting timing run
 SR_FACTOR = 4
@@ -105,9 +111,26 @@ def central_square(rgb, side, size):
     return np.ascontiguousarray(crop)
 
 
-def load_photos(count):
-    """The first `count` validation photos as a list of (name, full RGB array)."""
-    root, rows = common.manifest("val")
+def photo_set(which):
+    """(folder, manifest rows) of a photo set: `val`, the validation photos of tools/train
+    (used for tuning), or `unseen`, those of tools/eval/unseen-MANIFEST.tsv (never used for
+    training or tuning), which tools/eval/fetch-unseen puts into $LDM_UNSEEN_PHOTOS."""
+    if which == "val":
+        return common.manifest("val")
+    root = os.environ.get("LDM_UNSEEN_PHOTOS", UNSEEN_DEFAULT)
+    with open(UNSEEN_MANIFEST, newline="") as f:
+        rows = list(csv.DictReader(f, delimiter="\t"))
+    absent = [r["path"] for r in rows if not os.path.isfile(os.path.join(root, r["path"]))]
+    if absent:
+        sys.exit(f"{root}: {len(absent)} of the {len(rows)} unseen photos absent ({absent[0]}, "
+                 "...): run tools/in-env python3 tools/eval/fetch-unseen")
+    return root, rows
+
+
+def load_photos(which, count=None):
+    """The first `count` (default all) photos of a set (photo_set) as a list of (name, full
+    RGB array)."""
+    root, rows = photo_set(which)
     photos = []
     for row in rows[:count]:
         name = os.path.splitext(os.path.basename(row["path"]))[0]
@@ -702,7 +725,8 @@ def write_report(path, res):
         "",
         "## Inpainting",
         "",
-        f"{len(s['photos'])} validation photos x {len(s['masks'])} hole shapes = "
+        f"{len(s['photos'])} {PHOTO_SETS[s.get('photo_set', 'val')]} x {len(s['masks'])} "
+        "hole shapes = "
         f"{len(inp['cases'])} cases. Crop: the central square of side min(h, w) // 2 (at least "
         f"256 when the photo allows) of each photo, resized to {SIZE}x{SIZE} (cv2.INTER_AREA); "
         "the crop is the whole engine input. Holes (fraction of the crop): "
@@ -945,12 +969,18 @@ def parse_args():
                     help="report folder (default docs/eval)")
     ap.add_argument("--work", default=os.path.join(TOP, "build-eval", "eval-work"),
                     help="temporary files (default build-eval/eval-work)")
+    ap.add_argument("--photos", default="val", choices=tuple(PHOTO_SETS),
+                    help="photo set: the validation photos of tools/train (default), or the "
+                    "unseen ones of tools/eval/unseen-MANIFEST.tsv (tools/eval/fetch-unseen)")
+    ap.add_argument("--count", type=int, help="only the first N photos of the set")
     ap.add_argument("--quick", action="store_true", help="2 photos only, for a fast check")
     ap.add_argument("--self-test", action="store_true",
                     help="only check the metrics on synthetic cases, then exit")
     args = ap.parse_args()
     if args.self_test:
         return args
+    if args.count is not None and args.count < 1:
+        ap.error("--count must be at least 1")
     if not args.ldm:
         ap.error("--ldm is required (unless --self-test)")
     for k in ("ldm", "inpaint_model", "sr_model", "out", "work"):
@@ -977,7 +1007,8 @@ def sweep(args, photos, masks, started):
         dummy = {m: {k: 0 for k in INPAINT_METRICS} for m in INPAINT_METHODS}
         goals = [g for g in goal_rows(dummy, {k: 0 for k in INPAINT_METRICS}, means)
                  if g["task"] != "inpainting"]
-    res = {"command": shlex.join(["python3"] + sys.argv), "means": means, "goals": goals,
+    res = {"command": shlex.join(["python3"] + sys.argv), "photo_set": args.photos,
+           "photos": [p for p, _ in photos], "means": means, "goals": goals,
            "seconds": time.time() - started}
     with open(os.path.join(args.out, f"sweep-{args.only}.json"), "w") as f:
         json.dump(res, f, indent=1)
@@ -1004,7 +1035,7 @@ def main():
     started = time.time()
     machine = machine_info()
     model_sums = {k: sha256(getattr(args, k)) for k in ("inpaint_model", "sr_model")}
-    photos = load_photos(2 if args.quick else 8)
+    photos = load_photos(args.photos, 2 if args.quick else args.count)
     masks = make_masks()
 
     if args.only:
@@ -1039,7 +1070,7 @@ def main():
             "color_fix": args.color_fix,
             "sr_sampler": args.sr_sampler,
             "sr_eta": args.sr_eta, "seed": args.seed,
-            "photos": [p for p, _ in photos], "crop_size": SIZE,
+            "photo_set": args.photos, "photos": [p for p, _ in photos], "crop_size": SIZE,
             "masks": {k: float((m > 0).mean()) for k, m in masks.items()},
             "sr_blur_sigma": SR_BLUR_SIGMA, "sr_factor": SR_FACTOR,
             "sr_lr_kinds": LR_LABELS, "latent_block": LATENT_BLOCK,
