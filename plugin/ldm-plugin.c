@@ -189,6 +189,22 @@ ldm_create_procedure (GimpPlugIn *plug_in, const gchar *name)
                                              _("Correct the fill's colors by the model's color "
                                                "error on the pixels around it"),
                                              defaults.match_colors, G_PARAM_READWRITE);
+        /* Stable Diffusion's text conditioning (core reads the prompts through CLIP) */
+        gimp_procedure_add_string_argument (procedure, "prompt", _("Pr_ompt"),
+                                            _("What should appear in the selection, in words "
+                                              "(Stable Diffusion models; latent-diffusion "
+                                              "models ignore the prompt)"),
+                                            "", G_PARAM_READWRITE);
+        gimp_procedure_add_string_argument (procedure, "negative-prompt", _("_Negative prompt"),
+                                            _("What should not appear (Stable Diffusion "
+                                              "models; latent-diffusion models ignore it)"),
+                                            "", G_PARAM_READWRITE);
+        gimp_procedure_add_double_argument (procedure, "guidance", _("G_uidance"),
+                                            _("How closely the fill follows the prompt: 1 "
+                                              "(the prompt alone, no negative prompt) to 30 "
+                                              "(Stable Diffusion models)"),
+                                            LDM_GUIDANCE_MIN, LDM_GUIDANCE_MAX,
+                                            defaults.guidance, G_PARAM_READWRITE);
         gimp_procedure_add_layer_return_value (procedure, "layer", _("Layer"),
                                                _("The new layer"), FALSE, G_PARAM_READWRITE);
     } else if (strcmp (name, UPSCALE_PROC) == 0) {
@@ -298,8 +314,15 @@ show_dialog (GimpProcedure *procedure, GimpProcedureConfig *config, const char *
                                         NULL);
         gimp_procedure_dialog_get_label (d, "region-title", _("Region"), FALSE, FALSE);
         gimp_procedure_dialog_fill_frame (d, "region-frame", "region-title", FALSE, "region-box");
-        gimp_procedure_dialog_fill (d, "model-file", "sampler-choice", "steps", "seed", "eta",
-                                    "init-choice", "strength", "region-frame", NULL);
+        /* the prompt's widgets' tooltips say it too; the note is seen without hovering */
+        gimp_procedure_dialog_get_label (d, "prompt-note",
+                                         _("Only Stable Diffusion models read the prompt; "
+                                           "latent-diffusion models ignore it."), FALSE, FALSE);
+        gimp_procedure_dialog_fill_box (d, "prompt-box", "prompt", "negative-prompt",
+                                        "guidance", "prompt-note", NULL);
+        gimp_procedure_dialog_fill (d, "model-file", "prompt-box", "sampler-choice", "steps",
+                                    "seed", "eta", "init-choice", "strength", "region-frame",
+                                    NULL);
     } else {
         gimp_procedure_dialog_fill (d, "model-file", "sampler-choice", "steps", "seed", "eta",
                                     "init-choice", "strength", "color-fix", "in-place", NULL);
@@ -474,22 +497,13 @@ load_engine (LdmJob *job, const char *path, gboolean inpaint, GError **error)
         return NULL;
     }
     LdmModelKind kind = ldm_model_kind (model);
-    if (inpaint && kind == LDM_MODEL_SD_INPAINT) {
-        *error = plug_in_error (_("%s is a Stable Diffusion inpainting model; it needs a text "
-                                  "prompt, which this version cannot encode yet. Use a "
-                                  "latent-diffusion inpainting model."), path);
-        return NULL;
-    }
-    if (inpaint && kind == LDM_MODEL_SD) {
-        *error = plug_in_error (_("%s is a Stable Diffusion model; it needs a text prompt, "
-                                  "which this version cannot encode yet. Use a "
-                                  "latent-diffusion inpainting model."), path);
-        return NULL;
-    }
-    if ((inpaint && kind != LDM_MODEL_LDM_INPAINT) || (!inpaint && kind != LDM_MODEL_LDM_SR)) {
+    /* every kind that inpaints: LDM, SD inpainting and SD text-to-image (with a prompt) */
+    gboolean inpaints = kind == LDM_MODEL_LDM_INPAINT || kind == LDM_MODEL_SD_INPAINT
+                        || kind == LDM_MODEL_SD;
+    if ((inpaint && !inpaints) || (!inpaint && kind != LDM_MODEL_LDM_SR)) {
         *error = plug_in_error (inpaint ? _("%s is not an inpainting model (it is: %s). "
-                                            "Inpaint Selection needs a latent-diffusion "
-                                            "inpainting model.")
+                                            "Inpaint Selection needs a latent-diffusion or "
+                                            "Stable Diffusion model.")
                                         : _("%s is not a 4x super-resolution model (it is: "
                                             "%s). Upscale 4x needs a latent-diffusion "
                                             "super-resolution model (LDSR)."),
@@ -533,10 +547,36 @@ init_sample_params (LdmSampleParams *p, const Sampling *s, LdmJob *job)
 
 /* --------------------------------------------------------------- inpaint */
 
+/* TEXT (NULL = "") with every line break and other control character made a space. */
+static char *
+one_line (const char *text)
+{
+    char *s = g_strdup (text ? text : "");
+    for (char *c = s; *c; c++)
+        if ((unsigned char) *c < 0x20 || *c == 0x7f)
+            *c = ' ';
+    return s;
+}
+
+/* TEXT cut to at most `max` characters (not bytes), with an ellipsis when cut. */
+static char *
+shortened (const char *text, glong max)
+{
+    if (!g_utf8_validate (text, -1, NULL))
+        return g_strdup ("?");
+    if (g_utf8_strlen (text, -1) <= max)
+        return g_strdup (text);
+    g_autofree char *head = g_utf8_substring (text, 0, max - 1);
+    return g_strconcat (g_strchomp (head), "\u2026", NULL);
+}
+
 typedef struct {
     const char            *model_path;
     Sampling               sampling;
     gboolean               keep_known, match_colors;
+    char                  *prompt, *negative_prompt; /* UTF-8, never NULL */
+    double                 guidance;
+    LdmModelKind           kind; /* of the model that ran */
     LdmRegionParams        region;
     LdmImage               crop;
     const float           *selection;
@@ -556,6 +596,10 @@ inpaint_work (LdmJob *job, gpointer data, GError **error)
     init_sample_params (&params, &w->sampling, job);
     params.keep_known = w->keep_known;
     params.match_colors = w->match_colors;
+    params.prompt = w->prompt;
+    params.negative_prompt = w->negative_prompt;
+    params.guidance = (float) w->guidance;
+    w->kind = ldm_engine_kind (engine);
     return ldm_inpaint_region (engine, &w->crop, w->selection, &w->region, &params, &w->result,
                                error);
 }
@@ -596,7 +640,14 @@ run_inpaint (GimpProcedure *procedure, GimpRunMode run_mode, GimpImage *image,
     g_object_get (config, "context-padding", &w.region.context_padding, "working-size",
                   &w.region.working_size, "mask-grow", &w.region.mask_grow, "mask-blur",
                   &w.region.mask_blur, "keep-known", &w.keep_known, "match-colors",
-                  &w.match_colors, NULL);
+                  &w.match_colors, "prompt", &w.prompt, "negative-prompt", &w.negative_prompt,
+                  "guidance", &w.guidance, NULL);
+    /* one line each in the parasite: line breaks become spaces (CLIP collapses white space) */
+    g_autofree char *prompt = one_line (w.prompt), *negative_prompt = one_line (w.negative_prompt);
+    g_free (w.prompt);
+    g_free (w.negative_prompt);
+    w.prompt = prompt;
+    w.negative_prompt = negative_prompt;
     g_autofree char *path = model_path (config, LDM_BUILTIN_INPAINT, &error);
     if (!path)
         return fail (procedure, error);
@@ -634,9 +685,15 @@ run_inpaint (GimpProcedure *procedure, GimpRunMode run_mode, GimpImage *image,
     }
 
     g_autofree char *label = model_label (path);
+    gboolean reads_prompt = w.kind == LDM_MODEL_SD_INPAINT || w.kind == LDM_MODEL_SD;
+    g_autofree char *short_prompt = shortened (prompt, 40);
     /* TRANSLATORS: the new layer's name: model file, seed, number of steps */
-    g_autofree char *name = g_strdup_printf (_("Inpainted (%s, seed %d, %d steps)"), label,
-                                             w.sampling.seed, w.sampling.steps);
+    g_autofree char *name = reads_prompt && *prompt
+        ? g_strdup_printf (_("Inpainted: %s (%s, seed %d, %d steps)"), short_prompt, label,
+                           w.sampling.seed, w.sampling.steps)
+        : g_strdup_printf (_("Inpainted (%s, seed %d, %d steps)"), label, w.sampling.seed,
+                           w.sampling.steps);
+    char guidance[G_ASCII_DTOSTR_BUF_SIZE];
     g_autoptr (GString) parameters = g_string_new (NULL);
     append_sampling (parameters, INPAINT_PROC, path, &w.sampling);
     g_string_append_printf (parameters,
@@ -647,6 +704,9 @@ run_inpaint (GimpProcedure *procedure, GimpRunMode run_mode, GimpImage *image,
                             w.match_colors ? "true" : "false", crop.x, crop.y, crop.width,
                             crop.height,
                             w.result.model_width, w.result.model_height);
+    g_string_append_printf (parameters, "prompt=%s\nnegative-prompt=%s\nguidance=%s\n", prompt,
+                            negative_prompt, g_ascii_dtostr (guidance, sizeof guidance,
+                                                             w.guidance));
 
     /* everything the run changes is one undo step */
     gimp_image_undo_group_start (image);

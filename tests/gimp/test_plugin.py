@@ -289,6 +289,32 @@ def unchanged_outside(out, before, after, selection):
     return outside, inside_changed, inside
 
 
+def check_prompt(values, out):
+    """A Stable Diffusion model with a prompt from Script-Fu (issue 14)."""
+    v = lambda k: one(values, "prompt/" + k)  # noqa: E731
+    check("prompt: the SD model adds one layer",
+          v("layers-before") == "1" and v("layers-after") == "2",
+          f"{v('layers-before')} -> {v('layers-after')}")
+    check("prompt: the layer name starts with the prompt, shortened",
+          v("name") == "Inpainted: a photograph of an astronaut riding a h\u2026 "
+                       "(model.safetensors, seed 3, 2 steps)", v("name"))
+    parasite = "\n".join(values.get("prompt/parasite", []))
+    check("prompt: prompt, negative prompt and guidance in the parasite",
+          all(s in parasite for s in ("prompt=a photograph of an astronaut riding a horse",
+                                      "negative-prompt=blurry", "guidance=7.5",
+                                      "sampler=dpmpp-2m-karras")), parasite)
+    outside, changed, inside = unchanged_outside(out, "prompt-before.png", "prompt-after.png",
+                                                 "prompt-selection.png")
+    check("prompt: every pixel outside the selection unchanged, exactly", outside == 0,
+          f"{outside} changed")
+    check("prompt: the selection is filled", inside == 30 * 24 and changed > 0.9 * inside,
+          f"{changed} of {inside}")
+    check("prompt: guidance 31 is refused, the image unchanged",
+          one(values, "prompt/rejected") == "guidance"
+          and "guidance yes" in values.get("prompt/unchanged", []),
+          f"{values.get('prompt/rejected')} {values.get('prompt/unchanged')}")
+
+
 def check_variants(values, out):
     ox, oy, w, h = ints(one(values, "variants/offset-layer"))
     # the layer spans (10, 5)-(58, 69) on a 48 x 64 canvas; selection x 2-32, y 20-50
@@ -504,8 +530,10 @@ def main():
             "MISSING-MODEL": os.path.join(tmp, "missing.ckpt"),
             "FOLDER-MODEL": folder_model,
             "TEXT-MODEL": text_model,
+            "SD-IMAGE": os.path.join(FIX, "sd-inpaint-clip-tiny", "image.png"),
+            "SD-MODEL": os.path.join(FIX, "sd-inpaint-clip-tiny", "model.safetensors"),
         }
-        main_scenarios = ["inpaint", "variants", "upscale", "equal", "errors"]
+        main_scenarios = ["inpaint", "variants", "upscale", "equal", "errors", "prompt"]
         code, values, output = run_gimp(defines, main_scenarios, {"GIMP_LDM_MODEL_DIR": empty})
         check("GIMP batch 1 exits 0", code == 0, f"exit code {code}")
         check_scenarios_ran(values, main_scenarios)
@@ -513,7 +541,8 @@ def main():
                          ("variants", lambda: check_variants(values, tmp)),
                          ("upscale", lambda: check_upscale(values, tmp)),
                          ("equal", lambda: check_equal(values, tmp)),
-                         ("errors", lambda: check_errors(values, tmp, output, defines))):
+                         ("errors", lambda: check_errors(values, tmp, output, defines)),
+                         ("prompt", lambda: check_prompt(values, tmp))):
             try:
                 fn()
             except Exception as e:  # a missing export: report, go on

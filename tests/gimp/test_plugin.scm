@@ -107,6 +107,36 @@
         (export-drawable img (gimp-layer-get-mask layer) (out "inpaint-mask.png")))
       (gimp-image-delete img))))
 
+;  ---------------------------------------------------------------- prompt
+; A Stable Diffusion inpainting checkpoint with its CLIP text encoder (sd-inpaint-clip-tiny),
+; a prompt, a negative prompt and guidance from Script-Fu; a hard selection, so "outside" is
+; exact. Then guidance outside 1..30 is refused by GIMP before the plug-in runs.
+(run-scenario 'prompt
+  (lambda ()
+    (let* ((img (load-image SD-IMAGE))
+           (base (first-layer img)))
+      (gimp-context-set-antialias FALSE)
+      (gimp-context-set-feather FALSE)
+      (gimp-image-select-rectangle img CHANNEL-OP-REPLACE 16 20 30 24)
+      (say "layers-before" (layer-count img))
+      (export-visible img (out "prompt-before.png"))
+      (export-drawable img (gimp-image-get-selection img) (out "prompt-selection.png"))
+      (let* ((result (plug-in-ldm-inpaint #:run-mode RUN-NONINTERACTIVE #:image img
+                                          #:drawables (vector base) #:model SD-MODEL
+                                          #:prompt "a photograph of an astronaut riding a horse"
+                                          #:negative-prompt "blurry" #:guidance 7.5
+                                          #:steps 2 #:seed 3 #:mask-grow 0 #:mask-blur 0))
+             (layer (car result)))
+        (say "layers-after" (layer-count img))
+        (say "name" (gimp-item-get-name layer))
+        (say "parasite" (caddr (gimp-item-get-parasite layer "gimp-ldm-parameters"))))
+      (export-visible img (out "prompt-after.png"))
+      (expect-error 'guidance img
+        (lambda () (plug-in-ldm-inpaint #:run-mode RUN-NONINTERACTIVE #:image img
+                                        #:drawables (vector base) #:model SD-MODEL
+                                        #:prompt "x" #:guidance 31.0 #:steps 1)))
+      (gimp-image-delete img))))
+
 ; --------------------------------------------------------------- variants
 ; A layer moved partly off the canvas (the crop stays inside the layer and the canvas), and a
 ; greyscale image; hard selections, so "outside" is exact.
