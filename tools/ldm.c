@@ -39,6 +39,9 @@ print_usage (FILE *out)
            "  tokenize [--tokenizer F] [--model M] TEXT\n"
            "                         print the CLIP token ids of TEXT (Stable Diffusion's\n"
            "                         77-id row; then its 75-token chunks when longer)\n"
+           "  encode-text --model M --prompt P --output F.safetensors\n"
+           "                         the text context of P (tensor context, 1 x 77 x dim\n"
+           "                         float32; 77 x chunks rows for a prompt over 75 tokens)\n"
            "  help                   this text\n"
            "\n"
            "Run `ldm inpaint --help` or `ldm upscale --help` for their options.\n",
@@ -695,6 +698,75 @@ command_tokenize (int argc, char **argv)
     return 0;
 }
 
+/* A safetensors file holding one float32 tensor `name` of shape 1 x rows x cols. */
+static gboolean
+write_safetensors (const char *path, const char *name, const float *data, int rows, int cols,
+                   GError **error)
+{
+    size_t n = (size_t) rows * cols, bytes = n * sizeof (float);
+    g_autoptr (GString) out = g_string_new (NULL);
+    g_string_printf (out, "{\"%s\":{\"dtype\":\"F32\",\"shape\":[1,%d,%d],"
+                     "\"data_offsets\":[0,%zu]}}", name, rows, cols, bytes);
+    while (out->len % 8) /* the data 8-byte aligned, as the format recommends */
+        g_string_append_c (out, ' ');
+    guint64 header = GUINT64_TO_LE ((guint64) out->len);
+    g_string_prepend_len (out, (const char *) &header, 8);
+    for (size_t i = 0; i < n; i++) {
+        guint32 bits;
+        memcpy (&bits, &data[i], 4);
+        bits = GUINT32_TO_LE (bits);
+        g_string_append_len (out, (const char *) &bits, 4);
+    }
+    /* a temporary file renamed over the target: an old file stays whole on failure */
+    return g_file_set_contents (path, out->str, (gssize) out->len, error);
+}
+
+static int
+command_encode_text (int argc, char **argv)
+{
+    g_autofree char *model_path = NULL, *prompt = NULL, *output = NULL;
+    GOptionEntry entries[] = {
+        { "model", 'm', 0, G_OPTION_ARG_FILENAME, &model_path,
+          "Stable Diffusion checkpoint with its text encoder", "M" },
+        { "prompt", 'p', 0, G_OPTION_ARG_STRING, &prompt, "The text (default: empty)", "TEXT" },
+        { "output", 'o', 0, G_OPTION_ARG_FILENAME, &output, "The .safetensors file written",
+          "F" },
+        { NULL },
+    };
+    g_autoptr (GOptionContext) ctx = g_option_context_new (NULL);
+    g_option_context_set_summary (
+        ctx, "Write the cross-attention context ldm inpaint makes of a prompt: tensor\n"
+             "\"context\", 1 x 77 x dim float32 (77 x chunks rows over 75 tokens), from the\n"
+             "checkpoint's CLIP text encoder and the tokenizer beside it or the built-in one.");
+    g_option_context_add_main_entries (ctx, entries, NULL);
+    g_autoptr (GError) error = NULL;
+    g_autoptr (LdmModel) model = NULL;
+    g_autoptr (LdmEngine) engine = NULL;
+    g_autofree float *context = NULL;
+    int tokens = 0, dim = 0;
+    if (!g_option_context_parse (ctx, &argc, &argv, &error))
+        goto bad;
+    if (argc > 1 || !model_path || !output) {
+        fputs ("usage: ldm encode-text --model M [--prompt P] --output F.safetensors "
+               "(ldm encode-text --help)\n", stderr);
+        return EXIT_BAD_INPUT;
+    }
+    if (!(model = ldm_model_load (model_path, &error))
+        || !(engine = ldm_engine_new (model, &error)))
+        goto bad;
+    g_clear_pointer (&model, ldm_model_free);
+    if (!(context = ldm_engine_encode_prompt (engine, prompt, &tokens, &dim, &error)))
+        goto bad;
+    if (!write_safetensors (output, "context", context, tokens, dim, &error)) {
+        fprintf (stderr, "ldm encode-text: %s\n", error->message);
+        return 1;
+    }
+    return 0;
+bad:
+    fprintf (stderr, "ldm encode-text: %s\n", error->message);
+    return g_error_matches (error, LDM_ERROR, LDM_ERROR_NO_MEMORY) ? 1 : EXIT_BAD_INPUT;
+}
+
 int
 main (int argc, char **argv)
 {
@@ -717,6 +789,8 @@ main (int argc, char **argv)
         return command_tensors (argc - 1, argv + 1);
     if (strcmp (command, "tokenize") == 0)
         return command_tokenize (argc - 1, argv + 1);
+    if (strcmp (command, "encode-text") == 0)
+        return command_encode_text (argc - 1, argv + 1);
     if (strcmp (command, "help") == 0 || strcmp (command, "--help") == 0
         || strcmp (command, "-h") == 0) {
         print_usage (stdout);

@@ -268,6 +268,14 @@ LdmModelKind ldm_engine_kind  (const LdmEngine *engine);
 /* Side lengths of an input are padded up to a multiple of this (then cropped back). */
 int          ldm_engine_alignment (const LdmEngine *engine);
 
+/* The cross-attention context a Stable Diffusion model's ldm_inpaint makes of PROMPT (NULL or
+ * "" = the empty prompt), through the tokenizer and text encoder the engine keeps: *tokens
+ * (77 x chunks of 75 tokens) rows of *dim floats (the U-Net's context_dim), newly allocated
+ * (g_free). A model without cross-attention is LDM_ERROR_UNSUPPORTED; a checkpoint without a
+ * text encoder LDM_ERROR_ARGUMENT. */
+float   *ldm_engine_encode_prompt (LdmEngine *engine, const char *prompt, int *tokens,
+                                   int *dim, GError **error);
+
 /* Inpaints `image` (grey, RGB or RGBA) where `mask` (1 channel, same size) is >= 128 (the
  * authors' 0.5 threshold; a grey image runs as RGB and its fill is the luma). `out` gets a new
  * image of the same size and channels whose pixels outside the mask are the input's, bit for

@@ -139,6 +139,33 @@ ldm_engine_kind (const LdmEngine *e)
     return e->config.kind;
 }
 
+/* The engine's prompt encoder, made on first use. */
+static PromptEncoder *
+engine_prompt (LdmEngine *e, GError **error)
+{
+    if (!e->prompt)
+        e->prompt = prompt_encoder_new (e->dnn, e->path, e->config.unet.context_dim, error);
+    return e->prompt;
+}
+
+float *
+ldm_engine_encode_prompt (LdmEngine *e, const char *prompt, int *tokens, int *dim,
+                          GError **error)
+{
+    if (e->config.unet.context_dim <= 0) {
+        g_set_error (error, LDM_ERROR, LDM_ERROR_UNSUPPORTED,
+                     "%s is an %s model, which takes no text", e->path,
+                     ldm_model_kind_name (e->config.kind));
+        return NULL;
+    }
+    float *context = NULL;
+    PromptEncoder *pe = engine_prompt (e, error);
+    if (!pe || !prompt_encoder_contexts (pe, prompt, NULL, &context, NULL, tokens, error))
+        return NULL;
+    *dim = e->config.unet.context_dim;
+    return context;
+}
+
 static int
 unet_factor (const LdmEngine *e)
 {
@@ -461,11 +488,8 @@ sample (LdmEngine *e, const LdmSampleParams *p, const Act *cond, const float *kn
         g_autofree float *prompt_context = NULL, *prompt_uncond = NULL;
         if (!context) {
             /* the prompts through CLIP (CLIP("") for an empty one); no uncond at guidance 1 */
-            if (!e->prompt
-                && !(e->prompt = prompt_encoder_new (e->dnn, e->path, e->config.unet.context_dim,
-                                                     error)))
-                return FALSE;
-            if (!prompt_encoder_contexts (e->prompt, p->prompt, p->negative_prompt,
+            PromptEncoder *pe = engine_prompt (e, error);
+            if (!pe || !prompt_encoder_contexts (pe, p->prompt, p->negative_prompt,
                                           &prompt_context,
                                           p->guidance != 1.0f ? &prompt_uncond : NULL, &tokens,
                                           error))

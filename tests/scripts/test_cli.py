@@ -77,6 +77,7 @@ def run_fixture_images():
                                ("full", full, ["--authors"]),
                                ("full-kk", full, ["--authors"] + both),
                                ("mc", "mask.png", ["--authors"] + both),
+                               ("cf", "mask.png", ["--authors", "--color-fix"] + both),
                                ("default", "mask.png", [])):
             outs[name] = os.path.join(tmp, name + ".png")
             r = ldm("inpaint", "--model", os.path.join(f, "model.safetensors"), "--image",
@@ -97,8 +98,14 @@ def run_fixture_images():
                   max_diff(got, read_png(outs["kk"])) > 0)
             check("inpaint --keep-known: the fill differs from the authors' sampler",
                   max_diff(got, read_png(os.path.join(f, "expected.png"))) > 2)
-            check("inpaint without --authors: the aids are on (= --keep-known --match-colors)",
-                  read_png(outs["default"]) == got)
+            cf = read_png(outs["cf"])
+            check("inpaint --color-fix: pixels outside the mask unchanged",
+                  all(cf[3][y][x * 3:x * 3 + 3] == src[3][y][x * 3:x * 3 + 3]
+                      for y in range(src[1]) for x in range(src[0]) if mask[3][y][x] < 128))
+            check("inpaint --color-fix: the fill differs from --match-colors alone",
+                  max_diff(cf, got) > 0)
+            check("inpaint without --authors: the aids are on (= --keep-known --match-colors "
+                  "--color-fix)", read_png(outs["default"]) == cf)
             a, b = read_png(outs["full"]), read_png(outs["full-kk"])
             check("inpaint --keep-known --match-colors with everything masked: the same as "
                   "without", a == b,
@@ -261,6 +268,21 @@ def run_init_strength():
                   a[:3] == b[:3] and max_diff(a, b) > 0)
 
 
+def read_safetensors_f32(path, name):
+    """(shape, values) of the float32 tensor NAME of a .safetensors file."""
+    import json
+    import struct
+    with open(path, "rb") as fp:
+        n = struct.unpack("<Q", fp.read(8))[0]
+        header = json.loads(fp.read(n))
+        t = header[name]
+        assert t["dtype"] == "F32", t
+        begin, end = t["data_offsets"]
+        fp.seek(8 + n + begin)
+        data = fp.read(end - begin)
+    return t["shape"], struct.unpack(f"<{len(data) // 4}f", data)
+
+
 def run_prompts():
     """`ldm inpaint --prompt/--negative-prompt/--guidance` with sd-inpaint-clip-tiny (its
     prompts.json: the authors' DDIM run from x_T, CLIP inside the checkpoint) reproduces
@@ -319,6 +341,20 @@ def run_prompts():
         plain = os.path.join(SHARED, "fixtures", "sd-inpaint-tiny", "model.safetensors")
         r = ldm("inpaint", "--model", plain, "--output", other, *common, "--prompt", "x")
         check("no text encoder: exit 2 saying so",
+              r.returncode == 2 and "no text encoder" in r.stderr, r.stderr)
+        # ldm encode-text: the context of the fixture's prompt = the authors' cond.context
+        enc = os.path.join(tmp, "context.safetensors")
+        r = ldm("encode-text", "--model", os.path.join(f, "model.ckpt"), "--prompt",
+                pj["prompt"], "--output", enc)
+        check("encode-text: exit 0", r.returncode == 0, r.stderr)
+        if r.returncode == 0:
+            shape, got = read_safetensors_f32(enc, "context")
+            want_shape, want = read_safetensors_f32(ref, "cond.context")
+            err = max(abs(a - b) for a, b in zip(got, want)) / (max(want) - min(want))
+            check("encode-text: context 1 x 77 x dim = cond.context within 1e-4 of its range",
+                  shape == want_shape == [1, 77, 64] and err <= 1e-4, f"{shape} {err:.3g}")
+        r = ldm("encode-text", "--model", plain, "--prompt", "x", "--output", enc)
+        check("encode-text without a text encoder: exit 2",
               r.returncode == 2 and "no text encoder" in r.stderr, r.stderr)
         # an LDM model ignores the prompt, and says so
         l = os.path.join(SHARED, "fixtures", "ldm-inpaint-tiny")
