@@ -775,6 +775,11 @@ match_fill_colors (Act *dec, const Act *img, const uint8_t *fill, int radius, in
 static gboolean
 fill_color_fix (Act *dec, const Act *img, const uint8_t *fill, int f, GError **error)
 {
+    size_t n = (size_t) img->w * img->h, known = 0;
+    for (size_t i = 0; i < n; i++)
+        known += !fill[i];
+    if (!known) /* nothing around the fill to take colours from (as match_colors) */
+        return TRUE;
     Act guide = { 0 };
     if (!act_alloc (&guide, 1, img->h, img->w, img->c, error))
         return FALSE;
