@@ -17,6 +17,7 @@
 
 #include <glib/gstdio.h>
 #include <json-glib/json-glib.h>
+#include <unistd.h>
 #include <math.h>
 #include <string.h>
 
@@ -485,6 +486,51 @@ test_prompt_contexts (gconstpointer data)
     }
     dnn_free (dnn);
     prompts_json_clear (&pj);
+}
+
+/* A diffusers tokenizer/ folder beside the model is the one the engine reads the prompt with:
+ * a damaged one there (a vocab.json that is not JSON) fails the run naming it, where the
+ * same model without it runs. */
+static void
+test_prompt_tokenizer_beside (void)
+{
+    g_autofree char *model = fixture_path ("sd-inpaint-clip-tiny", "model.safetensors");
+    g_autofree char *config = fixture_path ("sd-inpaint-clip-tiny", "config.yaml");
+    if (!model || !config)
+        return;
+    g_autoptr (GError) error = NULL;
+    g_autofree char *dir = g_dir_make_tmp ("ldm-prompt-XXXXXX", &error);
+    g_assert_no_error (error);
+    g_autofree char *link = g_build_filename (dir, "model.safetensors", NULL);
+    g_autofree char *link_config = g_build_filename (dir, "model.yaml", NULL);
+    g_autofree char *tok_dir = g_build_filename (dir, "tokenizer", NULL);
+    g_autofree char *merges = g_build_filename (tok_dir, "merges.txt", NULL);
+    g_autofree char *vocab = g_build_filename (tok_dir, "vocab.json", NULL);
+    g_autofree char *model_abs = g_canonicalize_filename (model, NULL);
+    g_autofree char *config_abs = g_canonicalize_filename (config, NULL);
+    g_assert_cmpint (symlink (model_abs, link), ==, 0);
+    g_assert_cmpint (symlink (config_abs, link_config), ==, 0);
+    Dnn *dnn = dnn_new (&error);
+    g_assert_no_error (error);
+    PromptEncoder *pe = prompt_encoder_new (dnn, link, 64, &error);
+    g_assert_no_error (error);
+    prompt_encoder_free (pe);
+    g_assert_cmpint (g_mkdir (tok_dir, 0700), ==, 0);
+    g_assert_true (g_file_set_contents (merges, "#version: 0.2\na b\n", -1, &error));
+    g_assert_true (g_file_set_contents (vocab, "{ \"a\": 0, not json", -1, &error));
+    pe = prompt_encoder_new (dnn, link, 64, &error);
+    g_assert_null (pe);
+    g_assert_nonnull (error);
+    g_test_message ("%s", error->message);
+    g_assert_nonnull (strstr (error->message, "tokenizer"));
+    g_clear_error (&error);
+    dnn_free (dnn);
+    g_unlink (merges);
+    g_unlink (vocab);
+    g_rmdir (tok_dir);
+    g_unlink (link);
+    g_unlink (link_config);
+    g_rmdir (dir);
 }
 
 typedef struct {
@@ -1197,6 +1243,7 @@ main (int argc, char **argv)
         g_test_add_data_func (d, files[i], test_inpaint_sd_prompt);
         g_test_add_data_func (f, files[i], test_prompt_contexts);
     }
+    g_test_add_func ("/pipeline/prompt-tokenizer-beside-model", test_prompt_tokenizer_beside);
     g_test_add_func ("/pipeline/inpaint-sd-4-channels", test_inpaint_sd_txt2img);
     g_test_add_data_func ("/pipeline/init-strength-sd/9-channels", GINT_TO_POINTER (0),
                           test_init_strength_sd);
