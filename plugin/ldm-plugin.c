@@ -193,6 +193,13 @@ ldm_create_procedure (GimpPlugIn *plug_in, const gchar *name)
         gimp_procedure_add_string_argument (procedure, "prompt", _("Pr_ompt"),
                                             _("What should appear in the selection, in words "
                                               "(Stable Diffusion models; latent-diffusion "
+        gimp_procedure_add_boolean_argument (procedure, "color-fix", _("_Keep colors"),
+                                             _("Latent-diffusion models: the fill's colors and "
+                                               "shading come from its surroundings, its detail "
+                                               "from the model (off: the decoded colors as they "
+                                               "are; Stable Diffusion: not applied, the prompt "
+                                               "decides)"),
+                                             defaults.color_fix, G_PARAM_READWRITE);
                                               "models ignore the prompt)"),
                                             "", G_PARAM_READWRITE);
         gimp_procedure_add_string_argument (procedure, "negative-prompt", _("_Negative prompt"),
@@ -315,6 +322,7 @@ show_dialog (GimpProcedure *procedure, GimpProcedureConfig *config, const char *
         gimp_procedure_dialog_get_label (d, "region-title", _("Region"), FALSE, FALSE);
         gimp_procedure_dialog_fill_frame (d, "region-frame", "region-title", FALSE, "region-box");
         /* the prompt's widgets' tooltips say it too; the note is seen without hovering */
+                                        "color-fix",
         gimp_procedure_dialog_get_label (d, "prompt-note",
                                          _("Only Stable Diffusion models read the prompt; "
                                            "latent-diffusion models ignore it."), FALSE, FALSE);
@@ -573,7 +581,7 @@ shortened (const char *text, glong max)
 typedef struct {
     const char            *model_path;
     Sampling               sampling;
-    gboolean               keep_known, match_colors;
+    gboolean               keep_known, match_colors, color_fix;
     char                  *prompt, *negative_prompt; /* UTF-8, never NULL */
     double                 guidance;
     LdmModelKind           kind; /* of the model that ran */
@@ -600,6 +608,7 @@ inpaint_work (LdmJob *job, gpointer data, GError **error)
     params.negative_prompt = w->negative_prompt;
     params.guidance = (float) w->guidance;
     w->kind = ldm_engine_kind (engine);
+    params.color_fix = w->color_fix;
     return ldm_inpaint_region (engine, &w->crop, w->selection, &w->region, &params, &w->result,
                                error);
 }
@@ -640,7 +649,8 @@ run_inpaint (GimpProcedure *procedure, GimpRunMode run_mode, GimpImage *image,
     g_object_get (config, "context-padding", &w.region.context_padding, "working-size",
                   &w.region.working_size, "mask-grow", &w.region.mask_grow, "mask-blur",
                   &w.region.mask_blur, "keep-known", &w.keep_known, "match-colors",
-                  &w.match_colors, "prompt", &w.prompt, "negative-prompt", &w.negative_prompt,
+                  &w.match_colors, "color-fix", &w.color_fix, "prompt", &w.prompt,
+                  "negative-prompt", &w.negative_prompt,
                   "guidance", &w.guidance, NULL);
     /* one line each in the parasite: line breaks become spaces (CLIP collapses white space) */
     g_autofree char *prompt = one_line (w.prompt), *negative_prompt = one_line (w.negative_prompt);
@@ -698,10 +708,12 @@ run_inpaint (GimpProcedure *procedure, GimpRunMode run_mode, GimpImage *image,
     append_sampling (parameters, INPAINT_PROC, path, &w.sampling);
     g_string_append_printf (parameters,
                             "context-padding=%d\nworking-size=%d\nmask-grow=%d\nmask-blur=%d\n"
-                            "keep-known=%s\nmatch-colors=%s\ncrop=%d,%d,%d,%d\nmodel-size=%d,%d\n",
+                            "keep-known=%s\nmatch-colors=%s\ncolor-fix=%s\ncrop=%d,%d,%d,%d\n"
+                            "model-size=%d,%d\n",
                             w.region.context_padding, w.region.working_size, w.region.mask_grow,
                             w.region.mask_blur, w.keep_known ? "true" : "false",
-                            w.match_colors ? "true" : "false", crop.x, crop.y, crop.width,
+                            w.match_colors ? "true" : "false", w.color_fix ? "true" : "false",
+                            crop.x, crop.y, crop.width,
                             crop.height,
                             w.result.model_width, w.result.model_height);
     g_string_append_printf (parameters, "prompt=%s\nnegative-prompt=%s\nguidance=%s\n", prompt,

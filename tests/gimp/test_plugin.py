@@ -238,7 +238,8 @@ def check_inpaint(values, out):
     check("inpaint: parameters attached as a parasite",
           all(s in parasite for s in ("procedure=plug-in-ldm-inpaint", "seed=7", "steps=2",
                                       "sampler=ddim", "context-padding=16", "mask-grow=0",
-                                      "keep-known=false", "match-colors=true")),
+                                      "keep-known=false", "match-colors=true",
+                                      "color-fix=true")),
           parasite)
 
     before = pixels(os.path.join(out, "inpaint-before.png"))
@@ -393,7 +394,8 @@ def check_equal(values, out):
                             os.path.join(FIX, "ldm-inpaint-tiny", "image.png"), "--mask",
                             mask, "--output", cli,
                             "--steps", "3", "--seed", "42", "--sampler", "dpmpp-2m", "--quiet",
-                            "--keep-known", "--match-colors"],  # the plug-in's defaults
+                            # the plug-in's defaults
+                            "--keep-known", "--match-colors", "--color-fix"],
                            capture_output=True, text=True, timeout=300)
         if r.returncode != 0:
             check("equal: plug-in result equals `ldm inpaint`", False, r.stderr)
