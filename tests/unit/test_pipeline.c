@@ -896,10 +896,10 @@ test_color_fix_fill (void)
  * [x_t | mask | masked latent]) and its config with the text-to-image class, key and
  * channels. Returns the model's path in a new folder (*dir), or NULL without the fixture. */
 static char *
-make_sd_txt2img (char **dir)
+make_sd_txt2img_from (const char *fixture, char **dir)
 {
-    g_autofree char *src_path = fixture_path ("sd-inpaint-tiny", "model.safetensors");
-    g_autofree char *config_path = fixture_path ("sd-inpaint-tiny", "config.yaml");
+    g_autofree char *src_path = fixture_path (fixture, "model.safetensors");
+    g_autofree char *config_path = fixture_path (fixture, "config.yaml");
     if (!src_path || !config_path)
         return NULL;
     g_autoptr (GError) error = NULL;
@@ -931,7 +931,8 @@ make_sd_txt2img (char **dir)
         const LdmTensor *t = ldm_tensor_file_at (src, i);
         if (!g_str_has_prefix (t->name, "model.diffusion_model.")
             && !g_str_has_prefix (t->name, "model_ema.diffusion_model")
-            && !g_str_has_prefix (t->name, "first_stage_model."))
+            && !g_str_has_prefix (t->name, "first_stage_model.")
+            && !g_str_has_prefix (t->name, "cond_stage_model.")) /* the text encoder, if any */
             continue;
         size_t n = (size_t) ldm_tensor_numel (t);
         g_autofree float *v = g_new (float, n);
@@ -968,6 +969,12 @@ make_sd_txt2img (char **dir)
     g_assert_cmpuint (fwrite (data->data, 1, data->len, f), ==, data->len);
     g_assert_cmpint (fclose (f), ==, 0);
     return g_steal_pointer (&path);
+}
+
+static char *
+make_sd_txt2img (char **dir)
+{
+    return make_sd_txt2img_from ("sd-inpaint-tiny", dir);
 }
 
 static void
@@ -1047,6 +1054,51 @@ static bool
 same_image (const LdmImage *a, const LdmImage *b)
 {
     return memcmp (a->pixels, b->pixels, (size_t) a->width * a->height * a->channels) == 0;
+}
+
+/* A text-to-image SD checkpoint (4 channels, cut from sd-inpaint-clip-tiny with its CLIP)
+ * inpaints from a prompt: the fill changes with the prompt, the outside stays exact, the
+ * same prompt and seed give the same pixels. */
+static void
+test_inpaint_sd_txt2img_prompt (void)
+{
+    char *dir = NULL;
+    g_autofree char *path = make_sd_txt2img_from ("sd-inpaint-clip-tiny", &dir);
+    g_autofree char *ref_path = fixture_path ("sd-inpaint-clip-tiny", "reference.safetensors");
+    if (!path || !ref_path)
+        return;
+    g_autoptr (GError) error = NULL;
+    g_autoptr (LdmModel) model = ldm_model_load (path, &error);
+    g_assert_no_error (error);
+    g_assert_cmpint (ldm_model_kind (model), ==, LDM_MODEL_SD);
+    g_autoptr (LdmEngine) engine = ldm_engine_new (model, &error);
+    g_assert_no_error (error);
+    g_autoptr (LdmTensorFile) ref = ldm_tensor_file_open (ref_path, &error);
+    g_assert_no_error (error);
+    SdCase c = { engine, ref_image (ref, "input.image", true), ref_mask (ref, "input.mask"),
+                 NULL, NULL };
+    LdmSampleParams p;
+    sd_case_params (&c, &p); /* no context: the prompts below */
+    p.prompt = "a photograph of an astronaut riding a horse";
+    p.negative_prompt = "blurry";
+    LdmImage a = sd_run (&c, &c.image, &p), again = sd_run (&c, &c.image, &p);
+    g_assert_true (same_image (&a, &again));
+    size_t filled = pixels_differing (&a, &c.image, &c.mask, true);
+    p.prompt = "a red cube on a table";
+    LdmImage b = sd_run (&c, &c.image, &p);
+    size_t moved = pixels_differing (&a, &b, &c.mask, true);
+    g_test_message ("4-channel SD with a prompt: %zu of %zu mask pixels filled, another prompt "
+                    "changes %zu", filled, mask_pixels (&c.mask), moved);
+    g_assert_cmpuint (filled, >, mask_pixels (&c.mask) / 2);
+    g_assert_cmpuint (moved, >, mask_pixels (&c.mask) / 2);
+    ldm_image_clear (&a);
+    ldm_image_clear (&again);
+    ldm_image_clear (&b);
+    ldm_image_clear (&c.image);
+    ldm_image_clear (&c.mask);
+    g_clear_pointer (&engine, ldm_engine_free);
+    g_clear_pointer (&model, ldm_model_free);
+    remove_model_dir (dir);
 }
 
 /* Any SD 1.x checkpoint inpaints: a 4-channel U-Net sees x alone, so the image reaches the
@@ -1245,6 +1297,7 @@ main (int argc, char **argv)
     }
     g_test_add_func ("/pipeline/prompt-tokenizer-beside-model", test_prompt_tokenizer_beside);
     g_test_add_func ("/pipeline/inpaint-sd-4-channels", test_inpaint_sd_txt2img);
+    g_test_add_func ("/pipeline/inpaint-sd-4-channels-prompt", test_inpaint_sd_txt2img_prompt);
     g_test_add_data_func ("/pipeline/init-strength-sd/9-channels", GINT_TO_POINTER (0),
                           test_init_strength_sd);
     g_test_add_data_func ("/pipeline/init-strength-sd/4-channels", GINT_TO_POINTER (1),
