@@ -15,13 +15,35 @@
 #include <jpeglib.h> /* needs stdio.h first */
 #include <png.h>
 
-/* Larger sides are refused from the header, before any pixel is allocated. */
-#define IMAGE_MAX_SIDE 65535
-
 static void
 set_io_error (GError **error, const char *path, const char *what)
 {
     g_set_error (error, LDM_ERROR, LDM_ERROR_FORMAT, "%s: %s", path, what);
+}
+
+/* The size a header claims, checked before any pixel buffer is allocated (a 60000x60000 PNG
+ * or JPEG header is a few bytes): the engine's own refusal (LDM_IMAGE_MAX_SIDE, the same
+ * message as its check), and the whole buffer, `channels` samples of `sample_bytes` a pixel,
+ * must fit a size_t. `what` is "image" or "mask". */
+static gboolean
+check_header_size (const char *path, const char *what, uint32_t width, uint32_t height,
+                   int channels, int sample_bytes, GError **error)
+{
+    if (width == 0 || height == 0) {
+        set_io_error (error, path, "the header gives an empty image");
+        return FALSE;
+    }
+    size_t row_bytes, bytes;
+    if (width > LDM_IMAGE_MAX_SIDE || height > LDM_IMAGE_MAX_SIDE
+        || !g_size_checked_mul (&row_bytes, width, (size_t) channels * sample_bytes)
+        || !g_size_checked_mul (&bytes, row_bytes, height)) {
+        g_set_error (error, LDM_ERROR, LDM_ERROR_ARGUMENT,
+                     "%s: the %s is %" G_GUINT32_FORMAT "x%" G_GUINT32_FORMAT ": at most %d "
+                     "pixels a side are supported", path, what, width, height,
+                     LDM_IMAGE_MAX_SIDE);
+        return FALSE;
+    }
+    return TRUE;
 }
 
 void
@@ -158,7 +180,7 @@ png_on_warning (png_structp png, png_const_charp message)
 }
 
 static gboolean
-load_png (const char *path, FILE *fp, ImageFile *file, GError **error)
+load_png (const char *path, const char *what, FILE *fp, ImageFile *file, GError **error)
 {
     PngError err = { "damaged PNG" };
     png_structp png = png_create_read_struct (PNG_LIBPNG_VER_STRING, &err, png_on_error,
@@ -179,9 +201,17 @@ load_png (const char *path, FILE *fp, ImageFile *file, GError **error)
         return FALSE;
     }
     png_init_io (png, fp);
-    png_set_user_limits (png, IMAGE_MAX_SIDE, IMAGE_MAX_SIDE);
+    /* libpng's own limits only as far as the format's (2^31 - 1): the sides are checked below
+     * with the engine's message; png_read_info allocates nothing that grows with them. */
+    png_set_user_limits (png, PNG_UINT_31_MAX, PNG_UINT_31_MAX);
     png_read_info (png, info);
     png_uint_32 w = png_get_image_width (png, info), h = png_get_image_height (png, info);
+    /* the largest layout the reading may produce: RGBA, 16 bits (libpng's row buffers
+     * are sized in png_read_update_info, below) */
+    if (!check_header_size (path, what, w, h, 4, 2, error)) {
+        png_destroy_read_struct (&png, &info, NULL);
+        return FALSE;
+    }
     int type = png_get_color_type (png, info);
     gboolean alpha = (type & PNG_COLOR_MASK_ALPHA) || png_get_valid (png, info, PNG_INFO_tRNS);
     png_set_expand (png); /* palette -> RGB, 1-4 bit grey -> 8 bits, tRNS -> alpha */
@@ -192,7 +222,7 @@ load_png (const char *path, FILE *fp, ImageFile *file, GError **error)
     int channels = png_get_channels (png, info), depth = png_get_bit_depth (png, info);
     size_t row_bytes = png_get_rowbytes (png, info);
     if ((channels != 1 && channels != 3 && channels != 4) || (depth != 8 && depth != 16)
-        || row_bytes != (size_t) w * channels * (depth / 8)) {
+        || row_bytes != (size_t) w * channels * (depth / 8)) { /* no overflow: checked above */
         png_destroy_read_struct (&png, &info, NULL);
         set_io_error (error, path, "unsupported PNG layout");
         return FALSE;
@@ -322,7 +352,7 @@ jpeg_exif_orientation (j_decompress_ptr cinfo)
 }
 
 static gboolean
-load_jpeg (const char *path, FILE *fp, ImageFile *file, GError **error)
+load_jpeg (const char *path, const char *what, FILE *fp, ImageFile *file, GError **error)
 {
     struct jpeg_decompress_struct cinfo;
     JpegError jerr;
@@ -339,9 +369,11 @@ load_jpeg (const char *path, FILE *fp, ImageFile *file, GError **error)
     jpeg_stdio_src (&cinfo, fp);
     jpeg_save_markers (&cinfo, JPEG_APP0 + 1, 0xffff);
     jpeg_read_header (&cinfo, TRUE);
-    if (cinfo.image_width > IMAGE_MAX_SIDE || cinfo.image_height > IMAGE_MAX_SIDE) {
+    /* before jpeg_start_decompress, which allocates the decoder's buffers (for a progressive
+     * file, the coefficients of the whole image) */
+    if (!check_header_size (path, what, cinfo.image_width, cinfo.image_height,
+                            cinfo.num_components == 1 ? 1 : 3, 1, error)) {
         jpeg_destroy_decompress (&cinfo);
-        set_io_error (error, path, "image size out of range");
         return FALSE;
     }
     int orientation = jpeg_exif_orientation (&cinfo);
@@ -406,8 +438,9 @@ write_jpeg (FILE *fp, const LdmImage *image, char *message, size_t size)
 
 /* ------------------------------------------------------------- reading */
 
-gboolean
-image_load (const char *path, ImageFile *file, GError **error)
+/* `what` ("image", "mask") names the picture in a size refusal. */
+static gboolean
+load_image_file (const char *path, const char *what, ImageFile *file, GError **error)
 {
     *file = (ImageFile) { 0 };
     FILE *fp = fopen (path, "rb");
@@ -420,9 +453,9 @@ image_load (const char *path, ImageFile *file, GError **error)
     rewind (fp);
     gboolean ok;
     if (got == 8 && png_sig_cmp (magic, 0, 8) == 0) {
-        ok = load_png (path, fp, file, error);
+        ok = load_png (path, what, fp, file, error);
     } else if (got >= 3 && magic[0] == 0xff && magic[1] == 0xd8 && magic[2] == 0xff) {
-        ok = load_jpeg (path, fp, file, error);
+        ok = load_jpeg (path, what, fp, file, error);
     } else {
         set_io_error (error, path, "not a PNG or JPEG image");
         ok = FALSE;
@@ -432,10 +465,16 @@ image_load (const char *path, ImageFile *file, GError **error)
 }
 
 gboolean
+image_load (const char *path, ImageFile *file, GError **error)
+{
+    return load_image_file (path, "image", file, error);
+}
+
+gboolean
 image_load_mask (const char *path, LdmImage *mask, GError **error)
 {
     ImageFile file;
-    if (!image_load (path, &file, error))
+    if (!load_image_file (path, "mask", &file, error))
         return FALSE;
     LdmImage *img = &file.image;
     g_clear_pointer (&file.deep, g_free);

@@ -17,7 +17,8 @@ typedef struct {
 
 void image_file_clear (ImageFile *file);
 
-/* Reads a PNG or JPEG (by content). */
+/* Reads a PNG or JPEG (by content). A header claiming more than LDM_IMAGE_MAX_SIDE pixels a
+ * side is refused (LDM_ERROR_ARGUMENT, the engine's message) before any pixel is read. */
 gboolean image_load (const char *path, ImageFile *file, GError **error);
 
 /* Reads a mask: any image reduced to one channel, the luminance times the alpha where the

@@ -178,6 +178,10 @@ typedef struct {
 
 void ldm_image_clear (LdmImage *image);
 
+/* The largest side ldm_inpaint and ldm_upscale take (larger: LDM_ERROR_ARGUMENT). File
+ * readers check it from the header, before any pixel buffer exists. */
+#define LDM_IMAGE_MAX_SIDE 16384
+
 /* --------------------------------------------------------------- pipelines */
 
 /* Called after each denoising step; return FALSE to cancel (the pipeline then fails with
@@ -401,6 +405,68 @@ char         *ldm_tokenizer_builtin_find (const char *const *dirs, GError **erro
 char         *ldm_tokenizer_find_beside_model (const char *model_path);
 
 G_DEFINE_AUTOPTR_CLEANUP_FUNC (LdmTokenizer, ldm_tokenizer_free)
+
+/* ------------------------------------------------------ brush strokes (strokes.c)
+ * What the inpainting brush needs that is not GIMP's: which pixels of a strokes layer changed
+ * since the last look, grouped into regions, a queue of dirty regions, and the crop with
+ * context around a region (the same crop the Inpaint Selection filter makes). Coordinates are
+ * the layer's pixels; the layer's alpha is its coverage (8-bit, 0 = no paint). */
+
+typedef struct LdmStrokeTracker LdmStrokeTracker;
+
+/* Two groups of changed pixels merge when the gap between their boxes (pixels strictly
+ * between them, the larger of the horizontal and vertical gap) is at most this. */
+#define LDM_STROKE_MERGE_DISTANCE 16
+/* Beyond this many separate groups in one update, the update is one region (its total box). */
+#define LDM_STROKE_MAX_GROUPS     4096
+
+typedef struct {
+    LdmRect box;        /* the bounding box of the region's changed pixels */
+    int     painted;    /* pixels whose coverage rose (paint added) */
+    int     erased;     /* pixels whose coverage fell: the original must come back there */
+} LdmStrokeRegion;
+
+/* A tracker for a width x height layer (each 1..65536) whose last seen coverage is all 0
+ * (a new, empty strokes layer); merge_distance >= 0 (LDM_STROKE_MERGE_DISTANCE). */
+LdmStrokeTracker *ldm_stroke_tracker_new    (int width, int height, int merge_distance,
+                                             GError **error);
+void              ldm_stroke_tracker_free   (LdmStrokeTracker *tracker);
+
+/* Compares ALPHA (height rows of width bytes, `stride` bytes apart, stride >= width) with the
+ * last seen coverage, remembers ALPHA, and writes the regions of the changed pixels (any
+ * difference counts): boxes of 8-connected changes, merged while two are within the merge
+ * distance, sorted by top edge, then left edge. When more than
+ * `max` (>= 1) regions, or more than LDM_STROKE_MAX_GROUPS groups, result, *n_out is 1: the
+ * box of every change. No change: *n_out = 0. On error the last seen coverage is kept. */
+gboolean ldm_stroke_tracker_update    (LdmStrokeTracker *tracker, const uint8_t *alpha,
+                                       int stride, LdmStrokeRegion *regions_out, int max,
+                                       int *n_out, GError **error);
+/* Sets the last seen coverage without reporting anything (a strokes layer that already has
+ * paint, or after an undo the caller handled itself). */
+gboolean ldm_stroke_tracker_reset     (LdmStrokeTracker *tracker, const uint8_t *alpha,
+                                       int stride, GError **error);
+/* The last seen coverage inside CROP (which must lie inside the layer) as a crop-size
+ * selection in [0, 1] (coverage / 255), what ldm_inpaint_region takes. */
+gboolean ldm_stroke_tracker_selection (const LdmStrokeTracker *tracker, LdmRect crop,
+                                       float *selection, GError **error);
+
+/* A queue of dirty regions, an array of *n (<= max) rectangles the caller owns: RECT joins
+ * it. Every queued rectangle within `merge_distance` of it (0: overlapping or touching) is
+ * merged into it, again while the grown one reaches others; the result takes the place of
+ * the earliest merged one (so a growing region keeps its turn), else it goes last. A full
+ * queue grows its last rectangle by RECT. Returns the index that now holds RECT, or -1 (and
+ * the error) for an empty RECT, a negative distance or a bad queue. */
+int      ldm_stroke_queue_add         (LdmRect *queue, int *n, int max, LdmRect rect,
+                                       int merge_distance, GError **error);
+
+/* The crop with context the engine gets for REGION of a width x height layer: exactly
+ * ldm_region_crop (params, region, {0, 0, width, height}), the Inpaint Selection filter's
+ * crop for a selection with these bounds. FALSE (crop zeroed) when REGION is empty or off
+ * the layer. */
+gboolean ldm_stroke_region_crop       (const LdmRegionParams *params, LdmRect region, int width,
+                                       int height, LdmRect *crop);
+
+G_DEFINE_AUTOPTR_CLEANUP_FUNC (LdmStrokeTracker, ldm_stroke_tracker_free)
 
 #pragma GCC visibility pop
 

@@ -217,10 +217,10 @@ check_image (const LdmImage *img, const char *what, GError **error)
                      "RGB or RGBA", what);
         return FALSE;
     }
-    if (img->width > 16384 || img->height > 16384) {
+    if (img->width > LDM_IMAGE_MAX_SIDE || img->height > LDM_IMAGE_MAX_SIDE) {
         g_set_error (error, LDM_ERROR, LDM_ERROR_ARGUMENT,
-                     "the %s is %dx%d: at most 16384 pixels a side are supported", what,
-                     img->width, img->height);
+                     "the %s is %dx%d: at most %d pixels a side are supported", what,
+                     img->width, img->height, LDM_IMAGE_MAX_SIDE);
         return FALSE;
     }
     return TRUE;

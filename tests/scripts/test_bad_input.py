@@ -10,6 +10,7 @@ import sys
 import tempfile
 import threading
 import time
+import zlib
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib"))
 import pngutil  # noqa: E402
@@ -270,12 +271,106 @@ def arguments(tmp):
           and "--step-noise" in r.stderr and time.monotonic() - start < 10, r.stderr)
 
 
+def tiny_jpeg(width, height):
+    """A baseline grey JPEG whose SOF0 claims width x height, with the entropy-coded data of a
+    single 8x8 block (DC difference 0, end of block; one-code Huffman tables): an 8x8 picture
+    is whole, a larger one is truncated data that libjpeg would decode as grey."""
+    def segment(marker, body):
+        return b"\xff" + bytes((marker,)) + struct.pack(">H", len(body) + 2) + body
+    one_code = bytes((1,) + (0,) * 15) + b"\0"  # BITS: one code of length 1; HUFFVAL: 0
+    return (b"\xff\xd8" + segment(0xDB, b"\0" + bytes((1,)) * 64)
+            + segment(0xC0, struct.pack(">BHHB", 8, height, width, 1) + b"\x01\x11\x00")
+            + segment(0xC4, b"\x00" + one_code) + segment(0xC4, b"\x10" + one_code)
+            + segment(0xDA, b"\x01\x01\x00\x00\x3f\x00") + b"\x3f" + b"\xff\xd9")
+
+
+def png_claiming(path, width, height, ihdr_crc=None, depth=8):
+    """An RGB PNG whose IHDR (valid CRC unless `ihdr_crc` is given) claims width x height,
+    followed by a tiny IDAT (two rows of zeros at most, far fewer than claimed)."""
+    ihdr = struct.pack(">IIBBBBB", width, height, depth, 2, 0, 0, 0)
+    chunk = pngutil.png_chunk(b"IHDR", ihdr)
+    if ihdr_crc is not None:
+        chunk = chunk[:-4] + struct.pack(">I", ihdr_crc)
+    row = b"\0" * (1 + 3 * min(width, 4096))
+    with open(path, "wb") as f:
+        f.write(b"\x89PNG\r\n\x1a\n" + chunk + pngutil.png_chunk(b"IDAT", zlib.compress(row * 2))
+                + pngutil.png_chunk(b"IEND", b""))
+
+
+def run_measured(*args):
+    """ldm with its own peak RSS (os.wait4's rusage: this child only), in MB."""
+    with tempfile.TemporaryFile() as err:
+        p = subprocess.Popen([LDM, *args], stdout=subprocess.DEVNULL, stderr=err)
+        _, status, usage = os.wait4(p.pid, 0)
+        p.returncode = os.waitstatus_to_exitcode(status)
+        err.seek(0)
+        return p.returncode, err.read().decode(errors="replace"), usage.ru_maxrss / 1024
+
+
+def huge_headers(tmp):
+    # Refused from the header, before any pixel buffer exists: a PNG's IHDR or a JPEG's SOF0
+    # that claims gigapixels costs no memory (before: the rows were allocated and decoded).
+    model = os.path.join(SR, "model.safetensors")
+    out = os.path.join(tmp, "out.png")
+    # what the engine says of a decoded image over 16384 pixels a side (exit 2)
+    TOO_LARGE = "at most 16384 pixels a side are supported"
+    cases = []
+    for name, w, h in (("60000x60000", 60000, 60000), ("2147483647x1", 2**31 - 1, 1),
+                       ("1x2147483647", 1, 2**31 - 1), ("70000x10", 70000, 10),
+                       ("16385x1", 16385, 1)):
+        path = os.path.join(tmp, f"claims-{name}.png")
+        png_claiming(path, w, h)
+        cases.append((f"PNG whose IHDR claims {name}", path, f"{w}x{h}"))
+    for name, w, h in (("40000x40000", 40000, 40000), ("65000x8", 65000, 8)):
+        path = os.path.join(tmp, f"claims-{name}.jpg")
+        with open(path, "wb") as f:
+            f.write(tiny_jpeg(w, h))
+        cases.append((f"JPEG whose SOF0 claims {name}", path, f"{w}x{h}"))
+    for label, path, size in cases:
+        code, err, rss = run_measured("upscale", "--model", model, "--image", path,
+                                      "--output", out, "-q")
+        check(f"{label}: exit 2, the engine's size message naming {size}", code == 2
+              and f"the image is {size}: {TOO_LARGE}" in err, f"{code} {err}")
+        check(f"{label}: peak RSS under 100 MB", rss < 100, f"{rss:.0f} MB")
+    # As a mask too (the same loader).
+    code, err, rss = run_measured("inpaint", "--model", os.path.join(INPAINT, "model.safetensors"),
+                                  "--image", IMAGE, "--mask", cases[0][1], "--output", out, "-q")
+    check("mask PNG claiming 60000x60000: exit 2, the size message, under 100 MB", code == 2
+          and f"the mask is 60000x60000: {TOO_LARGE}" in err and rss < 100,
+          f"{code} {rss:.0f} MB {err}")
+    # The crafted JPEG is a real one: at 8x8 it is read (and upscaled to 32x32).
+    small = os.path.join(tmp, "8x8.jpg")
+    with open(small, "wb") as f:
+        f.write(tiny_jpeg(8, 8))
+    r = upscale(small, out)
+    check("the same JPEG claiming 8x8: read and upscaled to 32x32", r.returncode == 0
+          and png(out)[:2] == (32, 32), r.stderr)
+    # Damaged headers: a clear message and exit 2, never a crash.
+    damaged = os.path.join(tmp, "damaged.png")
+    for label, kwargs in (("IHDR with a wrong CRC", {"ihdr_crc": 0x12345678}),
+                          ("IHDR with width 0", {"width": 0}),
+                          ("IHDR with bit depth 3", {"depth": 3})):
+        args = {"width": 64, "height": 64, **kwargs}
+        png_claiming(damaged, args.pop("width"), args.pop("height"), **args)
+        code, err, rss = run_measured("upscale", "--model", model, "--image", damaged,
+                                      "--output", out, "-q")
+        check(f"PNG {label}: exit 2 with a message naming the file", code == 2
+              and damaged in err and rss < 100, f"{code} {rss:.0f} MB {err}")
+    with open(damaged, "wb") as f:
+        f.write(tiny_jpeg(40000, 40000)[:30])  # cut inside the DQT
+    code, err, rss = run_measured("upscale", "--model", model, "--image", damaged,
+                                  "--output", out, "-q")
+    check("JPEG cut inside its header: exit 2 with a message naming the file", code == 2
+          and damaged in err and rss < 100, f"{code} {rss:.0f} MB {err}")
+
+
 def main():
     if not os.path.isdir(INPAINT):
         print("fixtures not found: nothing to test")
         return 77
     with tempfile.TemporaryDirectory() as tmp:
-        for part in (outputs_safety, deep_pixels, grey_and_masks, orientation, arguments):
+        for part in (outputs_safety, deep_pixels, grey_and_masks, orientation, arguments,
+                     huge_headers):
             sub = os.path.join(tmp, part.__name__)
             os.makedirs(sub)
             try:
