@@ -189,10 +189,6 @@ ldm_create_procedure (GimpPlugIn *plug_in, const gchar *name)
                                              _("Correct the fill's colors by the model's color "
                                                "error on the pixels around it"),
                                              defaults.match_colors, G_PARAM_READWRITE);
-        /* Stable Diffusion's text conditioning (core reads the prompts through CLIP) */
-        gimp_procedure_add_string_argument (procedure, "prompt", _("Pr_ompt"),
-                                            _("What should appear in the selection, in words "
-                                              "(Stable Diffusion models; latent-diffusion "
         gimp_procedure_add_boolean_argument (procedure, "color-fix", _("_Keep colors"),
                                              _("Latent-diffusion models: the fill's colors and "
                                                "shading come from its surroundings, its detail "
@@ -200,6 +196,10 @@ ldm_create_procedure (GimpPlugIn *plug_in, const gchar *name)
                                                "are; Stable Diffusion: not applied, the prompt "
                                                "decides)"),
                                              defaults.color_fix, G_PARAM_READWRITE);
+        /* Stable Diffusion's text conditioning (core reads the prompts through CLIP) */
+        gimp_procedure_add_string_argument (procedure, "prompt", _("Pr_ompt"),
+                                            _("What should appear in the selection, in words "
+                                              "(Stable Diffusion models; latent-diffusion "
                                               "models ignore the prompt)"),
                                             "", G_PARAM_READWRITE);
         gimp_procedure_add_string_argument (procedure, "negative-prompt", _("_Negative prompt"),
@@ -318,11 +318,11 @@ show_dialog (GimpProcedure *procedure, GimpProcedureConfig *config, const char *
     if (inpaint) {
         gimp_procedure_dialog_fill_box (d, "region-box", "context-padding", "working-size",
                                         "mask-grow", "mask-blur", "keep-known", "match-colors",
+                                        "color-fix",
                                         NULL);
         gimp_procedure_dialog_get_label (d, "region-title", _("Region"), FALSE, FALSE);
         gimp_procedure_dialog_fill_frame (d, "region-frame", "region-title", FALSE, "region-box");
         /* the prompt's widgets' tooltips say it too; the note is seen without hovering */
-                                        "color-fix",
         gimp_procedure_dialog_get_label (d, "prompt-note",
                                          _("Only Stable Diffusion models read the prompt; "
                                            "latent-diffusion models ignore it."), FALSE, FALSE);
@@ -604,11 +604,11 @@ inpaint_work (LdmJob *job, gpointer data, GError **error)
     init_sample_params (&params, &w->sampling, job);
     params.keep_known = w->keep_known;
     params.match_colors = w->match_colors;
+    params.color_fix = w->color_fix;
     params.prompt = w->prompt;
     params.negative_prompt = w->negative_prompt;
     params.guidance = (float) w->guidance;
     w->kind = ldm_engine_kind (engine);
-    params.color_fix = w->color_fix;
     return ldm_inpaint_region (engine, &w->crop, w->selection, &w->region, &params, &w->result,
                                error);
 }
