@@ -163,22 +163,26 @@ ldm_create_procedure (GimpPlugIn *plug_in, const gchar *name)
         LdmSampleParams defaults;
         ldm_sample_params_init (&defaults, LDM_TASK_INPAINT);
         add_sampling_arguments (procedure, LDM_BUILTIN_INPAINT, &defaults);
+        LdmRegionParams region; /* the region defaults are core's too */
+        ldm_region_params_init (&region);
         gimp_procedure_add_int_argument (procedure, "context-padding", _("_Context"),
                                          _("Pixels of surrounding image the model sees around "
                                            "the selection"),
-                                         0, 4096, 64, G_PARAM_READWRITE);
+                                         0, 4096, region.context_padding, G_PARAM_READWRITE);
         gimp_procedure_add_int_argument (procedure, "working-size", _("_Working size"),
                                          _("Longest side the crop is processed at; larger crops "
                                            "are scaled down for the model and back"),
-                                         LDM_REGION_MIN_WORKING_SIZE, 8192, 512,
+                                         LDM_REGION_MIN_WORKING_SIZE, 8192, region.working_size,
                                          G_PARAM_READWRITE);
         gimp_procedure_add_int_argument (procedure, "mask-grow", _("_Grow selection"),
                                          _("Pixels the selection is grown by before inpainting"),
-                                         0, LDM_REGION_MAX_GROW, 4, G_PARAM_READWRITE);
+                                         0, LDM_REGION_MAX_GROW, region.mask_grow,
+                                         G_PARAM_READWRITE);
         gimp_procedure_add_int_argument (procedure, "mask-blur", _("_Blur edge"),
                                          _("Pixels over which the new layer fades into the "
                                            "image (its layer mask is blurred)"),
-                                         0, LDM_REGION_MAX_BLUR, 8, G_PARAM_READWRITE);
+                                         0, LDM_REGION_MAX_BLUR, region.mask_blur,
+                                         G_PARAM_READWRITE);
         gimp_procedure_add_boolean_argument (procedure, "keep-known", _("_Follow surroundings"),
                                              _("At every step, reset the latents around the "
                                                "selection to the image's own, so the fill grows "

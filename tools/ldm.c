@@ -21,7 +21,6 @@
 #include <unistd.h>
 
 #define EXIT_BAD_INPUT 2
-#define AUTHORS_STEPS "50 to inpaint, 100 to upscale"
 
 static void
 print_usage (FILE *out)
@@ -320,6 +319,48 @@ static int
 command_run (int argc, char **argv, bool inpaint)
 {
     RunOptions o = { 0 };
+    /* The defaults the help names are core's (ldm_sample_params_init and _authors). */
+    LdmTask task = inpaint ? LDM_TASK_INPAINT : LDM_TASK_UPSCALE;
+    LdmSampleParams def, authors_inpaint, authors_upscale;
+    ldm_sample_params_init (&def, task);
+    ldm_sample_params_init_authors (&authors_inpaint, LDM_TASK_INPAINT);
+    ldm_sample_params_init_authors (&authors_upscale, LDM_TASK_UPSCALE);
+    g_autofree char *steps_help = g_strdup_printf (
+        "Denoising steps (default %d; --authors: %d to inpaint, %d to upscale)", def.steps,
+        authors_inpaint.steps, authors_upscale.steps);
+    g_autofree char *eta_help = g_strdup_printf (inpaint ? "DDIM eta (default %g)"
+                                                         : "DDIM eta (default %g, as the LDSR "
+                                                           "notebook)", def.eta);
+    g_autofree char *strength_help = g_strdup_printf (
+        "With --init fill or original: how much noise the start gets, more than 0 to 1 (the "
+        "share of the steps that run; default %g)", def.strength);
+    g_autofree char *guidance_help = g_strdup_printf (
+        "Stable Diffusion: guidance scale, %g to %g (default %g; 1: the prompt alone, no "
+        "negative prompt)", LDM_GUIDANCE_MIN, LDM_GUIDANCE_MAX, def.guidance);
+    g_autofree char *init_help = g_strdup_printf (
+        inpaint ? "Start from noise, fill (the hole filled from its surroundings) or original "
+                  "(the image), noised to --strength (default: %s)"
+                : "Start from noise, or original (the input enlarged), noised to --strength "
+                  "(default: %s)", ldm_init_name (def.init));
+    /* Each aid's "(default)" goes with the setting core defaults to. */
+    const char *keep_help = def.keep_known
+        ? "Blend the latents away from the mask back to the image's at every step (default; "
+          "the authors' script does not)"
+        : "Blend the latents away from the mask back to the image's at every step (the "
+          "authors' script does not)";
+    const char *no_keep_help = def.keep_known ? "Do not blend the latents back"
+                                              : "Do not blend the latents back (default)";
+    const char *match_help = def.match_colors
+        ? "Shift the fill's colors by the autoencoder's color error around it (default)"
+        : "Shift the fill's colors by the autoencoder's color error around it";
+    const char *no_match_help = def.match_colors ? "Keep the fill's decoded colors"
+                                                 : "Keep the fill's decoded colors (default)";
+    const char *fix_help = def.color_fix
+        ? "Keep the input's colors: every 4x4 block of the output averages to its input pixel "
+          "(default)"
+        : "Keep the input's colors: every 4x4 block of the output averages to its input pixel";
+    const char *no_fix_help = def.color_fix ? "The decoded colors as they are"
+                                            : "The decoded colors as they are (default)";
     GOptionEntry entries[] = {
         { "model", 'm', 0, G_OPTION_ARG_FILENAME, &o.model,
           inpaint ? "Model file (.ckpt, .safetensors; default: the built-in " LDM_BUILTIN_INPAINT ")"
@@ -331,17 +372,13 @@ command_run (int argc, char **argv, bool inpaint)
         { "output", 'o', 0, G_OPTION_ARG_FILENAME, &o.output,
           "Output image (.png, or .jpg: lossy; a 16-bit PNG in gives a 16-bit PNG out)", "OUT" },
         { "steps", 's', 0, G_OPTION_ARG_STRING, &o.steps,
-          "Denoising steps (default 25; --authors: " AUTHORS_STEPS ")", "N" },
+          steps_help, "N" },
         { "eta", 0, 0, G_OPTION_ARG_STRING, &o.eta,
-          inpaint ? "DDIM eta (default 0)" : "DDIM eta (default 1, as the LDSR notebook)", "E" },
+          eta_help, "E" },
         { "init", 0, 0, G_OPTION_ARG_STRING, &o.init,
-          inpaint ? "Start from noise, fill (the hole filled from its surroundings) or original "
-                    "(the image), noised to --strength (default: noise)"
-                  : "Start from noise, or original (the input enlarged), noised to --strength "
-                    "(default: noise)", "INIT" },
+          init_help, "INIT" },
         { "strength", 0, 0, G_OPTION_ARG_STRING, &o.strength,
-          "With --init fill or original: how much noise the start gets, more than 0 to 1 (the "
-          "share of the steps that run; default 1)", "S" },
+          strength_help, "S" },
         { "authors", 0, 0, G_OPTION_ARG_NONE, &o.authors,
           "The authors' procedure exactly: their step count, pure-noise start, none of the aids "
           "below (reproduces their results)", NULL },
@@ -366,23 +403,19 @@ command_run (int argc, char **argv, bool inpaint)
         { "uncond-context", 0, inpaint ? 0 : G_OPTION_FLAG_HIDDEN, G_OPTION_ARG_STRING,
           &o.uncond_context, "Stable Diffusion: unconditional context tensor", "FILE:TENSOR" },
         { "guidance", 0, inpaint ? 0 : G_OPTION_FLAG_HIDDEN, G_OPTION_ARG_STRING, &o.guidance,
-          "Stable Diffusion: guidance scale, 1 to 30 (default 7.5; 1: the prompt alone, no "
-          "negative prompt)", "G" },
+          guidance_help, "G" },
         { "keep-known", 0, inpaint ? 0 : G_OPTION_FLAG_HIDDEN, G_OPTION_ARG_NONE, &o.keep_known,
-          "Blend the latents away from the mask back to the image's at every step (default; "
-          "the authors' script does not)", NULL },
+          keep_help, NULL },
         { "no-keep-known", 0, inpaint ? 0 : G_OPTION_FLAG_HIDDEN, G_OPTION_ARG_NONE,
-          &o.no_keep_known, "Do not blend the latents back", NULL },
+          &o.no_keep_known, no_keep_help, NULL },
         { "match-colors", 0, inpaint ? 0 : G_OPTION_FLAG_HIDDEN, G_OPTION_ARG_NONE,
-          &o.match_colors, "Shift the fill's colors by the autoencoder's color error around "
-          "it (default)", NULL },
+          &o.match_colors, match_help, NULL },
         { "no-match-colors", 0, inpaint ? 0 : G_OPTION_FLAG_HIDDEN, G_OPTION_ARG_NONE,
-          &o.no_match_colors, "Keep the fill's decoded colors", NULL },
+          &o.no_match_colors, no_match_help, NULL },
         { "color-fix", 0, inpaint ? G_OPTION_FLAG_HIDDEN : 0, G_OPTION_ARG_NONE, &o.color_fix,
-          "Keep the input's colors: every 4x4 block of the output averages to its input pixel "
-          "(default)", NULL },
+          fix_help, NULL },
         { "no-color-fix", 0, inpaint ? G_OPTION_FLAG_HIDDEN : 0, G_OPTION_ARG_NONE,
-          &o.no_color_fix, "The decoded colors as they are", NULL },
+          &o.no_color_fix, no_fix_help, NULL },
         { "quiet", 'q', 0, G_OPTION_ARG_NONE, &o.quiet, "No progress or messages", NULL },
         { NULL },
     };
@@ -418,7 +451,6 @@ command_run (int argc, char **argv, bool inpaint)
     if (!image_check_output (o.output, &output_type, &error))
         goto bad;
     LdmSampleParams params;
-    LdmTask task = inpaint ? LDM_TASK_INPAINT : LDM_TASK_UPSCALE;
     if (o.authors)
         ldm_sample_params_init_authors (&params, task);
     else

@@ -75,14 +75,6 @@ act_avgpool2x2 (const Act *in, Act *out)
         }
 }
 
-void
-act_add (float *y, const float *x, size_t n)
-{
-#pragma omp parallel for simd schedule(static) if (n >= PARALLEL_MIN)
-    for (size_t i = 0; i < n; i++)
-        y[i] += x[i];
-}
-
 /* Per-channel sums over the pixels of one image, in double: sum of x, or of (x - mean[c])^2
  * when mean is given. Each thread sums a fixed share (static schedule) into its own slot and
  * the slots are added in thread order, so the result is the same on every run. */

@@ -22,9 +22,6 @@ void act_avgpool2x2 (const Act *in, Act *out);
 gboolean act_group_norm (const Act *in, Act *out, const float *gamma, const float *beta,
                          int groups, float eps, bool silu, GError **error);
 
-/* y += x, element-wise over n floats. */
-void act_add (float *y, const float *x, size_t n);
-
 /* Colour matching of a generated region (n = 1, h x w x c, c <= LDM_MATCH_MAX_CHANNELS; ref
  * the same shape): adds to x inside `region` (h x w bytes, non-zero = generated) the
  * per-channel difference of the means of ref and x over the ring: the pixels outside the

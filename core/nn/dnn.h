@@ -15,7 +15,7 @@
 typedef struct Dnn Dnn;
 
 /* An activation tensor: n images of h x w pixels with c channels, NHWC. `data` is owned by
- * whoever allocated it (see act_new / act_free). */
+ * whoever allocated it (see act_alloc / act_free). */
 typedef struct {
     float *data;
     int    n, h, w, c;
