@@ -355,10 +355,12 @@ command_run (int argc, char **argv, bool inpaint)
         : "Shift the fill's colors by the autoencoder's color error around it";
     const char *no_match_help = def.match_colors ? "Keep the fill's decoded colors"
                                                  : "Keep the fill's decoded colors (default)";
-    const char *fix_help = def.color_fix
-        ? "Keep the input's colors: every 4x4 block of the output averages to its input pixel "
-          "(default)"
+    const char *fix_what = inpaint
+        ? "LDM models: the fill's colors and shading from its surroundings, its detail from "
+          "the model"
         : "Keep the input's colors: every 4x4 block of the output averages to its input pixel";
+    g_autofree char *fix_help = g_strdup_printf ("%s%s", fix_what,
+                                                 def.color_fix ? " (default)" : "");
     const char *no_fix_help = def.color_fix ? "The decoded colors as they are"
                                             : "The decoded colors as they are (default)";
     GOptionEntry entries[] = {
@@ -412,9 +414,8 @@ command_run (int argc, char **argv, bool inpaint)
           &o.match_colors, match_help, NULL },
         { "no-match-colors", 0, inpaint ? 0 : G_OPTION_FLAG_HIDDEN, G_OPTION_ARG_NONE,
           &o.no_match_colors, no_match_help, NULL },
-        { "color-fix", 0, inpaint ? G_OPTION_FLAG_HIDDEN : 0, G_OPTION_ARG_NONE, &o.color_fix,
-          fix_help, NULL },
-        { "no-color-fix", 0, inpaint ? G_OPTION_FLAG_HIDDEN : 0, G_OPTION_ARG_NONE,
+        { "color-fix", 0, 0, G_OPTION_ARG_NONE, &o.color_fix, fix_help, NULL },
+        { "no-color-fix", 0, 0, G_OPTION_ARG_NONE,
           &o.no_color_fix, no_fix_help, NULL },
         { "quiet", 'q', 0, G_OPTION_ARG_NONE, &o.quiet, "No progress or messages", NULL },
         { NULL },
