@@ -11,6 +11,7 @@
  * low frequencies, and a small model's worst errors are there (patches of wrong colour): the
  * decoded fill keeps its fine detail and takes its smooth part from the guess. */
 #include "run/color_fix.h"
+#include "run/image_ops.h"
 
 #include "alloc.h"
 
@@ -117,29 +118,6 @@ color_fix_backproject (Act *hr, const Act *lr, int f, int valid_w, int valid_h, 
     return TRUE;
 }
 
-/* plane (h x w floats) blurred in place with the 1-D kernel k[-r..r] along x, then along y,
- * edges held; tmp holds h x w floats. */
-static void
-blur_plane (float *plane, float *tmp, int w, int h, const float *k, int r)
-{
-#pragma omp parallel for
-    for (int y = 0; y < h; y++)
-        for (int x = 0; x < w; x++) {
-            float s = 0.0f;
-            for (int d = -r; d <= r; d++)
-                s += k[d + r] * plane[(size_t) y * w + CLAMP (x + d, 0, w - 1)];
-            tmp[(size_t) y * w + x] = s;
-        }
-#pragma omp parallel for
-    for (int y = 0; y < h; y++)
-        for (int x = 0; x < w; x++) {
-            float s = 0.0f;
-            for (int d = -r; d <= r; d++)
-                s += k[d + r] * tmp[(size_t) CLAMP (y + d, 0, h - 1) * w + x];
-            plane[(size_t) y * w + x] = s;
-        }
-}
-
 gboolean
 color_fix_fill (Act *dec, const Act *guide, const uint8_t *fill, int stride, float sigma,
                 GError **error)
@@ -147,14 +125,7 @@ color_fix_fill (Act *dec, const Act *guide, const uint8_t *fill, int stride, flo
     int w = dec->w, h = dec->h, c = dec->c;
     g_return_val_if_fail (dec->n == 1 && guide->w == w && guide->h == h && guide->c == c
                           && c <= 8 && sigma > 0.0f, FALSE);
-    int r = (int) ceilf (3.0f * sigma);
-    float k[2 * 64 + 1];
-    r = MIN (r, 64);
-    float ksum = 0.0f;
-    for (int d = -r; d <= r; d++)
-        ksum += k[d + r] = expf (-0.5f * (float) (d * d) / (sigma * sigma));
-    for (int d = 0; d <= 2 * r; d++)
-        k[d] /= ksum;
+    int r = MIN ((int) ceilf (3.0f * sigma), 64);
     size_t n = (size_t) w * h;
     g_autofree float *plane = ldm_try_alloc_n (n, sizeof (float), "the colour fix", error);
     g_autofree float *tmp = plane ? ldm_try_alloc_n (n, sizeof (float), "the colour fix", error)
@@ -164,7 +135,8 @@ color_fix_fill (Act *dec, const Act *guide, const uint8_t *fill, int stride, flo
     for (int ch = 0; ch < c; ch++) {
         for (size_t i = 0; i < n; i++)
             plane[i] = guide->data[i * c + ch] - dec->data[i * c + ch];
-        blur_plane (plane, tmp, w, h, k, r);
+        if (!image_blur_plane (plane, tmp, w, h, sigma, r))
+            return ldm_no_memory (error, "the colour fix", 2 * (size_t) r + 1, sizeof (float));
         for (int y = 0; y < h; y++)
             for (int x = 0; x < w; x++) {
                 if (!fill[(size_t) y * stride + x])

@@ -4,6 +4,8 @@
  *
  * Masks are floats in [0, 1], row-major, w x h.
  */
+#include "run/image_ops.h"
+
 #include "ldm.h"
 
 #include <math.h>
@@ -93,30 +95,23 @@ ldm_mask_grow (float *mask, int w, int h, int radius, GError **error)
 }
 
 gboolean
-ldm_mask_blur (float *mask, int w, int h, int radius, GError **error)
+image_blur_plane (float *plane, float *tmp, int w, int h, double sigma, int radius)
 {
-    if (radius <= 0 || w <= 0 || h <= 0)
-        return TRUE;
-    radius = MIN (radius, LDM_REGION_MAX_BLUR);
-    size_t n = (size_t) w * h;
-    g_autofree float *tmp = g_try_malloc_n (n, sizeof (float));
     g_autofree float *kernel = g_try_malloc_n (2 * (size_t) radius + 1, sizeof (float));
-    if (!tmp || !kernel) {
-        g_set_error (error, LDM_ERROR, LDM_ERROR_NO_MEMORY, "not enough memory to blur the mask");
+    if (!kernel)
         return FALSE;
-    }
-    double sigma = radius / 3.0, sum = 0;
+    double sum = 0;
     for (int i = -radius; i <= radius; i++)
         sum += exp (-(double) i * i / (2 * sigma * sigma));
     for (int i = -radius; i <= radius; i++)
         kernel[i + radius] = (float) (exp (-(double) i * i / (2 * sigma * sigma)) / sum);
-    /* separable: rows into tmp, columns back into mask; edges replicated */
+    /* separable: rows into tmp, columns back into plane; edges replicated */
 #pragma omp parallel for
     for (int y = 0; y < h; y++)
         for (int x = 0; x < w; x++) {
             float acc = 0.0f;
             for (int i = -radius; i <= radius; i++)
-                acc += kernel[i + radius] * mask[(size_t) y * w + CLAMP (x + i, 0, w - 1)];
+                acc += kernel[i + radius] * plane[(size_t) y * w + CLAMP (x + i, 0, w - 1)];
             tmp[(size_t) y * w + x] = acc;
         }
 #pragma omp parallel for
@@ -125,8 +120,25 @@ ldm_mask_blur (float *mask, int w, int h, int radius, GError **error)
             float acc = 0.0f;
             for (int i = -radius; i <= radius; i++)
                 acc += kernel[i + radius] * tmp[(size_t) CLAMP (y + i, 0, h - 1) * w + x];
-            mask[(size_t) y * w + x] = CLAMP (acc, 0.0f, 1.0f);
+            plane[(size_t) y * w + x] = acc;
         }
+    return TRUE;
+}
+
+gboolean
+ldm_mask_blur (float *mask, int w, int h, int radius, GError **error)
+{
+    if (radius <= 0 || w <= 0 || h <= 0)
+        return TRUE;
+    radius = MIN (radius, LDM_REGION_MAX_BLUR);
+    size_t n = (size_t) w * h;
+    g_autofree float *tmp = g_try_malloc_n (n, sizeof (float));
+    if (!tmp || !image_blur_plane (mask, tmp, w, h, radius / 3.0, radius)) {
+        g_set_error (error, LDM_ERROR, LDM_ERROR_NO_MEMORY, "not enough memory to blur the mask");
+        return FALSE;
+    }
+    for (size_t i = 0; i < n; i++)
+        mask[i] = CLAMP (mask[i], 0.0f, 1.0f);
     return TRUE;
 }
 
