@@ -128,21 +128,34 @@ color_fix_fill (Act *dec, const Act *guide, const uint8_t *fill, int stride, flo
     int r = MIN ((int) ceilf (3.0f * sigma), 64);
     size_t n = (size_t) w * h;
     g_autofree float *plane = ldm_try_alloc_n (n, sizeof (float), "the colour fix", error);
-    g_autofree float *tmp = plane ? ldm_try_alloc_n (n, sizeof (float), "the colour fix", error)
-                                  : NULL;
+    g_autofree float *weight = plane ? ldm_try_alloc_n (n, sizeof (float), "the colour fix", error)
+                                     : NULL;
+    g_autofree float *tmp = weight ? ldm_try_alloc_n (n, sizeof (float), "the colour fix", error)
+                                   : NULL;
     if (!tmp)
         return FALSE;
+    /* Normalised convolution over the fill only: outside it the difference is the autoencoder's
+     * error, which would otherwise bleed into the fill's edge as a bright or dark rim. */
+    for (int y = 0; y < h; y++)
+        for (int x = 0; x < w; x++)
+            weight[(size_t) y * w + x] = fill[(size_t) y * stride + x] ? 1.0f : 0.0f;
+    if (!image_blur_plane (weight, tmp, w, h, sigma, r))
+        return ldm_no_memory (error, "the colour fix", 2 * (size_t) r + 1, sizeof (float));
     for (int ch = 0; ch < c; ch++) {
-        for (size_t i = 0; i < n; i++)
-            plane[i] = guide->data[i * c + ch] - dec->data[i * c + ch];
+        for (int y = 0; y < h; y++)
+            for (int x = 0; x < w; x++) {
+                size_t i = (size_t) y * w + x;
+                plane[i] = fill[(size_t) y * stride + x]
+                           ? guide->data[i * c + ch] - dec->data[i * c + ch] : 0.0f;
+            }
         if (!image_blur_plane (plane, tmp, w, h, sigma, r))
             return ldm_no_memory (error, "the colour fix", 2 * (size_t) r + 1, sizeof (float));
         for (int y = 0; y < h; y++)
             for (int x = 0; x < w; x++) {
-                if (!fill[(size_t) y * stride + x])
-                    continue;
                 size_t i = (size_t) y * w + x;
-                float v = dec->data[i * c + ch] + plane[i];
+                if (!fill[(size_t) y * stride + x] || weight[i] <= 1e-6f)
+                    continue;
+                float v = dec->data[i * c + ch] + plane[i] / weight[i];
                 dec->data[i * c + ch] = v < -1.0f ? -1.0f : (v > 1.0f ? 1.0f : v);
             }
     }
