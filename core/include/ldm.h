@@ -468,6 +468,88 @@ gboolean ldm_stroke_region_crop       (const LdmRegionParams *params, LdmRect re
 
 G_DEFINE_AUTOPTR_CLEANUP_FUNC (LdmStrokeTracker, ldm_stroke_tracker_free)
 
+/* ------------------------------------------------- the brush's engine (brush.c)
+ * A persistent worker for the inpainting brush: one thread that loads an inpainting model once
+ * and then inpaints the regions it is given, one at a time, keeping the engine between them.
+ * No GIMP, no GTK: the caller reads the pixels and writes the results. */
+
+typedef enum {
+    LDM_BRUSH_FAST,    /* few steps, little context, a small working size: while painting */
+    LDM_BRUSH_QUALITY, /* the Inpaint Selection filter's defaults */
+} LdmBrushMode;
+
+const char *ldm_brush_mode_name  (LdmBrushMode mode); /* "fast", "quality" */
+gboolean    ldm_brush_mode_parse (const char *name, LdmBrushMode *mode);
+
+/* The one source of each mode's settings. Quality: ldm_sample_params_init (inpainting) and
+ * ldm_region_params_init. Fast: the same with 8 steps, context 32, working size 256, blur 4. */
+void ldm_brush_params_init (LdmBrushMode mode, LdmSampleParams *sample, LdmRegionParams *region);
+
+/* One region to inpaint. ldm_brush_job_new fills `crop` and `inner` and allocates `selection`;
+ * the caller fills `image` (the crop's original pixels, RGBA, owned by the job) and
+ * `selection` (the strokes' coverage on the crop, ldm_stroke_tracker_selection), then hands
+ * the job to the worker, which fills the results. */
+typedef struct {
+    uint64_t        id;          /* the caller's */
+    LdmRect         box;         /* the changed pixels' box (layer coordinates) */
+    LdmRect         crop;        /* what the model sees: box + grow + blur + context, clamped */
+    LdmRect         inner;       /* what the result covers: box + grow + blur, clamped; every
+                                  * pixel the strokes inside the box can reach */
+    LdmImage        image;       /* crop size, RGBA */
+    float          *selection;   /* crop size, in [0, 1] */
+    LdmSampleParams sample;      /* its progress fields are the worker's */
+    LdmRegionParams region;
+    /* results */
+    gboolean        ok;
+    GError         *error;       /* when not ok; LDM_ERROR_CANCELLED after a cancel */
+    uint8_t        *rgba;        /* inner size, RGBA: the generated pixels where the fill is,
+                                  * alpha = the layer mask x their alpha; 0 0 0 0 elsewhere
+                                  * (no stroke left there: the original shows again) */
+    gboolean        empty;       /* no pixel at least half covered: rgba is all 0, no model run */
+    int             model_width, model_height;
+    /* monotonic microseconds: taken by the worker, ended, first and last step */
+    gint64          started, first_step, last_step, finished;
+} LdmBrushJob;
+
+LdmBrushJob *ldm_brush_job_new  (LdmRect box, int layer_width, int layer_height,
+                                 const LdmSampleParams *sample, const LdmRegionParams *region,
+                                 GError **error);
+void         ldm_brush_job_free (LdmBrushJob *job);
+
+/* The inner-size RGBA pixels of an inpainted crop (see LdmBrushJob.rgba). */
+gboolean ldm_brush_region_pixels (const LdmRegionResult *result, LdmRect crop, LdmRect inner,
+                                  uint8_t *rgba, GError **error);
+
+typedef struct LdmBrushWorker LdmBrushWorker;
+
+/* Starts the worker thread, which loads MODEL_PATH (an inpainting model) first. A model that
+ * cannot be loaded fails every job with the loader's error (ldm_brush_worker_status too). */
+LdmBrushWorker *ldm_brush_worker_new    (const char *model_path, GError **error);
+/* Stops the running job at its next step, returns the queued ones as cancelled, joins. */
+void            ldm_brush_worker_free   (LdmBrushWorker *worker);
+/* Queues JOB (the worker owns it until ldm_brush_worker_take gives it back). */
+void            ldm_brush_worker_submit (LdmBrushWorker *worker, LdmBrushJob *job);
+/* The running job stops at its next step; queued jobs finish as cancelled. */
+void            ldm_brush_worker_cancel (LdmBrushWorker *worker);
+/* The oldest finished job (the caller owns it), or NULL: at once when timeout_us is 0, after
+ * that long at most, or (-1) when one finishes. */
+LdmBrushJob    *ldm_brush_worker_take   (LdmBrushWorker *worker, gint64 timeout_us);
+
+typedef struct {
+    gboolean loaded;       /* the engine is ready */
+    gboolean failed;       /* the model could not be loaded (message: ldm_brush_worker_status's) */
+    int      busy;         /* jobs queued or running */
+    uint64_t running_id;   /* of the running job (valid when step/steps > 0 or busy) */
+    int      step, steps;  /* of the running job */
+} LdmBrushStatus;
+
+/* Where the worker is; *message (may be NULL) gets the load error's text (g_free). */
+void            ldm_brush_worker_status (LdmBrushWorker *worker, LdmBrushStatus *status,
+                                         char **message);
+
+G_DEFINE_AUTOPTR_CLEANUP_FUNC (LdmBrushJob, ldm_brush_job_free)
+G_DEFINE_AUTOPTR_CLEANUP_FUNC (LdmBrushWorker, ldm_brush_worker_free)
+
 #pragma GCC visibility pop
 
 G_END_DECLS
