@@ -1,21 +1,90 @@
 /* testutil.c: see testutil.h. */
 #include "testutil.h"
 
+#include <glib/gstdio.h>
 #include <math.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
 
 char *
-fixture_path (const char *fixture, const char *file)
+shared_path (const char *first, ...)
 {
     const char *shared = g_getenv ("LDM_SHARED_DIR");
-    char *path = g_build_filename (shared ? shared : "../shared", "fixtures", fixture, file, NULL);
+    va_list args;
+    va_start (args, first);
+    g_autofree char *rest = g_build_filename_valist (first, &args);
+    va_end (args);
+    char *path = g_build_filename (shared && *shared ? shared : "../shared", rest, NULL);
     if (!g_file_test (path, G_FILE_TEST_EXISTS)) {
-        g_test_skip_printf ("fixture %s not found", path);
-        g_free (path);
-        return NULL;
+        g_test_skip_printf ("%s not found", path);
+        g_clear_pointer (&path, g_free);
     }
     return path;
+}
+
+char *
+fixture_path (const char *fixture, const char *file)
+{
+    return shared_path ("fixtures", fixture, file, NULL);
+}
+
+void
+remove_tree (const char *path)
+{
+    if (g_file_test (path, G_FILE_TEST_IS_DIR) && !g_file_test (path, G_FILE_TEST_IS_SYMLINK)) {
+        g_autoptr (GDir) dir = g_dir_open (path, 0, NULL);
+        const char *name;
+        while (dir && (name = g_dir_read_name (dir))) {
+            g_autofree char *child = g_build_filename (path, name, NULL);
+            remove_tree (child);
+        }
+    }
+    g_remove (path);
+}
+
+int
+test_run_in_temp_dir (const char *template, char **dir)
+{
+    g_autoptr (GError) error = NULL;
+    *dir = g_dir_make_tmp (template, &error);
+    g_assert_no_error (error);
+    int status = g_test_run ();
+    remove_tree (*dir);
+    g_clear_pointer (dir, g_free);
+    return status;
+}
+
+gboolean
+fixture_copy_begin (FixtureCopy *copy, const char *fixture, const char *template)
+{
+    *copy = (FixtureCopy) { 0 };
+    copy->model_src = fixture_path (fixture, "model.safetensors");
+    copy->config_src = copy->model_src ? fixture_path (fixture, "config.yaml") : NULL;
+    if (!copy->config_src) {
+        fixture_copy_clear (copy);
+        return FALSE;
+    }
+    g_autoptr (GError) error = NULL;
+    copy->dir = g_dir_make_tmp (template, &error);
+    g_assert_no_error (error);
+    return TRUE;
+}
+
+char *
+fixture_copy_path (const FixtureCopy *copy, const char *name)
+{
+    return g_build_filename (copy->dir, name, NULL);
+}
+
+void
+fixture_copy_clear (FixtureCopy *copy)
+{
+    if (copy->dir)
+        remove_tree (copy->dir);
+    g_clear_pointer (&copy->dir, g_free);
+    g_clear_pointer (&copy->model_src, g_free);
+    g_clear_pointer (&copy->config_src, g_free);
 }
 
 float *

@@ -5,8 +5,32 @@
 #include "ldm.h"
 #include "nn/weights.h"
 
-/* $LDM_SHARED_DIR/fixtures/NAME/FILE (g_free it), or NULL (and the test skipped) if absent. */
+/* $LDM_SHARED_DIR (default ../shared)/PARTS... (NULL-terminated; g_free it), or NULL (and
+ * the test skipped) if absent. */
+char *shared_path (const char *first, ...) G_GNUC_NULL_TERMINATED;
+/* shared_path ("fixtures", FIXTURE, FILE). */
 char *fixture_path (const char *fixture, const char *file);
+
+/* Removes PATH and, when it is a folder (not a link to one), everything below it. */
+void remove_tree (const char *path);
+/* g_test_run () with *dir a new temporary folder (TEMPLATE, "name-XXXXXX") for the tests,
+ * removed with all in it afterwards; returns g_test_run's status. */
+int test_run_in_temp_dir (const char *template, char **dir);
+
+/* A fixture's model.safetensors and config.yaml, and a new empty temporary folder for the
+ * test's changed copies (or links) of them. */
+typedef struct {
+    char *model_src, *config_src; /* in the fixture */
+    char *dir;                    /* the new folder */
+} FixtureCopy;
+/* Fills *copy, the folder named from TEMPLATE (g_dir_make_tmp's "name-XXXXXX"); FALSE (and the
+ * test skipped) without the fixture's files. */
+gboolean fixture_copy_begin (FixtureCopy *copy, const char *fixture, const char *template);
+/* copy->dir/NAME (g_free it). */
+char *fixture_copy_path (const FixtureCopy *copy, const char *name);
+/* Removes the folder with all the test wrote into it and frees the paths. */
+void fixture_copy_clear (FixtureCopy *copy);
+G_DEFINE_AUTO_CLEANUP_CLEAR_FUNC (FixtureCopy, fixture_copy_clear)
 
 /* Reads reference tensor `name` (NCHW, or any shape) as float32; *numel gets its size. */
 float *ref_read (LdmTensorFile *ref, const char *name, size_t *numel);

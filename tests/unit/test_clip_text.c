@@ -404,12 +404,7 @@ test_synthetic_valid (void)
     g_test_message ("%s", error->message);
     ldm_clip_text_free (clip);
     dnn_free (dnn);
-    g_autoptr (GDir) d = g_dir_open (dir, 0, NULL);
-    for (const char *f; (f = g_dir_read_name (d));) {
-        g_autofree char *p = g_build_filename (dir, f, NULL);
-        g_remove (p);
-    }
-    g_rmdir (dir);
+    remove_tree (dir);
 }
 
 typedef struct {

@@ -4,27 +4,12 @@
  * against Python's documented behaviour, and damaged, hostile or odd inputs: a GError each,
  * never a crash. */
 #include "text/clip_tokenizer.h"
+#include "testutil.h"
 
 #include <gio/gio.h>
 #include <glib/gstdio.h>
 #include <json-glib/json-glib.h>
 #include <string.h>
-
-static char *
-shared_path (const char *first, ...)
-{
-    const char *shared = g_getenv ("LDM_SHARED_DIR");
-    va_list args;
-    va_start (args, first);
-    g_autofree char *rest = g_build_filename_valist (first, &args);
-    va_end (args);
-    char *path = g_build_filename (shared ? shared : "../shared", rest, NULL);
-    if (!g_file_test (path, G_FILE_TEST_EXISTS)) {
-        g_test_skip_printf ("%s not found", path);
-        g_clear_pointer (&path, g_free);
-    }
-    return path;
-}
 
 static LdmTokenizer *
 clip_tokenizer (void)
@@ -577,26 +562,10 @@ test_fuzz_files (void)
     g_rand_free (rand);
 }
 
-static void
-remove_tree (const char *path)
-{
-    if (g_file_test (path, G_FILE_TEST_IS_DIR) && !g_file_test (path, G_FILE_TEST_IS_SYMLINK)) {
-        GDir *dir = g_dir_open (path, 0, NULL);
-        for (const char *name; dir && (name = g_dir_read_name (dir));) {
-            g_autofree char *child = g_build_filename (path, name, NULL);
-            remove_tree (child);
-        }
-        if (dir)
-            g_dir_close (dir);
-    }
-    g_remove (path);
-}
-
 int
 main (int argc, char **argv)
 {
     g_test_init (&argc, &argv, NULL);
-    tmp_dir = g_dir_make_tmp ("ldm-tokenizer-XXXXXX", NULL);
     g_test_add_func ("/clip-tokenizer/fixture-prompts", test_fixture_prompts);
     g_test_add_func ("/clip-tokenizer/builtin", test_builtin);
     g_test_add_func ("/clip-tokenizer/chunks", test_chunks);
@@ -606,8 +575,5 @@ main (int argc, char **argv)
     g_test_add_func ("/clip-tokenizer/diffusers-folder", test_diffusers_folder);
     g_test_add_func ("/clip-tokenizer/bad-files", test_bad_files);
     g_test_add_func ("/clip-tokenizer/fuzz-files", test_fuzz_files);
-    int status = g_test_run ();
-    remove_tree (tmp_dir);
-    g_free (tmp_dir);
-    return status;
+    return test_run_in_temp_dir ("ldm-tokenizer-XXXXXX", &tmp_dir);
 }

@@ -4,6 +4,7 @@
  * or mis-shaped tensors, bad configs and unknown models.
  */
 #include "config_compare.h"
+#include "testutil.h"
 #include "arch/model.h"
 
 #include <fcntl.h>
@@ -13,31 +14,6 @@
 #include <unistd.h>
 
 static char *temp_dir;
-
-static char *
-shared_path (const char *first, ...)
-{
-    const char *shared = g_getenv ("LDM_SHARED_DIR");
-    if (!shared || !*shared) {
-        g_test_skip ("LDM_SHARED_DIR is not set");
-        return NULL;
-    }
-    va_list args;
-    va_start (args, first);
-    g_autoptr (GPtrArray) parts = g_ptr_array_new ();
-    g_ptr_array_add (parts, (char *) shared);
-    for (const char *p = first; p; p = va_arg (args, const char *))
-        g_ptr_array_add (parts, (char *) p);
-    va_end (args);
-    g_ptr_array_add (parts, NULL);
-    char *path = g_build_filenamev ((char **) parts->pdata);
-    if (!g_file_test (path, G_FILE_TEST_EXISTS)) {
-        g_test_skip_printf ("%s not found", path);
-        g_free (path);
-        return NULL;
-    }
-    return path;
-}
 
 /* A folder of its own under temp_dir for one test. */
 static char *
@@ -572,29 +548,10 @@ test_unknown_kind (void)
                        "not an inpainting or super-resolution model", "LatentUpscaleDiffusion");
 }
 
-static void
-remove_tree (const char *path)
-{
-    if (g_file_test (path, G_FILE_TEST_IS_DIR) && !g_file_test (path, G_FILE_TEST_IS_SYMLINK)) {
-        g_autoptr (GDir) dir = g_dir_open (path, 0, NULL);
-        const char *name;
-        while (dir && (name = g_dir_read_name (dir))) {
-            g_autofree char *child = g_build_filename (path, name, NULL);
-            remove_tree (child);
-        }
-        g_rmdir (path);
-    } else {
-        g_unlink (path);
-    }
-}
-
 int
 main (int argc, char **argv)
 {
     g_test_init (&argc, &argv, NULL);
-    g_autoptr (GError) error = NULL;
-    temp_dir = g_dir_make_tmp ("ldm-model-XXXXXX", &error);
-    g_assert_no_error (error);
 
     g_test_add_func ("/model/fixtures/load", test_fixtures_load);
     g_test_add_func ("/model/fixtures/cond-stage-copy", test_fixture_cond_stage_copy);
@@ -609,8 +566,5 @@ main (int argc, char **argv)
     g_test_add_func ("/model/ema/use-ema-false", test_use_ema_false);
     g_test_add_func ("/model/errors/unknown-kind", test_unknown_kind);
 
-    int status = g_test_run ();
-    remove_tree (temp_dir);
-    g_free (temp_dir);
-    return status;
+    return test_run_in_temp_dir ("ldm-model-XXXXXX", &temp_dir);
 }

@@ -6,6 +6,7 @@
  * headers, read here with json-glib, not with the engine's parser.
  */
 #include "config_compare.h"
+#include "testutil.h"
 #include "arch/model_config.h"
 
 #include <glib.h>
@@ -15,32 +16,6 @@
 #include <sys/stat.h>
 
 static char *temp_dir;
-
-/* $LDM_SHARED_DIR/<parts...>, or NULL (test skipped) when absent. */
-static char *
-shared_path (const char *first, ...)
-{
-    const char *shared = g_getenv ("LDM_SHARED_DIR");
-    if (!shared || !*shared) {
-        g_test_skip ("LDM_SHARED_DIR is not set");
-        return NULL;
-    }
-    va_list args;
-    va_start (args, first);
-    g_autoptr (GPtrArray) parts = g_ptr_array_new ();
-    g_ptr_array_add (parts, (char *) shared);
-    for (const char *p = first; p; p = va_arg (args, const char *))
-        g_ptr_array_add (parts, (char *) p);
-    va_end (args);
-    g_ptr_array_add (parts, NULL);
-    char *path = g_build_filenamev ((char **) parts->pdata);
-    if (!g_file_test (path, G_FILE_TEST_EXISTS)) {
-        g_test_skip_printf ("%s not found", path);
-        g_free (path);
-        return NULL;
-    }
-    return path;
-}
 
 static gboolean
 read_config (const char *path, LdmModelConfig *config)
@@ -929,25 +904,10 @@ test_defaults (void)
     g_assert_cmpint (c.kind, ==, LDM_MODEL_UNKNOWN);
 }
 
-static void
-remove_temp_dir (void)
-{
-    g_autoptr (GDir) dir = g_dir_open (temp_dir, 0, NULL);
-    const char *name;
-    while (dir && (name = g_dir_read_name (dir))) {
-        g_autofree char *path = g_build_filename (temp_dir, name, NULL);
-        g_unlink (path);
-    }
-    g_rmdir (temp_dir);
-}
-
 int
 main (int argc, char **argv)
 {
     g_test_init (&argc, &argv, NULL);
-    g_autoptr (GError) error = NULL;
-    temp_dir = g_dir_make_tmp ("ldm-config-XXXXXX", &error);
-    g_assert_no_error (error);
 
     g_test_add_func ("/config/defaults", test_defaults);
     g_test_add_func ("/config/yaml/fixture-ldm-inpaint", test_yaml_fixture_ldm_inpaint);
@@ -971,8 +931,5 @@ main (int argc, char **argv)
     g_test_add_func ("/config/yaml/files", test_yaml_files);
     g_test_add_func ("/config/yaml/lenient", test_yaml_lenient);
 
-    int status = g_test_run ();
-    remove_temp_dir ();
-    g_free (temp_dir);
-    return status;
+    return test_run_in_temp_dir ("ldm-config-XXXXXX", &temp_dir);
 }

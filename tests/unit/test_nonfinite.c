@@ -76,20 +76,17 @@ static void
 run_case (gconstpointer data)
 {
     const Case *c = data;
-    g_autofree char *model_src = fixture_path (c->fixture, "model.safetensors");
-    g_autofree char *config_src = fixture_path (c->fixture, "config.yaml");
-    if (!model_src || !config_src)
+    g_auto (FixtureCopy) copy = { 0 };
+    if (!fixture_copy_begin (&copy, c->fixture, "ldm-nonfinite-XXXXXX"))
         return;
     g_autoptr (GError) error = NULL;
-    g_autofree char *dir = g_dir_make_tmp ("ldm-nonfinite-XXXXXX", &error);
-    g_assert_no_error (error);
-    g_autofree char *model_path = g_build_filename (dir, "model.safetensors", NULL);
-    g_autofree char *config_path = g_build_filename (dir, "config.yaml", NULL);
+    g_autofree char *model_path = fixture_copy_path (&copy, "model.safetensors");
+    g_autofree char *config_path = fixture_copy_path (&copy, "config.yaml");
     {
         g_autofree char *bytes = NULL, *config = NULL;
         gsize length = 0, config_length = 0;
-        g_assert_true (g_file_get_contents (model_src, &bytes, &length, &error));
-        g_assert_true (g_file_get_contents (config_src, &config, &config_length, &error));
+        g_assert_true (g_file_get_contents (copy.model_src, &bytes, &length, &error));
+        g_assert_true (g_file_get_contents (copy.config_src, &config, &config_length, &error));
         int changed = poison_tensors (bytes, length, c->prefixes, c->poison);
         g_test_message ("%d tensors poisoned", changed);
         g_assert_true (c->prefixes == NULL || changed > 0);
@@ -139,9 +136,6 @@ run_case (gconstpointer data)
     ldm_image_clear (&image);
     ldm_image_clear (&mask);
     ldm_image_clear (&out);
-    g_unlink (model_path);
-    g_unlink (config_path);
-    g_rmdir (dir);
 }
 
 static const char *const unet_all[] = { "model.diffusion_model.", "model_ema.diffusion_model",

@@ -494,20 +494,17 @@ test_prompt_contexts (gconstpointer data)
 static void
 test_prompt_tokenizer_beside (void)
 {
-    g_autofree char *model = fixture_path ("sd-inpaint-clip-tiny", "model.safetensors");
-    g_autofree char *config = fixture_path ("sd-inpaint-clip-tiny", "config.yaml");
-    if (!model || !config)
+    g_auto (FixtureCopy) copy = { 0 };
+    if (!fixture_copy_begin (&copy, "sd-inpaint-clip-tiny", "ldm-prompt-XXXXXX"))
         return;
     g_autoptr (GError) error = NULL;
-    g_autofree char *dir = g_dir_make_tmp ("ldm-prompt-XXXXXX", &error);
-    g_assert_no_error (error);
-    g_autofree char *link = g_build_filename (dir, "model.safetensors", NULL);
-    g_autofree char *link_config = g_build_filename (dir, "model.yaml", NULL);
-    g_autofree char *tok_dir = g_build_filename (dir, "tokenizer", NULL);
+    g_autofree char *link = fixture_copy_path (&copy, "model.safetensors");
+    g_autofree char *link_config = fixture_copy_path (&copy, "model.yaml");
+    g_autofree char *tok_dir = fixture_copy_path (&copy, "tokenizer");
     g_autofree char *merges = g_build_filename (tok_dir, "merges.txt", NULL);
     g_autofree char *vocab = g_build_filename (tok_dir, "vocab.json", NULL);
-    g_autofree char *model_abs = g_canonicalize_filename (model, NULL);
-    g_autofree char *config_abs = g_canonicalize_filename (config, NULL);
+    g_autofree char *model_abs = g_canonicalize_filename (copy.model_src, NULL);
+    g_autofree char *config_abs = g_canonicalize_filename (copy.config_src, NULL);
     g_assert_cmpint (symlink (model_abs, link), ==, 0);
     g_assert_cmpint (symlink (config_abs, link_config), ==, 0);
     Dnn *dnn = dnn_new (&error);
@@ -525,12 +522,6 @@ test_prompt_tokenizer_beside (void)
     g_assert_nonnull (strstr (error->message, "tokenizer"));
     g_clear_error (&error);
     dnn_free (dnn);
-    g_unlink (merges);
-    g_unlink (vocab);
-    g_rmdir (tok_dir);
-    g_unlink (link);
-    g_unlink (link_config);
-    g_rmdir (dir);
 }
 
 typedef struct {
@@ -903,20 +894,15 @@ test_color_fix_fill (void)
  * crossattn, a 4-channel U-Net) made from sd-inpaint-tiny: its tensors with the U-Net's input
  * convolution cut to the x_t channels ([32, 9, 3, 3] -> [32, 4, 3, 3], the first 4 of
  * [x_t | mask | masked latent]) and its config with the text-to-image class, key and
- * channels. Returns the model's path in a new folder (*dir), or NULL without the fixture. */
+ * channels. Returns the model's path in copy's new folder, or NULL without the fixture. */
 static char *
-make_sd_txt2img_from (const char *fixture, char **dir)
+make_sd_txt2img_from (const char *fixture, FixtureCopy *copy)
 {
-    g_autofree char *src_path = fixture_path (fixture, "model.safetensors");
-    g_autofree char *config_path = fixture_path (fixture, "config.yaml");
-    if (!src_path || !config_path)
+    if (!fixture_copy_begin (copy, fixture, "ldm-sd4-XXXXXX"))
         return NULL;
     g_autoptr (GError) error = NULL;
-    *dir = g_dir_make_tmp ("ldm-sd4-XXXXXX", &error);
-    g_assert_no_error (error);
-
     g_autofree char *config = NULL;
-    g_assert_true (g_file_get_contents (config_path, &config, NULL, &error));
+    g_assert_true (g_file_get_contents (copy->config_src, &config, NULL, &error));
     const char *const edits[][2] = {
         { "ddpm.LatentInpaintDiffusion", "ddpm.LatentDiffusion" },
         { "conditioning_key: hybrid", "conditioning_key: crossattn" },
@@ -928,11 +914,11 @@ make_sd_txt2img_from (const char *fixture, char **dir)
         g_free (config);
         config = g_strjoinv (edits[i][1], parts);
     }
-    g_autofree char *yaml = g_build_filename (*dir, "config.yaml", NULL);
+    g_autofree char *yaml = fixture_copy_path (copy, "config.yaml");
     g_assert_true (g_file_set_contents (yaml, config, -1, &error));
 
     /* safetensors: an 8-byte header length, the JSON header, then the float32 data */
-    g_autoptr (LdmTensorFile) src = ldm_tensor_file_open (src_path, &error);
+    g_autoptr (LdmTensorFile) src = ldm_tensor_file_open (copy->model_src, &error);
     g_assert_no_error (error);
     g_autoptr (GString) header = g_string_new ("{");
     g_autoptr (GByteArray) data = g_byte_array_new ();
@@ -969,7 +955,7 @@ make_sd_txt2img_from (const char *fixture, char **dir)
     g_string_append_c (header, '}');
     while (header->len % 8)
         g_string_append_c (header, ' ');
-    g_autofree char *path = g_build_filename (*dir, "model.safetensors", NULL);
+    g_autofree char *path = fixture_copy_path (copy, "model.safetensors");
     FILE *f = fopen (path, "wb");
     g_assert_nonnull (f);
     uint64_t len = GUINT64_TO_LE (header->len);
@@ -981,21 +967,9 @@ make_sd_txt2img_from (const char *fixture, char **dir)
 }
 
 static char *
-make_sd_txt2img (char **dir)
+make_sd_txt2img (FixtureCopy *copy)
 {
-    return make_sd_txt2img_from ("sd-inpaint-tiny", dir);
-}
-
-static void
-remove_model_dir (char *dir)
-{
-    const char *names[] = { "model.safetensors", "config.yaml" };
-    for (size_t i = 0; i < G_N_ELEMENTS (names); i++) {
-        g_autofree char *path = g_build_filename (dir, names[i], NULL);
-        g_unlink (path);
-    }
-    g_rmdir (dir);
-    g_free (dir);
+    return make_sd_txt2img_from ("sd-inpaint-tiny", copy);
 }
 
 static size_t
@@ -1071,8 +1045,8 @@ same_image (const LdmImage *a, const LdmImage *b)
 static void
 test_inpaint_sd_txt2img_prompt (void)
 {
-    char *dir = NULL;
-    g_autofree char *path = make_sd_txt2img_from ("sd-inpaint-clip-tiny", &dir);
+    g_auto (FixtureCopy) copy = { 0 };
+    g_autofree char *path = make_sd_txt2img_from ("sd-inpaint-clip-tiny", &copy);
     g_autofree char *ref_path = fixture_path ("sd-inpaint-clip-tiny", "reference.safetensors");
     if (!path || !ref_path)
         return;
@@ -1107,7 +1081,6 @@ test_inpaint_sd_txt2img_prompt (void)
     ldm_image_clear (&c.mask);
     g_clear_pointer (&engine, ldm_engine_free);
     g_clear_pointer (&model, ldm_model_free);
-    remove_model_dir (dir);
 }
 
 /* Any SD 1.x checkpoint inpaints: a 4-channel U-Net sees x alone, so the image reaches the
@@ -1116,8 +1089,8 @@ test_inpaint_sd_txt2img_prompt (void)
 static void
 test_inpaint_sd_txt2img (void)
 {
-    char *dir = NULL;
-    g_autofree char *path = make_sd_txt2img (&dir);
+    g_auto (FixtureCopy) copy = { 0 };
+    g_autofree char *path = make_sd_txt2img (&copy);
     g_autofree char *ref_path = fixture_path ("sd-inpaint-tiny", "reference.safetensors");
     if (!path || !ref_path)
         return;
@@ -1183,7 +1156,6 @@ test_inpaint_sd_txt2img (void)
     ldm_image_clear (&c.mask);
     g_free (c.context);
     g_free (c.uncond);
-    remove_model_dir (dir);
 }
 
 static gboolean
@@ -1204,8 +1176,8 @@ static void
 test_init_strength_sd (gconstpointer data)
 {
     bool four = GPOINTER_TO_INT (data);
-    char *dir = NULL;
-    g_autofree char *path = four ? make_sd_txt2img (&dir)
+    g_auto (FixtureCopy) copy = { 0 };
+    g_autofree char *path = four ? make_sd_txt2img (&copy)
                                  : fixture_path ("sd-inpaint-tiny", "model.safetensors");
     g_autofree char *ref_path = fixture_path ("sd-inpaint-tiny", "reference.safetensors");
     if (!path || !ref_path)
@@ -1269,8 +1241,6 @@ test_init_strength_sd (gconstpointer data)
     ldm_image_clear (&c.mask);
     g_free (c.context);
     g_free (c.uncond);
-    if (dir)
-        remove_model_dir (dir);
 }
 
 int
