@@ -150,6 +150,8 @@ typedef struct {
     char   *prompt, *negative_prompt; /* UTF-8 (GOption converts from the locale) */
     /* numbers as typed: parsed strictly after the options (GOption takes "nan" as a double) */
     char   *steps, *eta, *seed, *guidance, *init, *strength;
+    /* inpainting's region, as the plug-in's (ldm_region_params_init) */
+    char   *context_padding, *working_size, *mask_grow, *mask_blur;
     int     requested_steps;
     gboolean quiet, told_steps, authors, from_image;
     /* the aids: each can be forced on or off over the defaults (or --authors) */
@@ -176,6 +178,10 @@ run_options_clear (RunOptions *o)
     g_free (o->guidance);
     g_free (o->init);
     g_free (o->strength);
+    g_free (o->context_padding);
+    g_free (o->working_size);
+    g_free (o->mask_grow);
+    g_free (o->mask_blur);
 }
 
 /* A whole decimal integer in [lo, hi], or an error naming the option. */
@@ -291,7 +297,8 @@ show_progress (void *data, int step, int steps)
 }
 
 /* The 16-bit samples of a result from a 16-bit input: the input's own samples where the
- * engine kept the pixel (outside the mask, and alpha everywhere: ldm_inpaint's promise),
+ * engine kept the pixel (where `mask`, the pixels that may have changed, is below 128, and
+ * alpha everywhere: ldm_inpaint's promise),
  * the engine's 8-bit values widened elsewhere (and everywhere for an upscale). */
 static uint16_t *
 deepen_result (const ImageFile *input, const LdmImage *mask, const LdmImage *result,
@@ -313,6 +320,90 @@ deepen_result (const ImageFile *input, const LdmImage *mask, const LdmImage *res
                                    : (uint16_t) (result->pixels[i * c + k] * 257u);
         }
     return deep;
+}
+
+/* ldm inpaint through core's region code, as the plug-in runs a selection: the crop around the
+ * mask's white pixels (grown by mask_grow + mask_blur + context_padding, within the image; with
+ * `whole` the whole image), scaled to working_size for the model when larger, and the result
+ * laid over the input through the grown and blurred mask (the plug-in's layer mask). The mask
+ * is hard (>= 128 = fill, as ldm_inpaint reads it): grow and blur make its soft edge. *changed
+ * (image size, 255 where a pixel may differ from the input) is for the 16-bit result; every
+ * other pixel is the input's, bit for bit. */
+static gboolean
+inpaint_region (LdmEngine *engine, const LdmImage *image, const LdmImage *mask,
+                const LdmRegionParams *region, gboolean whole, const LdmSampleParams *params,
+                gboolean quiet, LdmImage *out, LdmImage *changed, GError **error)
+{
+    int w = image->width, h = image->height, c = image->channels;
+    int bx0 = w, by0 = h, bx1 = -1, by1 = -1;
+    for (int y = 0; y < h; y++)
+        for (int x = 0; x < w; x++)
+            if (mask->pixels[(size_t) y * w + x] >= 128) {
+                bx0 = MIN (bx0, x);
+                by0 = MIN (by0, y);
+                bx1 = MAX (bx1, x);
+                by1 = MAX (by1, y);
+            }
+    if (bx1 < 0) {
+        g_set_error (error, LDM_ERROR, LDM_ERROR_ARGUMENT,
+                     "the mask is empty: nothing to inpaint");
+        return FALSE;
+    }
+    LdmRect crop = { 0, 0, w, h };
+    if (!whole)
+        ldm_region_crop (region, (LdmRect) { bx0, by0, bx1 - bx0 + 1, by1 - by0 + 1 }, crop,
+                         &crop);
+    size_t n = (size_t) crop.width * crop.height;
+    LdmImage part = { crop.width, crop.height, c, g_try_malloc_n (n, c) };
+    g_autofree float *selection = g_try_malloc_n (n, sizeof (float));
+    *changed = (LdmImage) { w, h, 1, g_try_malloc0_n ((size_t) w, h) };
+    *out = (LdmImage) { w, h, c, g_try_malloc_n ((size_t) w * h, c) };
+    if (!part.pixels || !selection || !changed->pixels || !out->pixels) {
+        g_set_error (error, LDM_ERROR, LDM_ERROR_NO_MEMORY,
+                     "not enough memory for a %dx%d crop of a %dx%d image", crop.width,
+                     crop.height, w, h);
+        ldm_image_clear (&part);
+        ldm_image_clear (changed);
+        ldm_image_clear (out);
+        return FALSE;
+    }
+    for (int y = 0; y < crop.height; y++) {
+        size_t row = (size_t) (crop.y + y) * w + crop.x;
+        memcpy (part.pixels + (size_t) y * crop.width * c, image->pixels + row * c,
+                (size_t) crop.width * c);
+        for (int x = 0; x < crop.width; x++)
+            selection[(size_t) y * crop.width + x] = mask->pixels[row + x] >= 128 ? 1.0f : 0.0f;
+    }
+    LdmRegionResult result = { 0 };
+    gboolean ok = ldm_inpaint_region (engine, &part, selection, region, params, &result, error);
+    ldm_image_clear (&part);
+    if (!ok) {
+        ldm_image_clear (changed);
+        ldm_image_clear (out);
+        return FALSE;
+    }
+    if (!quiet && (result.model_width != crop.width || result.model_height != crop.height))
+        fprintf (stderr, "ldm: the %dx%d crop at (%d, %d) runs at %dx%d (--working-size %d)\n",
+                 crop.width, crop.height, crop.x, crop.y, result.model_width,
+                 result.model_height, region->working_size);
+    /* out = input + layer_mask (generated - input) inside the fill: 1 gives the generated
+     * byte exactly, 0 the input's; alpha stays the input's */
+    memcpy (out->pixels, image->pixels, (size_t) w * h * c);
+    int colours = c == 4 ? 3 : c;
+    for (int y = 0; y < crop.height; y++)
+        for (int x = 0; x < crop.width; x++) {
+            size_t i = (size_t) y * crop.width + x, p = (size_t) (crop.y + y) * w + crop.x + x;
+            float m = result.layer_mask[i];
+            if (!result.fill[i] || m <= 0.0f)
+                continue;
+            changed->pixels[p] = 255;
+            for (int k = 0; k < colours; k++) {
+                float a = image->pixels[p * c + k], b = result.image.pixels[i * c + k];
+                out->pixels[p * c + k] = (uint8_t) CLAMP (lrintf (a + m * (b - a)), 0, 255);
+            }
+        }
+    ldm_region_result_clear (&result);
+    return TRUE;
 }
 
 static int
@@ -363,6 +454,20 @@ command_run (int argc, char **argv, bool inpaint)
                                                  def.color_fix ? " (default)" : "");
     const char *no_fix_help = def.color_fix ? "The decoded colors as they are"
                                             : "The decoded colors as they are (default)";
+    LdmRegionParams region_def; /* the plug-in's defaults: core's */
+    ldm_region_params_init (&region_def);
+    g_autofree char *context_help = g_strdup_printf (
+        "Pixels of image around the mask the model sees (default %d; --authors: the whole "
+        "image)", region_def.context_padding);
+    g_autofree char *working_help = g_strdup_printf (
+        "Longest side the crop runs at: a larger crop is scaled down for the model and back, "
+        "0 = full size (default %d; --authors: 0)", region_def.working_size);
+    g_autofree char *grow_help = g_strdup_printf (
+        "Pixels the mask is grown by, 0 to %d (default %d; --authors: 0)", LDM_REGION_MAX_GROW,
+        region_def.mask_grow);
+    g_autofree char *blur_help = g_strdup_printf (
+        "Pixels over which the fill fades into the image, 0 to %d (default %d; --authors: 0)",
+        LDM_REGION_MAX_BLUR, region_def.mask_blur);
     GOptionEntry entries[] = {
         { "model", 'm', 0, G_OPTION_ARG_FILENAME, &o.model,
           inpaint ? "Model file (.ckpt, .safetensors; default: the built-in " LDM_BUILTIN_INPAINT ")"
@@ -414,6 +519,14 @@ command_run (int argc, char **argv, bool inpaint)
           &o.match_colors, match_help, NULL },
         { "no-match-colors", 0, inpaint ? 0 : G_OPTION_FLAG_HIDDEN, G_OPTION_ARG_NONE,
           &o.no_match_colors, no_match_help, NULL },
+        { "context-padding", 0, inpaint ? 0 : G_OPTION_FLAG_HIDDEN, G_OPTION_ARG_STRING,
+          &o.context_padding, context_help, "N" },
+        { "working-size", 0, inpaint ? 0 : G_OPTION_FLAG_HIDDEN, G_OPTION_ARG_STRING,
+          &o.working_size, working_help, "N" },
+        { "mask-grow", 0, inpaint ? 0 : G_OPTION_FLAG_HIDDEN, G_OPTION_ARG_STRING,
+          &o.mask_grow, grow_help, "N" },
+        { "mask-blur", 0, inpaint ? 0 : G_OPTION_FLAG_HIDDEN, G_OPTION_ARG_STRING,
+          &o.mask_blur, blur_help, "N" },
         { "color-fix", 0, 0, G_OPTION_ARG_NONE, &o.color_fix, fix_help, NULL },
         { "no-color-fix", 0, 0, G_OPTION_ARG_NONE,
           &o.no_color_fix, no_fix_help, NULL },
@@ -429,7 +542,7 @@ command_run (int argc, char **argv, bool inpaint)
     g_autoptr (LdmModel) model = NULL;
     g_autoptr (LdmEngine) engine = NULL;
     ImageFile input = { 0 };
-    LdmImage mask = { 0 }, result = { 0 };
+    LdmImage mask = { 0 }, result = { 0 }, changed = { 0 };
     const LdmImage *image = &input.image;
     g_autofree uint16_t *deep_result = NULL;
     ImageType output_type = IMAGE_PNG;
@@ -499,6 +612,47 @@ command_run (int argc, char **argv, bool inpaint)
     if (o.seed && !parse_int_option ("--seed", o.seed, 0, G_MAXINT64, &seed, &error))
         goto bad;
     o.requested_steps = params.steps;
+    /* the region: the plug-in's defaults, or (--authors) the whole image at full size */
+    LdmRegionParams region = region_def;
+    gboolean whole = o.authors && !o.context_padding;
+    if (o.authors)
+        region = (LdmRegionParams) { 0 };
+    if (!inpaint && (o.context_padding || o.working_size || o.mask_grow || o.mask_blur)) {
+        g_set_error (&error, LDM_ERROR, LDM_ERROR_ARGUMENT,
+                     "--context-padding, --working-size, --mask-grow and --mask-blur are "
+                     "inpainting options");
+        goto bad;
+    }
+    if (o.context_padding) {
+        if (!parse_int_option ("--context-padding", o.context_padding, 0, LDM_IMAGE_MAX_SIDE,
+                               &number, &error))
+            goto bad;
+        region.context_padding = (int) number;
+    }
+    if (o.working_size) {
+        if (!parse_int_option ("--working-size", o.working_size, 0, LDM_IMAGE_MAX_SIDE, &number,
+                               &error))
+            goto bad;
+        if (number > 0 && number < LDM_REGION_MIN_WORKING_SIZE) {
+            g_set_error (&error, LDM_ERROR, LDM_ERROR_ARGUMENT,
+                         "--working-size must be 0 (full size) or at least %d, not '%s'",
+                         LDM_REGION_MIN_WORKING_SIZE, o.working_size);
+            goto bad;
+        }
+        region.working_size = (int) number;
+    }
+    if (o.mask_grow) {
+        if (!parse_int_option ("--mask-grow", o.mask_grow, 0, LDM_REGION_MAX_GROW, &number,
+                               &error))
+            goto bad;
+        region.mask_grow = (int) number;
+    }
+    if (o.mask_blur) {
+        if (!parse_int_option ("--mask-blur", o.mask_blur, 0, LDM_REGION_MAX_BLUR, &number,
+                               &error))
+            goto bad;
+        region.mask_blur = (int) number;
+    }
     if ((o.keep_known && o.no_keep_known) || (o.match_colors && o.no_match_colors)
         || (o.color_fix && o.no_color_fix)) {
         g_set_error (&error, LDM_ERROR, LDM_ERROR_ARGUMENT,
@@ -600,14 +754,15 @@ command_run (int argc, char **argv, bool inpaint)
     params.progress_data = &o;
     if (!o.quiet)
         fprintf (stderr, "seed %" G_GINT64_FORMAT "\n", seed);
-    gboolean ok = inpaint ? ldm_inpaint (engine, image, &mask, &params, &result, &error)
+    gboolean ok = inpaint ? inpaint_region (engine, image, &mask, &region, whole, &params,
+                                            o.quiet, &result, &changed, &error)
                           : ldm_upscale (engine, image, &params, &result, &error);
     if (!ok) {
         status = g_error_matches (error, LDM_ERROR, LDM_ERROR_ARGUMENT) ? EXIT_BAD_INPUT : 1;
         goto fail;
     }
     if (input.deep && output_type == IMAGE_PNG
-        && !(deep_result = deepen_result (&input, inpaint ? &mask : NULL, &result, &error)))
+        && !(deep_result = deepen_result (&input, inpaint ? &changed : NULL, &result, &error)))
         goto fail;
     if (output_type == IMAGE_JPEG && inpaint && !o.quiet)
         fprintf (stderr, "ldm: %s is a JPEG: its compression changes the pixels outside the "
@@ -628,6 +783,7 @@ done:
     g_free (step_noise.pattern);
     image_file_clear (&input);
     ldm_image_clear (&mask);
+    ldm_image_clear (&changed);
     ldm_image_clear (&result);
     run_options_clear (&o);
     return status;

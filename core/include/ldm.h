@@ -343,7 +343,7 @@ typedef struct {
 
 void     ldm_region_result_clear (LdmRegionResult *result);
 
-/* Inpaints a crop (RGB or RGBA) under a soft selection (crop-size floats in [0, 1]):
+/* Inpaints a crop (grey, RGB or RGBA) under a soft selection (crop-size floats in [0, 1]):
  *   grown = grow (selection, mask_grow); layer_mask = blur (grown, mask_blur)
  *   fill = grow (selection, mask_grow + mask_blur) >= 0.5 (covers the whole soft edge)
  *   the crop (and fill) scaled to fit working_size when larger, inpainted, scaled back;

@@ -116,9 +116,9 @@ ldm_inpaint_region (LdmEngine *engine, const LdmImage *image, const float *selec
 {
     *result = (LdmRegionResult) { 0 };
     if (!image || !image->pixels || image->width <= 0 || image->height <= 0
-        || image->channels < 3 || image->channels > 4 || !selection) {
+        || image->channels == 2 || image->channels > 4 || !selection) {
         g_set_error (error, LDM_ERROR, LDM_ERROR_ARGUMENT,
-                     "the region must be an RGB or RGBA image with a selection");
+                     "the region must be a grey, RGB or RGBA image with a selection");
         return FALSE;
     }
     if (params->mask_grow < 0 || params->mask_blur < 0 || params->mask_grow > LDM_REGION_MAX_GROW

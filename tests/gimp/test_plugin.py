@@ -395,7 +395,9 @@ def check_equal(values, out):
                             mask, "--output", cli,
                             "--steps", "3", "--seed", "42", "--sampler", "dpmpp-2m", "--quiet",
                             # the plug-in's defaults
-                            "--keep-known", "--match-colors", "--color-fix"],
+                            "--keep-known", "--match-colors", "--color-fix",
+                            # the scenario's region: the whole image, a hard edge
+                            "--context-padding", "4096", "--mask-grow", "0", "--mask-blur", "0"],
                            capture_output=True, text=True, timeout=300)
         if r.returncode != 0:
             check("equal: plug-in result equals `ldm inpaint`", False, r.stderr)
@@ -409,6 +411,7 @@ def check_equal(values, out):
                             os.path.join(FIX, "ldm-inpaint-tiny", "image.png"), "--mask",
                             mask, "--output", cli, "--steps", "4", "--seed", "42",
                             "--sampler", "ddim", "--init", "fill", "--strength", "0.5",
+                            "--context-padding", "4096", "--mask-grow", "0", "--mask-blur", "0",
                             "--quiet"], capture_output=True, text=True, timeout=300)
         a, b = pixels(os.path.join(out, "equal-plugin-fill.png")), pixels(cli)
         diff = sum(px(a, x, y)[:3] != px(b, x, y)[:3] for y in range(a[1]) for x in range(a[0]))
@@ -422,7 +425,8 @@ def check_equal(values, out):
         r = subprocess.run([LDM, "inpaint", "--model", INPAINT_MODEL, "--image",
                             os.path.join(FIX, "ldm-inpaint-tiny", "image.png"), "--mask",
                             mask, "--output", cli, "--steps", "3", "--seed", "42",
-                            "--sampler", "euler-a", "--quiet"],
+                            "--sampler", "euler-a", "--context-padding", "4096",
+                            "--mask-grow", "0", "--mask-blur", "0", "--quiet"],
                            capture_output=True, text=True, timeout=300)
         a, b = pixels(os.path.join(out, "equal-plugin-euler.png")), pixels(cli)
         diff = sum(px(a, x, y)[:3] != px(b, x, y)[:3] for y in range(a[1]) for x in range(a[0]))

@@ -106,7 +106,7 @@ def check_inpaint(tmp):
     out = os.path.join(tmp, "inpainted.png")
     r = ldm("inpaint", "--image", os.path.join(SAMPLE, "chelsea.png"), "--mask",
             os.path.join(SAMPLE, "chelsea-mask.png"), "--output", out, "--steps", "20",
-            "--seed", "1", "--quiet")
+            "--seed", "1", "--quiet", "--mask-grow", "0", "--mask-blur", "0")
     check("ldm inpaint without --model (the built-in model): exit 0", r.returncode == 0, r.stderr)
     if r.returncode:
         return

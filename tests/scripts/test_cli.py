@@ -10,6 +10,7 @@ import pngutil  # noqa: E402
 
 LDM = os.environ["LDM_EXE"]
 SHARED = os.environ.get("LDM_SHARED_DIR", "")
+SAMPLES = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "data", "samples")
 FIXTURES = {
     # fixture: (kind as `ldm info` names it, U-Net parameter count as a substring)
     "ldm-inpaint-tiny": "inpaint",
@@ -78,7 +79,11 @@ def run_fixture_images():
                                ("full-kk", full, ["--authors"] + both),
                                ("mc", "mask.png", ["--authors"] + both),
                                ("cf", "mask.png", ["--authors", "--color-fix"] + both),
-                               ("default", "mask.png", [])):
+                               ("default", "mask.png", []),
+                               # the plug-in's region defaults, given (ldm_region_params_init)
+                               ("region", "mask.png", ["--authors"] + both + [
+                                   "--color-fix", "--context-padding", "64", "--working-size",
+                                   "512", "--mask-grow", "4", "--mask-blur", "8"])):
             outs[name] = os.path.join(tmp, name + ".png")
             r = ldm("inpaint", "--model", os.path.join(f, "model.safetensors"), "--image",
                     os.path.join(f, "image.png"), "--mask", os.path.join(f, m), "--output",
@@ -104,8 +109,12 @@ def run_fixture_images():
                       for y in range(src[1]) for x in range(src[0]) if mask[3][y][x] < 128))
             check("inpaint --color-fix: the fill differs from --match-colors alone",
                   max_diff(cf, got) > 0)
-            check("inpaint without --authors: the aids are on (= --keep-known --match-colors "
-                  "--color-fix)", read_png(outs["default"]) == cf)
+            check("inpaint without --authors: the aids and the plug-in's region are on (= "
+                  "--keep-known --match-colors --color-fix --context-padding 64 --working-size "
+                  "512 --mask-grow 4 --mask-blur 8)",
+                  read_png(outs["default"]) == read_png(outs["region"]))
+            check("inpaint: mask grow and blur change pixels next to the mask",
+                  read_png(outs["default"]) != cf)
             a, b = read_png(outs["full"]), read_png(outs["full-kk"])
             check("inpaint --keep-known --match-colors with everything masked: the same as "
                   "without", a == b,
@@ -229,7 +238,7 @@ def run_init_strength():
     f = os.path.join(SHARED, "fixtures", "ldm-inpaint-tiny")
     base = ["inpaint", "--model", os.path.join(f, "model.safetensors"), "--image",
             os.path.join(f, "image.png"), "--mask", os.path.join(f, "mask.png"), "--steps", "10",
-            "--seed", "5"]
+            "--seed", "5", "--mask-grow", "0", "--mask-blur", "0"]
     src, mask = read_png(os.path.join(f, "image.png")), read_png(os.path.join(f, "mask.png"))
     with tempfile.TemporaryDirectory() as tmp:
         outs = {}
@@ -266,6 +275,67 @@ def run_init_strength():
             a, b = read_png(up["noise"]), read_png(up["original"])
             check("upscale --init original: 4x, and differs from a noise start",
                   a[:3] == b[:3] and max_diff(a, b) > 0)
+
+
+def dilate(mask, w, h, r):
+    """The square dilation by r of a mask (rows of 0/1): every pixel within r (Chebyshev)."""
+    rows = [[max(row[max(0, x - r):x + r + 1]) for x in range(w)] for row in mask]
+    return [[max(rows[yy][x] for yy in range(max(0, y - r), min(h, y + r + 1)))
+             for x in range(w)] for y in range(h)]
+
+
+def run_region():
+    """`ldm inpaint` with the plug-in's region options on a photo (data/samples/chelsea.png,
+    451x300) with a big elliptical hole: the crop around the hole (+ grow + blur + context)
+    runs at --working-size (ldm says the size; it is the crop scaled to the working size), the
+    pixels farther than grow + blur from the hole are the input's exactly, the hole changes;
+    with grow 0, blur 0, the whole image as context and full size, the result is the full-image
+    run (--authors with the aids) bit for bit."""
+    f = os.path.join(SHARED, "fixtures", "ldm-inpaint-tiny")
+    photo = os.path.join(SAMPLES, "chelsea.png")
+    src = read_png(photo)
+    w, h = src[0], src[1]
+    cx, cy, rx, ry = 220, 150, 90, 60
+    hole = [[1 if ((x - cx) / rx) ** 2 + ((y - cy) / ry) ** 2 <= 1 else 0 for x in range(w)]
+            for y in range(h)]
+    with tempfile.TemporaryDirectory() as tmp:
+        mask = os.path.join(tmp, "hole.png")
+        pngutil.write_png(mask, w, h, 1, [bytes(255 * v for v in row) for row in hole])
+        common = ["inpaint", "--model", os.path.join(f, "model.safetensors"), "--image", photo,
+                  "--mask", mask, "--steps", "2", "--seed", "3"]
+        out = os.path.join(tmp, "region.png")
+        r = ldm(*common, "--output", out, "--working-size", "96", "--mask-grow", "3",
+                "--mask-blur", "5", "--context-padding", "20")
+        check("inpaint --working-size 96: exit 0", r.returncode == 0, r.stderr)
+        if r.returncode == 0:
+            # the crop: the hole's bounds (131..309 x 90..210) + 3 + 5 + 20, in the image
+            x0, y0 = cx - rx - 28, cy - ry - 28
+            cw, ch = 2 * rx + 1 + 56, 2 * ry + 1 + 56
+            mw, mh = 96, round(ch * 96 / cw)
+            check("inpaint --working-size: the crop runs at the working size",
+                  f"the {cw}x{ch} crop at ({x0}, {y0}) runs at {mw}x{mh}" in r.stderr, r.stderr)
+            got = read_png(out)
+            near = dilate(hole, w, h, 3 + 5 + 1)
+            kept = all(got[3][y][x * 3:x * 3 + 3] == src[3][y][x * 3:x * 3 + 3]
+                       for y in range(h) for x in range(w) if not near[y][x])
+            check("inpaint --working-size: pixels beyond grow + blur of the hole exact", kept)
+            changed = sum(got[3][y][x * 3:x * 3 + 3] != src[3][y][x * 3:x * 3 + 3]
+                          for y in range(h) for x in range(w) if hole[y][x])
+            check("inpaint --working-size: the hole is regenerated",
+                  changed > sum(map(sum, hole)) // 2, f"{changed} pixels changed")
+        a, b = os.path.join(tmp, "a.png"), os.path.join(tmp, "b.png")
+        r1 = ldm(*common, "--output", a, "--quiet", "--mask-grow", "0", "--mask-blur", "0",
+                 "--context-padding", "16384", "--working-size", "0")
+        r2 = ldm(*common, "--output", b, "--quiet", "--authors", "--keep-known",
+                 "--match-colors", "--color-fix")
+        check("inpaint: grow 0, blur 0, whole context, full size = the full-image run",
+              r1.returncode == 0 and r2.returncode == 0 and read_png(a) == read_png(b),
+              r1.stderr + r2.stderr)
+        for option, value in (("--working-size", "16"), ("--mask-grow", "257"),
+                              ("--mask-blur", "-1"), ("--context-padding", "x")):
+            r = ldm(*common, "--output", a, option, value)
+            check(f"inpaint {option} {value}: exit 2 naming it",
+                  r.returncode == 2 and option in r.stderr, r.stderr)
 
 
 def read_safetensors_f32(path, name):
@@ -413,6 +483,7 @@ def main():
         run_fixture_images()
         run_builtin_lookup()
         run_init_strength()
+        run_region()
         run_prompts()
 
     with tempfile.TemporaryDirectory() as tmp:

@@ -372,7 +372,10 @@ def model_inpaint(args, rgb, mask, seed, stem):
                   "--seed", str(seed), "--sampler", args.sampler, "--eta", str(args.eta), "-q",
                   "--keep-known" if args.keep_known else "--no-keep-known",
                   "--match-colors" if args.match_colors else "--no-match-colors",
-                  "--init", args.init, "--strength", str(args.strength)])
+                  "--init", args.init, "--strength", str(args.strength),
+                  # the whole crop at full size with a hard mask, as the figures were measured
+                  "--context-padding", "16384", "--working-size", "0", "--mask-grow", "0",
+                  "--mask-blur", "0"])
     return read_rgb(out), dt
 
 
