@@ -1,0 +1,441 @@
+/* ldm-brush-session.c: see ldm-brush.h. GLib only: no GTK, no libgimp.
+ *
+ * One timer looks at the strokes layer every LDM_BRUSH_POLL_MS and takes a change once the
+ * layer has stayed the same for LDM_BRUSH_SETTLE looks; core's tracker turns it into regions,
+ * which join a queue (ldm_stroke_queue_add: a growing region keeps its turn). One region at a
+ * time goes to core's worker; painting over the running one cancels it and queues it again
+ * with the new strokes (it restarts). A second, faster timer takes finished regions and
+ * writes them.
+ */
+#include "ldm-brush.h"
+
+#include <glib/gi18n-lib.h>
+#include <string.h>
+
+#define QUEUE_MAX  64
+#define TAKE_MS    25
+
+struct LdmBrushSession {
+    const LdmBrushHost *host;
+    void               *host_data;
+    int                 width, height;
+
+    LdmStrokeTracker   *tracker;
+    uint8_t            *seen;    /* what the tracker was last given */
+    uint8_t            *frame;   /* the last look at the layer */
+    uint8_t            *look;    /* this look */
+    int                 stable;  /* looks since the layer last changed */
+
+    LdmRect             queue[QUEUE_MAX];
+    int                 queued;
+
+    LdmBrushWorker     *worker;
+    gboolean            running;
+    LdmRect             running_box;
+    gboolean            restart;  /* the running region was cancelled to be run again */
+
+    LdmBrushMode        mode;
+    int                 steps;    /* 0: the mode's */
+    uint64_t            seed;
+    int                 regions;  /* jobs made: the running or last one's number */
+    int                 written;
+    gboolean            have_last;
+    LdmRect             last_box;
+    uint64_t            last_seed;
+
+    LdmBrushState       state;
+    char               *message;
+    guint               poll_timer, take_timer, ticks;
+};
+
+static void
+set_failed (LdmBrushSession *s, const char *message)
+{
+    s->state = LDM_BRUSH_STATE_FAILED;
+    g_free (s->message);
+    s->message = g_strdup (message);
+}
+
+LdmBrushSession *
+ldm_brush_session_new (const LdmBrushHost *host, void *host_data, int width, int height,
+                       const char *model_path, uint64_t seed, LdmBrushMode mode, GError **error)
+{
+    g_autoptr (LdmStrokeTracker) tracker = ldm_stroke_tracker_new (width, height,
+                                                                   LDM_STROKE_MERGE_DISTANCE,
+                                                                   error);
+    if (!tracker)
+        return NULL;
+    size_t n = (size_t) width * height;
+    g_autofree uint8_t *seen = g_try_malloc0 (n), *frame = g_try_malloc0 (n),
+                       *look = g_try_malloc0 (n);
+    if (!seen || !frame || !look) {
+        g_set_error (error, LDM_ERROR, LDM_ERROR_NO_MEMORY,
+                     _("Not enough memory for the strokes layer."));
+        return NULL;
+    }
+    LdmBrushWorker *worker = ldm_brush_worker_new (model_path, error);
+    if (!worker)
+        return NULL;
+    LdmBrushSession *s = g_new0 (LdmBrushSession, 1);
+    s->host = host;
+    s->host_data = host_data;
+    s->width = width;
+    s->height = height;
+    s->tracker = g_steal_pointer (&tracker);
+    s->seen = g_steal_pointer (&seen);
+    s->frame = g_steal_pointer (&frame);
+    s->look = g_steal_pointer (&look);
+    s->worker = worker;
+    s->mode = mode;
+    s->seed = seed;
+    s->state = LDM_BRUSH_STATE_IDLE;
+    return s;
+}
+
+static void
+stop_timers (LdmBrushSession *s)
+{
+    if (s->poll_timer)
+        g_source_remove (s->poll_timer);
+    if (s->take_timer)
+        g_source_remove (s->take_timer);
+    s->poll_timer = s->take_timer = 0;
+}
+
+void
+ldm_brush_session_free (LdmBrushSession *s)
+{
+    if (!s)
+        return;
+    stop_timers (s);
+    ldm_brush_worker_free (s->worker);
+    ldm_stroke_tracker_free (s->tracker);
+    g_free (s->seen);
+    g_free (s->frame);
+    g_free (s->look);
+    g_free (s->message);
+    g_free (s);
+}
+
+gboolean
+ldm_brush_session_set_seen (LdmBrushSession *s, const uint8_t *alpha, GError **error)
+{
+    if (!ldm_stroke_tracker_reset (s->tracker, alpha, s->width, error))
+        return FALSE;
+    size_t n = (size_t) s->width * s->height;
+    memcpy (s->seen, alpha, n);
+    memcpy (s->frame, alpha, n);
+    return TRUE;
+}
+
+const uint8_t *
+ldm_brush_session_seen (LdmBrushSession *s)
+{
+    return s->seen;
+}
+
+/* The changes of ALPHA since the last time, into the queue. */
+static gboolean
+take_changes (LdmBrushSession *s, const uint8_t *alpha, GError **error)
+{
+    LdmStrokeRegion regions[QUEUE_MAX];
+    int n = 0;
+    if (!ldm_stroke_tracker_update (s->tracker, alpha, s->width, regions, QUEUE_MAX, &n, error))
+        return FALSE;
+    memcpy (s->seen, alpha, (size_t) s->width * s->height);
+    for (int i = 0; i < n; i++) {
+        LdmRect box = regions[i].box;
+        /* new paint near the running region: it restarts with the new strokes */
+        if (s->running && !s->restart) {
+            LdmRect a = s->running_box;
+            gboolean near = box.x <= a.x + a.width + LDM_STROKE_MERGE_DISTANCE
+                            && a.x <= box.x + box.width + LDM_STROKE_MERGE_DISTANCE
+                            && box.y <= a.y + a.height + LDM_STROKE_MERGE_DISTANCE
+                            && a.y <= box.y + box.height + LDM_STROKE_MERGE_DISTANCE;
+            if (near) {
+                s->restart = TRUE;
+                ldm_brush_worker_cancel (s->worker);
+                /* first in the queue: it was running */
+                memmove (s->queue + 1, s->queue, sizeof (LdmRect) * MIN (s->queued,
+                                                                          QUEUE_MAX - 1));
+                s->queue[0] = a;
+                s->queued = MIN (s->queued + 1, QUEUE_MAX);
+            }
+        }
+        if (ldm_stroke_queue_add (s->queue, &s->queued, QUEUE_MAX, box,
+                                  LDM_STROKE_MERGE_DISTANCE, error) < 0)
+            return FALSE;
+    }
+    return TRUE;
+}
+
+/* The next queued region to the worker. */
+static gboolean
+submit_next (LdmBrushSession *s, GError **error)
+{
+    if (s->running || s->queued == 0)
+        return TRUE;
+    LdmRect box = s->queue[0];
+    memmove (s->queue, s->queue + 1, sizeof (LdmRect) * (size_t) (s->queued - 1));
+    s->queued--;
+    LdmSampleParams sample;
+    LdmRegionParams region;
+    ldm_brush_params_init (s->mode, &sample, &region);
+    if (s->steps > 0)
+        sample.steps = s->steps;
+    sample.seed = s->seed;
+    g_autoptr (LdmBrushJob) job = ldm_brush_job_new (box, s->width, s->height, &sample, &region,
+                                                     error);
+    if (!job || !s->host->read_original (s->host_data, job->crop, &job->image, error)
+        || !ldm_stroke_tracker_selection (s->tracker, job->crop, job->selection, error))
+        return FALSE;
+    job->id = (uint64_t) ++s->regions;
+    s->running = TRUE;
+    s->restart = FALSE;
+    s->running_box = box;
+    s->state = LDM_BRUSH_STATE_COMPUTING;
+    ldm_brush_worker_submit (s->worker, g_steal_pointer (&job));
+    return TRUE;
+}
+
+/* A finished job: written when it succeeded. FALSE + error when it failed (not a cancel). */
+static gboolean
+finish_job (LdmBrushSession *s, LdmBrushJob *job, GError **error)
+{
+    s->running = FALSE;
+    if (!job->ok) {
+        if (g_error_matches (job->error, LDM_ERROR, LDM_ERROR_CANCELLED)) {
+            if (!s->queued)
+                s->state = s->written ? LDM_BRUSH_STATE_DONE : LDM_BRUSH_STATE_WAITING;
+            return TRUE;
+        }
+        g_propagate_error (error, g_steal_pointer (&job->error));
+        return FALSE;
+    }
+    if (!s->host->write_result (s->host_data, job->inner, job->rgba, error))
+        return FALSE;
+    s->written++;
+    s->have_last = TRUE;
+    s->last_box = job->box;
+    s->last_seed = job->sample.seed;
+    if (!s->queued)
+        s->state = LDM_BRUSH_STATE_DONE;
+    return TRUE;
+}
+
+static gboolean
+take_tick (gpointer data)
+{
+    LdmBrushSession *s = data;
+    LdmBrushJob *job = ldm_brush_worker_take (s->worker, 0);
+    if (!job)
+        return G_SOURCE_CONTINUE;
+    GError *error = NULL;
+    if (!finish_job (s, job, &error) || !submit_next (s, &error)) {
+        set_failed (s, error->message);
+        g_error_free (error);
+    }
+    ldm_brush_job_free (job);
+    return G_SOURCE_CONTINUE;
+}
+
+static gboolean
+poll_tick (gpointer data)
+{
+    LdmBrushSession *s = data;
+    GError *error = NULL;
+    size_t n = (size_t) s->width * s->height;
+    if (!s->host->read_strokes (s->host_data, s->look, &error)) {
+        /* the strokes layer is gone (undone, deleted): nothing more to watch */
+        set_failed (s, error->message);
+        g_error_free (error);
+        ldm_brush_worker_cancel (s->worker);
+        s->queued = 0;
+        s->poll_timer = 0;
+        return G_SOURCE_REMOVE;
+    }
+    if (memcmp (s->look, s->frame, n) != 0) {
+        uint8_t *t = s->frame;
+        s->frame = s->look;
+        s->look = t;
+        s->stable = 0;
+        return G_SOURCE_CONTINUE;
+    }
+    if (++s->stable == LDM_BRUSH_SETTLE && memcmp (s->frame, s->seen, n) != 0) {
+        if (!take_changes (s, s->frame, &error) || !submit_next (s, &error)) {
+            set_failed (s, error->message);
+            g_error_free (error);
+        }
+    }
+    return G_SOURCE_CONTINUE;
+}
+
+void
+ldm_brush_session_start (LdmBrushSession *s)
+{
+    if (s->poll_timer)
+        return;
+    s->state = LDM_BRUSH_STATE_WAITING;
+    s->poll_timer = g_timeout_add (LDM_BRUSH_POLL_MS, poll_tick, s);
+    s->take_timer = g_timeout_add (TAKE_MS, take_tick, s);
+}
+
+gboolean
+ldm_brush_session_process (LdmBrushSession *s, int *regions, GError **error)
+{
+    int written = s->written;
+    if (regions)
+        *regions = 0;
+    if (!s->host->read_strokes (s->host_data, s->look, error)
+        || !take_changes (s, s->look, error))
+        return FALSE;
+    memcpy (s->frame, s->look, (size_t) s->width * s->height);
+    while (s->queued || s->running) {
+        if (!submit_next (s, error))
+            return FALSE;
+        g_autoptr (LdmBrushJob) job = ldm_brush_worker_take (s->worker, -1);
+        if (!finish_job (s, job, error))
+            return FALSE;
+    }
+    if (regions)
+        *regions = s->written - written;
+    return TRUE;
+}
+
+void
+ldm_brush_session_set_steps (LdmBrushSession *s, int steps)
+{
+    s->steps = MAX (steps, 0);
+}
+
+void
+ldm_brush_session_set_mode (LdmBrushSession *s, LdmBrushMode mode)
+{
+    s->mode = mode;
+}
+
+LdmBrushMode
+ldm_brush_session_mode (LdmBrushSession *s)
+{
+    return s->mode;
+}
+
+void
+ldm_brush_session_cancel (LdmBrushSession *s)
+{
+    s->queued = 0;
+    s->restart = FALSE;
+    ldm_brush_worker_cancel (s->worker);
+    if (s->state != LDM_BRUSH_STATE_IDLE)
+        s->state = s->written ? LDM_BRUSH_STATE_DONE : LDM_BRUSH_STATE_WAITING;
+}
+
+gboolean
+ldm_brush_session_reroll (LdmBrushSession *s)
+{
+    if (!s->have_last)
+        return FALSE;
+    s->seed = s->last_seed + 1;
+    /* first in line; a queued region it touches merges into it */
+    GError *error = NULL;
+    LdmRect keep[QUEUE_MAX];
+    int n = s->queued;
+    memcpy (keep, s->queue, sizeof (LdmRect) * (size_t) n);
+    s->queue[0] = s->last_box;
+    s->queued = 1;
+    for (int i = 0; i < n; i++)
+        ldm_stroke_queue_add (s->queue, &s->queued, QUEUE_MAX, keep[i],
+                              LDM_STROKE_MERGE_DISTANCE, &error);
+    g_clear_error (&error); /* the boxes came from the queue: they are not empty */
+    if (!submit_next (s, &error)) {
+        set_failed (s, error->message);
+        g_error_free (error);
+    }
+    return TRUE;
+}
+
+void
+ldm_brush_session_show_strokes (LdmBrushSession *s, gboolean visible)
+{
+    s->host->show_strokes (s->host_data, visible);
+}
+
+static gboolean
+finish (LdmBrushSession *s, gboolean apply, GError **error)
+{
+    stop_timers (s);
+    s->queued = 0;
+    ldm_brush_worker_cancel (s->worker);
+    s->state = LDM_BRUSH_STATE_IDLE;
+    return apply ? s->host->apply (s->host_data, error) : s->host->discard (s->host_data, error);
+}
+
+gboolean
+ldm_brush_session_apply (LdmBrushSession *s, GError **error)
+{
+    return finish (s, TRUE, error);
+}
+
+gboolean
+ldm_brush_session_discard (LdmBrushSession *s, GError **error)
+{
+    return finish (s, FALSE, error);
+}
+
+LdmBrushState
+ldm_brush_session_state (LdmBrushSession *s, int *region, int *queued, int *step, int *steps)
+{
+    LdmBrushStatus st;
+    ldm_brush_worker_status (s->worker, &st, NULL);
+    if (region)
+        *region = s->regions;
+    if (queued)
+        *queued = s->queued;
+    if (step)
+        *step = s->running ? st.step : 0;
+    if (steps)
+        *steps = s->running ? st.steps : 0;
+    return s->state;
+}
+
+const char *
+ldm_brush_session_message (LdmBrushSession *s)
+{
+    return s->state == LDM_BRUSH_STATE_FAILED ? s->message : NULL;
+}
+
+uint64_t
+ldm_brush_session_seed (LdmBrushSession *s)
+{
+    return s->last_seed;
+}
+
+char *
+ldm_brush_state_text (LdmBrushSession *s)
+{
+    int region, queued, step, steps;
+    LdmBrushState state = ldm_brush_session_state (s, &region, &queued, &step, &steps);
+    LdmBrushStatus st;
+    ldm_brush_worker_status (s->worker, &st, NULL);
+    switch (state) {
+    case LDM_BRUSH_STATE_IDLE:
+        return g_strdup (_("Idle"));
+    case LDM_BRUSH_STATE_WAITING:
+        return g_strdup (_("Waiting for strokes: paint over what should go"));
+    case LDM_BRUSH_STATE_COMPUTING:
+        if (!st.loaded)
+            /* TRANSLATORS: %d is the number of the region */
+            return g_strdup_printf (_("Computing region %d: loading the model"), region);
+        if (steps > 0)
+            /* TRANSLATORS: "Computing region 2: step 3 of 8" */
+            return g_strdup_printf (_("Computing region %d: step %d of %d"), region, step,
+                                    steps);
+        return g_strdup_printf (_("Computing region %d"), region);
+    case LDM_BRUSH_STATE_DONE:
+        /* TRANSLATORS: %d is how many regions were inpainted in this session */
+        return g_strdup_printf (_("Done (regions inpainted: %d)"), s->written);
+    case LDM_BRUSH_STATE_FAILED:
+    default:
+        return g_strdup_printf (_("Failed: %s"), s->message ? s->message : "?");
+    }
+}
