@@ -209,11 +209,11 @@ typedef struct {
     LdmTensorFile *ref;
 } E2E;
 
+/* Loads the model at model_path with its engine, and the reference at ref_path; FALSE (the test
+ * skipped) when either is NULL. */
 static gboolean
-e2e_open (E2E *e, const char *fixture, const char *file)
+e2e_load (E2E *e, const char *model_path, const char *ref_path)
 {
-    g_autofree char *model_path = fixture_path (fixture, file);
-    g_autofree char *ref_path = fixture_path (fixture, "reference.safetensors");
     if (!model_path || !ref_path)
         return FALSE;
     g_autoptr (GError) error = NULL;
@@ -226,6 +226,14 @@ e2e_open (E2E *e, const char *fixture, const char *file)
     return TRUE;
 }
 
+static gboolean
+e2e_open (E2E *e, const char *fixture, const char *file)
+{
+    g_autofree char *model_path = fixture_path (fixture, file);
+    g_autofree char *ref_path = fixture_path (fixture, "reference.safetensors");
+    return e2e_load (e, model_path, ref_path);
+}
+
 static void
 e2e_close (E2E *e)
 {
@@ -234,78 +242,93 @@ e2e_close (E2E *e)
     ldm_tensor_file_free (e->ref);
 }
 
+/* An inpainting run of the authors' in a fixture's reference: the input image and mask, the
+ * start noise and the result (`want`). */
+typedef struct {
+    LdmImage image, mask, want;
+    float   *x_T;
+    size_t   x_T_len;
+} AuthorsInpaint;
+
 static void
-test_inpaint_ldm (gconstpointer data)
+authors_inpaint_read (AuthorsInpaint *a, LdmTensorFile *ref, const char *want, const char *x_T)
+{
+    a->image = ref_image (ref, "input.image", true);
+    a->mask = ref_mask (ref, "input.mask");
+    a->want = ref_image (ref, want, false);
+    a->x_T = ref_read (ref, x_T, &a->x_T_len);
+}
+
+static void
+authors_inpaint_clear (AuthorsInpaint *a)
+{
+    ldm_image_clear (&a->image);
+    ldm_image_clear (&a->mask);
+    ldm_image_clear (&a->want);
+    g_clear_pointer (&a->x_T, g_free);
+}
+
+/* Inpaints a's image from a's noise with p into *out: the fill within 1 level of the authors',
+ * the outside unchanged. */
+static void
+assert_inpaints_as_authors (E2E *e, const AuthorsInpaint *a, LdmSampleParams *p, LdmImage *out,
+                            const char *what)
+{
+    p->x_T = a->x_T;
+    p->x_T_len = a->x_T_len;
+    g_autoptr (GError) error = NULL;
+    g_assert_true (ldm_inpaint (e->engine, &a->image, &a->mask, p, out, &error));
+    g_assert_no_error (error);
+    int diff = max_level_difference (out, &a->want, &a->mask);
+    g_test_message ("%s: inpainted pixels vs the authors': max %d levels", what, diff);
+    g_assert_cmpint (diff, <=, 1);
+    assert_outside_mask_unchanged (&a->image, &a->mask, out);
+}
+
+/* The authors' inpainting runs of the LDM and the SD fixtures (5 DDIM steps from their noise;
+ * SD with their contexts), from the weights file `file`. */
+static void
+inpaint_as_authors (const char *file, bool sd)
 {
     E2E e;
-    if (!e2e_open (&e, "ldm-inpaint-tiny", data))
+    if (!e2e_open (&e, sd ? "sd-inpaint-tiny" : "ldm-inpaint-tiny", file))
         return;
-    LdmImage image = ref_image (e.ref, "input.image", true);
-    LdmImage mask = ref_mask (e.ref, "input.mask");
-    LdmImage want = ref_image (e.ref, "composite", false);
-    size_t n_x;
-    g_autofree float *x_T = ref_read (e.ref, "ddim.x_T", &n_x);
+    const char *want = sd ? "output01" : "composite";
+    AuthorsInpaint a;
+    authors_inpaint_read (&a, e.ref, want, "ddim.x_T");
+    g_autofree float *ctx = sd ? ref_read (e.ref, "cond.context", NULL) : NULL;
+    g_autofree float *uctx = sd ? ref_read (e.ref, "cond.uncond_context", NULL) : NULL;
     LdmSampleParams p;
     ldm_sample_params_init_authors (&p, LDM_TASK_INPAINT);
     p.steps = 5;
-    p.x_T = x_T;
-    p.x_T_len = n_x;
+    p.context = ctx;
+    p.uncond_context = uctx;
+    p.context_tokens = sd ? 77 : 0;
     LdmImage out = { 0 };
-    g_autoptr (GError) error = NULL;
-    g_assert_true (ldm_inpaint (e.engine, &image, &mask, &p, &out, &error));
-    g_assert_no_error (error);
-    int diff = max_level_difference (&out, &want, &mask);
-    g_test_message ("inpainted pixels vs the authors' composite: max %d levels", diff);
-    g_assert_cmpint (diff, <=, 1);
-    assert_outside_mask_unchanged (&image, &mask, &out);
+    assert_inpaints_as_authors (&e, &a, &p, &out, want);
+    if (sd) { /* without a context the model cannot run: a clear error */
+        LdmImage none = { 0 };
+        p.context = NULL;
+        g_autoptr (GError) error = NULL;
+        g_assert_false (ldm_inpaint (e.engine, &a.image, &a.mask, &p, &none, &error));
+        g_assert_error (error, LDM_ERROR, LDM_ERROR_ARGUMENT);
+        g_assert_null (none.pixels);
+    }
     ldm_image_clear (&out);
-    ldm_image_clear (&image);
-    ldm_image_clear (&mask);
-    ldm_image_clear (&want);
+    authors_inpaint_clear (&a);
     e2e_close (&e);
+}
+
+static void
+test_inpaint_ldm (gconstpointer data)
+{
+    inpaint_as_authors (data, false);
 }
 
 static void
 test_inpaint_sd (gconstpointer data)
 {
-    E2E e;
-    if (!e2e_open (&e, "sd-inpaint-tiny", data))
-        return;
-    LdmImage image = ref_image (e.ref, "input.image", true);
-    LdmImage mask = ref_mask (e.ref, "input.mask");
-    LdmImage want = ref_image (e.ref, "output01", false);
-    size_t n_x, n_ctx;
-    g_autofree float *x_T = ref_read (e.ref, "ddim.x_T", &n_x);
-    g_autofree float *ctx = ref_read (e.ref, "cond.context", &n_ctx);
-    g_autofree float *uctx = ref_read (e.ref, "cond.uncond_context", NULL);
-    LdmSampleParams p;
-    ldm_sample_params_init_authors (&p, LDM_TASK_INPAINT);
-    p.steps = 5;
-    p.x_T = x_T;
-    p.x_T_len = n_x;
-    p.context = ctx;
-    p.uncond_context = uctx;
-    p.context_tokens = 77;
-    LdmImage out = { 0 };
-    g_autoptr (GError) error = NULL;
-    g_assert_true (ldm_inpaint (e.engine, &image, &mask, &p, &out, &error));
-    g_assert_no_error (error);
-    int diff = max_level_difference (&out, &want, &mask);
-    g_test_message ("inpainted pixels vs the authors' output: max %d levels", diff);
-    g_assert_cmpint (diff, <=, 1);
-    assert_outside_mask_unchanged (&image, &mask, &out);
-
-    /* without a context the model cannot run: a clear error */
-    LdmImage none = { 0 };
-    p.context = NULL;
-    g_assert_false (ldm_inpaint (e.engine, &image, &mask, &p, &none, &error));
-    g_assert_error (error, LDM_ERROR, LDM_ERROR_ARGUMENT);
-    g_assert_null (none.pixels);
-    ldm_image_clear (&out);
-    ldm_image_clear (&image);
-    ldm_image_clear (&mask);
-    ldm_image_clear (&want);
-    e2e_close (&e);
+    inpaint_as_authors (data, true);
 }
 
 /* ------------------------------------------------------------ prompts */
@@ -353,11 +376,8 @@ test_inpaint_sd_prompt (gconstpointer data)
     PromptsJson pj;
     prompts_json_read (json, &pj);
     g_assert_cmpfloat (pj.eta, ==, 0.0);
-    LdmImage image = ref_image (e.ref, "input.image", true);
-    LdmImage mask = ref_mask (e.ref, "input.mask");
-    LdmImage want = ref_image (e.ref, "output01", false);
-    size_t n_x;
-    g_autofree float *x_T = ref_read (e.ref, pj.x_T, &n_x);
+    AuthorsInpaint a;
+    authors_inpaint_read (&a, e.ref, "output01", pj.x_T);
     LdmSampleParams p;
     ldm_sample_params_init_authors (&p, LDM_TASK_INPAINT);
     g_assert_null (p.prompt);
@@ -368,30 +388,22 @@ test_inpaint_sd_prompt (gconstpointer data)
     p.guidance = (float) pj.guidance;
     p.prompt = pj.prompt;
     p.negative_prompt = pj.negative_prompt;
-    p.x_T = x_T;
-    p.x_T_len = n_x;
     LdmImage out = { 0 };
+    assert_inpaints_as_authors (&e, &a, &p, &out, pj.prompt);
     g_autoptr (GError) error = NULL;
-    g_assert_true (ldm_inpaint (e.engine, &image, &mask, &p, &out, &error));
-    g_assert_no_error (error);
-    int diff = max_level_difference (&out, &want, &mask);
-    g_test_message ("prompt '%s': inpainted pixels vs the authors' output: max %d levels",
-                    pj.prompt, diff);
-    g_assert_cmpint (diff, <=, 1);
-    assert_outside_mask_unchanged (&image, &mask, &out);
 
     /* the same prompt again (the encoder kept by the engine): the same pixels */
     LdmImage again = { 0 };
-    g_assert_true (ldm_inpaint (e.engine, &image, &mask, &p, &again, &error));
+    g_assert_true (ldm_inpaint (e.engine, &a.image, &a.mask, &p, &again, &error));
     size_t bytes = (size_t) out.width * out.height * out.channels;
     g_assert_cmpmem (out.pixels, bytes, again.pixels, bytes);
     ldm_image_clear (&again);
 
     /* another prompt changes the fill */
     p.prompt = "a red cube on a table";
-    g_assert_true (ldm_inpaint (e.engine, &image, &mask, &p, &again, &error));
+    g_assert_true (ldm_inpaint (e.engine, &a.image, &a.mask, &p, &again, &error));
     g_assert_no_error (error);
-    int moved = max_level_difference (&out, &again, &mask);
+    int moved = max_level_difference (&out, &again, &a.mask);
     g_test_message ("another prompt: max %d levels from the first", moved);
     g_assert_cmpint (moved, >, 2);
     ldm_image_clear (&again);
@@ -399,25 +411,23 @@ test_inpaint_sd_prompt (gconstpointer data)
     /* guidance 1: the prompt alone (no uncond batch), which is not the CFG result */
     p.prompt = pj.prompt;
     p.guidance = 1.0f;
-    g_assert_true (ldm_inpaint (e.engine, &image, &mask, &p, &again, &error));
+    g_assert_true (ldm_inpaint (e.engine, &a.image, &a.mask, &p, &again, &error));
     g_assert_no_error (error);
-    g_assert_cmpint (max_level_difference (&out, &again, &mask), >, 2);
+    g_assert_cmpint (max_level_difference (&out, &again, &a.mask), >, 2);
     ldm_image_clear (&again);
 
     /* guidance outside 1..30: a clear error, nothing written */
     static const float bad[] = { 0.5f, 30.5f, NAN };
     for (size_t i = 0; i < G_N_ELEMENTS (bad); i++) {
         p.guidance = bad[i];
-        g_assert_false (ldm_inpaint (e.engine, &image, &mask, &p, &again, &error));
+        g_assert_false (ldm_inpaint (e.engine, &a.image, &a.mask, &p, &again, &error));
         g_assert_error (error, LDM_ERROR, LDM_ERROR_ARGUMENT);
         g_assert_nonnull (strstr (error->message, "guidance"));
         g_assert_null (again.pixels);
         g_clear_error (&error);
     }
     ldm_image_clear (&out);
-    ldm_image_clear (&image);
-    ldm_image_clear (&mask);
-    ldm_image_clear (&want);
+    authors_inpaint_clear (&a);
     prompts_json_clear (&pj);
     e2e_close (&e);
 }
@@ -1006,10 +1016,38 @@ inverted_copy (const LdmImage *image, const LdmImage *mask, bool inside)
 }
 
 typedef struct {
-    LdmEngine   *engine;
+    E2E          e;
     LdmImage     image, mask;
     float       *context, *uncond;
 } SdCase;
+
+/* The model at model_path and the inputs of fixture's reference (the image, the mask and with
+ * `contexts` its prompt's and CLIP("")'s contexts); FALSE (skipped) when either path is NULL. */
+static gboolean
+sd_case_open (SdCase *c, const char *model_path, const char *fixture, bool contexts)
+{
+    *c = (SdCase) { 0 };
+    g_autofree char *ref_path = fixture_path (fixture, "reference.safetensors");
+    if (!e2e_load (&c->e, model_path, ref_path))
+        return FALSE;
+    c->image = ref_image (c->e.ref, "input.image", true);
+    c->mask = ref_mask (c->e.ref, "input.mask");
+    if (contexts) {
+        c->context = ref_read (c->e.ref, "cond.context", NULL);
+        c->uncond = ref_read (c->e.ref, "cond.uncond_context", NULL);
+    }
+    return TRUE;
+}
+
+static void
+sd_case_close (SdCase *c)
+{
+    ldm_image_clear (&c->image);
+    ldm_image_clear (&c->mask);
+    g_free (c->context);
+    g_free (c->uncond);
+    e2e_close (&c->e);
+}
 
 static void
 sd_case_params (SdCase *c, LdmSampleParams *p)
@@ -1027,7 +1065,7 @@ sd_run (SdCase *c, const LdmImage *image, const LdmSampleParams *p)
 {
     LdmImage out = { 0 };
     g_autoptr (GError) error = NULL;
-    g_assert_true (ldm_inpaint (c->engine, image, &c->mask, p, &out, &error));
+    g_assert_true (ldm_inpaint (c->e.engine, image, &c->mask, p, &out, &error));
     g_assert_no_error (error);
     assert_outside_mask_unchanged (image, &c->mask, &out);
     return out;
@@ -1047,19 +1085,10 @@ test_inpaint_sd_txt2img_prompt (void)
 {
     g_auto (FixtureCopy) copy = { 0 };
     g_autofree char *path = make_sd_txt2img_from ("sd-inpaint-clip-tiny", &copy);
-    g_autofree char *ref_path = fixture_path ("sd-inpaint-clip-tiny", "reference.safetensors");
-    if (!path || !ref_path)
+    SdCase c;
+    if (!sd_case_open (&c, path, "sd-inpaint-clip-tiny", false))
         return;
-    g_autoptr (GError) error = NULL;
-    g_autoptr (LdmModel) model = ldm_model_load (path, &error);
-    g_assert_no_error (error);
-    g_assert_cmpint (ldm_model_kind (model), ==, LDM_MODEL_SD);
-    g_autoptr (LdmEngine) engine = ldm_engine_new (model, &error);
-    g_assert_no_error (error);
-    g_autoptr (LdmTensorFile) ref = ldm_tensor_file_open (ref_path, &error);
-    g_assert_no_error (error);
-    SdCase c = { engine, ref_image (ref, "input.image", true), ref_mask (ref, "input.mask"),
-                 NULL, NULL };
+    g_assert_cmpint (ldm_model_kind (c.e.model), ==, LDM_MODEL_SD);
     LdmSampleParams p;
     sd_case_params (&c, &p); /* no context: the prompts below */
     p.prompt = "a photograph of an astronaut riding a horse";
@@ -1077,10 +1106,7 @@ test_inpaint_sd_txt2img_prompt (void)
     ldm_image_clear (&a);
     ldm_image_clear (&again);
     ldm_image_clear (&b);
-    ldm_image_clear (&c.image);
-    ldm_image_clear (&c.mask);
-    g_clear_pointer (&engine, ldm_engine_free);
-    g_clear_pointer (&model, ldm_model_free);
+    sd_case_close (&c);
 }
 
 /* Any SD 1.x checkpoint inpaints: a 4-channel U-Net sees x alone, so the image reaches the
@@ -1091,25 +1117,14 @@ test_inpaint_sd_txt2img (void)
 {
     g_auto (FixtureCopy) copy = { 0 };
     g_autofree char *path = make_sd_txt2img (&copy);
-    g_autofree char *ref_path = fixture_path ("sd-inpaint-tiny", "reference.safetensors");
-    if (!path || !ref_path)
+    SdCase c;
+    if (!sd_case_open (&c, path, "sd-inpaint-tiny", true))
         return;
-    g_autoptr (GError) error = NULL;
-    g_autoptr (LdmModel) model = ldm_model_load (path, &error);
-    g_assert_no_error (error);
-    g_assert_cmpint (ldm_model_kind (model), ==, LDM_MODEL_SD);
-    g_autofree char *text = ldm_model_describe (model);
+    g_assert_cmpint (ldm_model_kind (c.e.model), ==, LDM_MODEL_SD);
+    g_autofree char *text = ldm_model_describe (c.e.model);
     g_assert_nonnull (strstr (text, "Stable Diffusion (text-to-image)"));
-    g_autoptr (LdmEngine) engine = ldm_engine_new (model, &error);
-    g_assert_no_error (error);
     g_assert_cmpint (ldm_sampler_for_model (LDM_SAMPLER_DEFAULT, LDM_MODEL_SD), ==,
                      LDM_SAMPLER_DPMPP_2M_KARRAS);
-    g_autoptr (LdmTensorFile) ref = ldm_tensor_file_open (ref_path, &error);
-    g_assert_no_error (error);
-    SdCase c = { .engine = engine, .image = ref_image (ref, "input.image", true),
-                 .mask = ref_mask (ref, "input.mask"),
-                 .context = ref_read (ref, "cond.context", NULL),
-                 .uncond = ref_read (ref, "cond.uncond_context", NULL) };
     LdmSampleParams p;
     sd_case_params (&c, &p);
 
@@ -1147,15 +1162,13 @@ test_inpaint_sd_txt2img (void)
     ldm_image_clear (&other);
     /* without a context it cannot run */
     p.context = NULL;
-    g_assert_false (ldm_inpaint (engine, &c.image, &c.mask, &p, &again, &error));
+    g_autoptr (GError) error = NULL;
+    g_assert_false (ldm_inpaint (c.e.engine, &c.image, &c.mask, &p, &again, &error));
     g_assert_error (error, LDM_ERROR, LDM_ERROR_ARGUMENT);
     g_assert_null (again.pixels);
 
     ldm_image_clear (&out);
-    ldm_image_clear (&c.image);
-    ldm_image_clear (&c.mask);
-    g_free (c.context);
-    g_free (c.uncond);
+    sd_case_close (&c);
 }
 
 static gboolean
@@ -1179,20 +1192,9 @@ test_init_strength_sd (gconstpointer data)
     g_auto (FixtureCopy) copy = { 0 };
     g_autofree char *path = four ? make_sd_txt2img (&copy)
                                  : fixture_path ("sd-inpaint-tiny", "model.safetensors");
-    g_autofree char *ref_path = fixture_path ("sd-inpaint-tiny", "reference.safetensors");
-    if (!path || !ref_path)
+    SdCase c;
+    if (!sd_case_open (&c, path, "sd-inpaint-tiny", true))
         return;
-    g_autoptr (GError) error = NULL;
-    g_autoptr (LdmModel) model = ldm_model_load (path, &error);
-    g_assert_no_error (error);
-    g_autoptr (LdmEngine) engine = ldm_engine_new (model, &error);
-    g_assert_no_error (error);
-    g_autoptr (LdmTensorFile) ref = ldm_tensor_file_open (ref_path, &error);
-    g_assert_no_error (error);
-    SdCase c = { .engine = engine, .image = ref_image (ref, "input.image", true),
-                 .mask = ref_mask (ref, "input.mask"),
-                 .context = ref_read (ref, "cond.context", NULL),
-                 .uncond = ref_read (ref, "cond.uncond_context", NULL) };
     LdmImage under = inverted_copy (&c.image, &c.mask, true); /* another picture in the hole */
     size_t hole = mask_pixels (&c.mask);
     LdmSampleParams p;
@@ -1237,10 +1239,7 @@ test_init_strength_sd (gconstpointer data)
     }
     ldm_image_clear (&first);
     ldm_image_clear (&under);
-    ldm_image_clear (&c.image);
-    ldm_image_clear (&c.mask);
-    g_free (c.context);
-    g_free (c.uncond);
+    sd_case_close (&c);
 }
 
 int

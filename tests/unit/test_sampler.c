@@ -145,6 +145,19 @@ test_timesteps_trap (void)
     g_assert_cmpint (ts[998], ==, 999);
 }
 
+/* The mean and the (population) variance of x[0..n). */
+static void
+mean_variance (const float *x, size_t n, double *mean, double *var)
+{
+    double sum = 0, squares = 0;
+    for (size_t i = 0; i < n; i++)
+        sum += x[i];
+    *mean = sum / n;
+    for (size_t i = 0; i < n; i++)
+        squares += (x[i] - *mean) * (x[i] - *mean);
+    *var = squares / n;
+}
+
 static void
 test_rng (void)
 {
@@ -156,13 +169,8 @@ test_rng (void)
     rng_normal (&r1, a, N);
     rng_normal (&r2, b, N);
     g_assert_cmpmem (a, N * sizeof (float), b, N * sizeof (float));
-    double mean = 0, var = 0;
-    for (int i = 0; i < N; i++)
-        mean += a[i];
-    mean /= N;
-    for (int i = 0; i < N; i++)
-        var += (a[i] - mean) * (a[i] - mean);
-    var /= N;
+    double mean, var;
+    mean_variance (a, N, &mean, &var);
     g_test_message ("normal draws: mean %.4f variance %.4f", mean, var);
     g_assert_cmpfloat (fabs (mean), <, 0.01);
     g_assert_cmpfloat (fabs (var - 1), <, 0.01);
@@ -269,11 +277,18 @@ gauss_eps (void *data, const float *x, double t, float a, float *eps, GError **e
     return TRUE;
 }
 
+/* SD's schedule (linear betas 0.00085 .. 0.012 over 1000 steps), the toy tests' schedule. */
+static void
+sd_schedule (Schedule *s)
+{
+    g_assert_true (schedule_init (s, LDM_BETA_LINEAR, 0.00085, 0.012, 1000, NULL));
+}
+
 static void
 test_ode_accuracy (void)
 {
     static Schedule s;
-    g_assert_true (schedule_init (&s, LDM_BETA_LINEAR, 0.00085, 0.012, 1000, NULL));
+    sd_schedule (&s);
     const float start[4] = { 1.3f, -0.7f, 0.2f, -2.1f };
     double last[2] = { INFINITY, INFINITY };
     for (int steps = 5; steps <= 160; steps *= 2) {
@@ -307,10 +322,16 @@ test_ode_accuracy (void)
     g_assert_cmpfloat (last[1], <, last[0] / 3); /* at 160 steps */
 }
 
+/* The toy latent of the blend and start tests: the known values (or the image's x0), which of
+ * them are kept, and the start (or the noise). */
+#define BLEND_N 6
+static const float   toy_known[BLEND_N] = { 0.5f, -1.0f, 2.0f, 0.0f, 1.5f, -0.25f };
+static const uint8_t toy_keep[BLEND_N] = { 1, 0, 1, 0, 0, 1 };
+static const float   toy_start[BLEND_N] = { 0.3f, -0.2f, 1.1f, 0.9f, -1.4f, 0.05f };
+
 /* Known-latent blending: with eps = 0 every DDIM step is x <- sqrt(a_prev / a_t) x, and after
  * every step but the last the kept elements must be sqrt(a_prev) known + sqrt(1 - a_prev) n,
  * n the next numbers of an Rng seeded like the sampler's. */
-#define BLEND_N 6
 
 typedef struct {
     const Schedule *s;
@@ -356,25 +377,24 @@ static void
 test_keep_known (void)
 {
     static Schedule s;
-    g_assert_true (schedule_init (&s, LDM_BETA_LINEAR, 0.00085, 0.012, 1000, NULL));
-    const float known[BLEND_N] = { 0.5f, -1.0f, 2.0f, 0.0f, 1.5f, -0.25f };
-    const uint8_t keep[BLEND_N] = { 1, 0, 1, 0, 0, 1 };
-    float x[BLEND_N] = { 0.3f, -0.2f, 1.1f, 0.9f, -1.4f, 0.05f };
-    BlendCheck c = { .s = &s, .known = known, .keep = keep };
+    sd_schedule (&s);
+    float x[BLEND_N];
+    memcpy (x, toy_start, sizeof x);
+    BlendCheck c = { .s = &s, .known = toy_known, .keep = toy_keep };
     memcpy (c.prev, x, sizeof x);
     Rng rng;
     rng_seed (&rng, 11);
     rng_seed (&c.rng, 11);
-    SamplerHooks hooks = { .on_step = check_blend, .data = &c, .known = known, .keep = keep };
+    SamplerHooks hooks = { .on_step = check_blend, .data = &c, .known = toy_known, .keep = toy_keep };
     SamplerParams p = { .sampler = LDM_SAMPLER_DDIM, .steps = 10, .eta = 0 };
     g_autoptr (GError) error = NULL;
     g_assert_true (sampler_run (&s, &p, zero_eps, NULL, x, BLEND_N, &rng, &hooks, &error));
     g_assert_cmpint (c.steps_seen, ==, 10);
-    /* the kept elements end near the known values: the last step scales them by
+    /* the kept elements end near the toy_known values: the last step scales them by
      * sqrt(a0 / a_1) and adds no noise of its own */
     for (int j = 0; j < BLEND_N; j++)
-        if (keep[j])
-            g_assert_cmpfloat (fabsf (x[j] - known[j]), <, 0.25f);
+        if (toy_keep[j])
+            g_assert_cmpfloat (fabsf (x[j] - toy_known[j]), <, 0.25f);
 }
 
 /* A start from an image (init fill / original): only the last round (strength x count) steps
@@ -401,20 +421,18 @@ static void
 test_init_strength (void)
 {
     static Schedule s;
-    g_assert_true (schedule_init (&s, LDM_BETA_LINEAR, 0.00085, 0.012, 1000, NULL));
-    const float x0[BLEND_N] = { 0.5f, -1.0f, 2.0f, 0.0f, 1.5f, -0.25f };
-    const float noise[BLEND_N] = { 0.3f, -0.2f, 1.1f, 0.9f, -1.4f, 0.05f };
+    sd_schedule (&s);
     /* 10 DDIM steps over 1000: timesteps 1, 101, ..., 901 */
     const struct { float strength; int calls, first_t; } cases[] = {
         { 1.0f, 10, 901 }, { 0.5f, 5, 401 }, { 0.26f, 3, 201 }, { 0.01f, 1, 1 },
     };
     for (size_t i = 0; i < G_N_ELEMENTS (cases); i++) {
         float x[BLEND_N];
-        memcpy (x, noise, sizeof x);
+        memcpy (x, toy_start, sizeof x);
         StartCheck c = { 0 };
         Rng rng;
         rng_seed (&rng, 3);
-        SamplerHooks hooks = { .init_x0 = x0, .strength = cases[i].strength };
+        SamplerHooks hooks = { .init_x0 = toy_known, .strength = cases[i].strength };
         SamplerParams p = { .sampler = LDM_SAMPLER_DDIM, .steps = 10, .eta = 0 };
         g_autoptr (GError) error = NULL;
         g_assert_true (sampler_run (&s, &p, record_start, &c, x, BLEND_N, &rng, &hooks, &error));
@@ -422,14 +440,14 @@ test_init_strength (void)
         g_assert_cmpfloat (c.first_t, ==, cases[i].first_t);
         float a = s.alphas_cumprod[cases[i].first_t];
         for (int j = 0; j < BLEND_N; j++)
-            g_assert_cmpfloat (c.first_x[j], ==, sqrtf (a) * x0[j] + sqrtf (1.0f - a) * noise[j]);
+            g_assert_cmpfloat (c.first_x[j], ==, sqrtf (a) * toy_known[j] + sqrtf (1.0f - a) * toy_start[j]);
     }
     const float bad[] = { 0.0f, -0.5f, 1.5f, NAN };
     for (size_t i = 0; i < G_N_ELEMENTS (bad); i++) {
         float x[BLEND_N] = { 0 };
         Rng rng;
         rng_seed (&rng, 3);
-        SamplerHooks hooks = { .init_x0 = x0, .strength = bad[i] };
+        SamplerHooks hooks = { .init_x0 = toy_known, .strength = bad[i] };
         SamplerParams p = { .sampler = LDM_SAMPLER_DDIM, .steps = 10, .eta = 0 };
         g_autoptr (GError) error = NULL;
         g_assert_false (sampler_run (&s, &p, zero_eps, NULL, x, BLEND_N, &rng, &hooks, &error));
@@ -454,7 +472,7 @@ static void
 test_sigma_schedules (void)
 {
     static Schedule s;
-    g_assert_true (schedule_init (&s, LDM_BETA_LINEAR, 0.00085, 0.012, 1000, NULL));
+    sd_schedule (&s);
     double sigmas[SCHEDULE_MAX_STEPS + 1], ts[SCHEDULE_MAX_STEPS];
     int count = sampler_sigmas (&s, LDM_SAMPLER_DPMPP_2M_KARRAS, 20, sigmas, ts);
     g_assert_cmpint (count, ==, 20);
@@ -506,7 +524,7 @@ static void
 test_karras_ode_accuracy (void)
 {
     static Schedule s;
-    g_assert_true (schedule_init (&s, LDM_BETA_LINEAR, 0.00085, 0.012, 1000, NULL));
+    sd_schedule (&s);
     const float start[4] = { 1.3f, -0.7f, 0.2f, -2.1f };
     double s2 = GAUSS_S * GAUSS_S, sigma_max = sigma_at (&s, 999), sigma_min = sigma_at (&s, 0);
     double last = INFINITY;
@@ -579,7 +597,7 @@ static void
 test_euler_a_distribution (void)
 {
     static Schedule s;
-    g_assert_true (schedule_init (&s, LDM_BETA_LINEAR, 0.00085, 0.012, 1000, NULL));
+    sd_schedule (&s);
     float *x = g_new (float, EA_N), *again = g_new (float, EA_N);
     const int step_counts[] = { 10, 50, 200 };
     double last_deficit = INFINITY;
@@ -590,13 +608,8 @@ test_euler_a_distribution (void)
         rng_normal (&rng, x, EA_N);
         SamplerParams p = { .sampler = LDM_SAMPLER_EULER_A, .steps = steps };
         g_assert_true (sampler_run (&s, &p, gauss_mu_eps, NULL, x, EA_N, &rng, NULL, NULL));
-        double mean = 0, var = 0;
-        for (int i = 0; i < EA_N; i++)
-            mean += x[i];
-        mean /= EA_N;
-        for (int i = 0; i < EA_N; i++)
-            var += (x[i] - mean) * (x[i] - mean);
-        var /= EA_N;
+        double mean, var;
+        mean_variance (x, EA_N, &mean, &var);
         g_test_message ("Euler a, %d steps: mean %.4f (data %.4f), variance %.4f (data %.4f)",
                         steps, mean, EA_MU, var, GAUSS_S * GAUSS_S);
         /* sampling error of the estimates: 0.5 / sqrt(N) = 0.0016 and 0.45 % of S^2 */
@@ -674,21 +687,20 @@ static void
 test_sigma_keep_known (void)
 {
     static Schedule s;
-    g_assert_true (schedule_init (&s, LDM_BETA_LINEAR, 0.00085, 0.012, 1000, NULL));
-    const float known[BLEND_N] = { 0.5f, -1.0f, 2.0f, 0.0f, 1.5f, -0.25f };
-    const uint8_t keep[BLEND_N] = { 1, 0, 1, 0, 0, 1 };
+    sd_schedule (&s);
     LdmSampler kinds[] = { LDM_SAMPLER_DPMPP_2M_KARRAS, LDM_SAMPLER_EULER_A };
     for (size_t k = 0; k < G_N_ELEMENTS (kinds); k++) {
-        float x[BLEND_N] = { 0.3f, -0.2f, 1.1f, 0.9f, -1.4f, 0.05f }, free_x[BLEND_N];
-        memcpy (free_x, x, sizeof x);
-        BlendCheck c = { .s = &s, .known = known, .keep = keep };
+        float x[BLEND_N], free_x[BLEND_N];
+        memcpy (x, toy_start, sizeof x);
+        memcpy (free_x, toy_start, sizeof x);
+        BlendCheck c = { .s = &s, .known = toy_known, .keep = toy_keep };
         Rng rng, free_rng;
         rng_seed (&rng, 11);
         rng_seed (&c.rng, 11);
         rng_seed (&free_rng, 11);
         SamplerHooks hooks = { .on_step = kinds[k] == LDM_SAMPLER_DPMPP_2M_KARRAS
                                               ? check_sigma_blend : NULL,
-                               .data = &c, .known = known, .keep = keep };
+                               .data = &c, .known = toy_known, .keep = toy_keep };
         SamplerParams p = { .sampler = kinds[k], .steps = 10 };
         g_autoptr (GError) error = NULL;
         g_assert_true (sampler_run (&s, &p, gauss_eps_blend, NULL, x, BLEND_N, &rng, &hooks,
@@ -698,16 +710,16 @@ test_sigma_keep_known (void)
         if (kinds[k] == LDM_SAMPLER_DPMPP_2M_KARRAS)
             g_assert_cmpint (c.steps_seen, ==, 10);
         for (int j = 0; j < BLEND_N; j++) {
-            if (keep[j])
-                g_assert_cmpfloat (x[j], ==, known[j]);
-            else /* the blend reaches them through nothing but their own eps: not known */
-                g_assert_cmpfloat (x[j], !=, known[j]);
+            if (toy_keep[j])
+                g_assert_cmpfloat (x[j], ==, toy_known[j]);
+            else /* the blend reaches them through nothing but their own eps: not toy_known */
+                g_assert_cmpfloat (x[j], !=, toy_known[j]);
         }
         /* the denoiser is elementwise: the unkept elements of a deterministic run are the
          * unblended run's */
         if (kinds[k] == LDM_SAMPLER_DPMPP_2M_KARRAS)
             for (int j = 0; j < BLEND_N; j++)
-                if (!keep[j])
+                if (!toy_keep[j])
                     g_assert_cmpfloat (x[j], ==, free_x[j]);
     }
 }
@@ -719,9 +731,7 @@ static void
 test_sigma_init_strength (void)
 {
     static Schedule s;
-    g_assert_true (schedule_init (&s, LDM_BETA_LINEAR, 0.00085, 0.012, 1000, NULL));
-    const float x0[BLEND_N] = { 0.5f, -1.0f, 2.0f, 0.0f, 1.5f, -0.25f };
-    const float noise[BLEND_N] = { 0.3f, -0.2f, 1.1f, 0.9f, -1.4f, 0.05f };
+    sd_schedule (&s);
     double sigmas[SCHEDULE_MAX_STEPS + 1], ts[SCHEDULE_MAX_STEPS];
     const struct { float strength; int calls; } cases[] = {
         { 1.0f, 10 }, { 0.5f, 5 }, { 0.26f, 3 }, { 0.01f, 1 }, { 0.0f, 10 } /* no image */,
@@ -731,12 +741,12 @@ test_sigma_init_strength (void)
         g_assert_cmpint (sampler_sigmas (&s, kinds[k], 10, sigmas, ts), ==, 10);
         for (size_t i = 0; i < G_N_ELEMENTS (cases); i++) {
             float x[BLEND_N];
-            memcpy (x, noise, sizeof x);
+            memcpy (x, toy_start, sizeof x);
             StartCheck c = { 0 };
             Rng rng;
             rng_seed (&rng, 3);
             bool image = cases[i].strength > 0;
-            SamplerHooks hooks = { .init_x0 = image ? x0 : NULL, .strength = cases[i].strength };
+            SamplerHooks hooks = { .init_x0 = image ? toy_known : NULL, .strength = cases[i].strength };
             SamplerParams p = { .sampler = kinds[k], .steps = 10 };
             g_autoptr (GError) error = NULL;
             g_assert_true (sampler_run (&s, &p, record_start, &c, x, BLEND_N, &rng, &hooks,
@@ -748,8 +758,8 @@ test_sigma_init_strength (void)
             g_assert_cmpfloat_with_epsilon (c.first_a, a, 1e-7);
             for (int j = 0; j < BLEND_N; j++)
                 g_assert_cmpfloat_with_epsilon (c.first_x[j],
-                                                (image ? sqrt (a) * x0[j] : 0)
-                                                    + sqrt (1 - a) * noise[j], 1e-6);
+                                                (image ? sqrt (a) * toy_known[j] : 0)
+                                                    + sqrt (1 - a) * toy_start[j], 1e-6);
         }
     }
 }
