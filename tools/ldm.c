@@ -9,6 +9,7 @@
  * Exit codes: 0 success, 1 a failure while working, 2 bad arguments or a bad input file.
  */
 #include "image_io.h"
+#include "ldm_bench.h"
 #include "ldm.h"
 
 #include <errno.h>
@@ -41,6 +42,8 @@ print_usage (FILE *out)
            "  encode-text --model M --prompt P --output F.safetensors\n"
            "                         the text context of P (tensor context, 1 x 77 x dim\n"
            "                         float32; 77 x chunks rows for a prompt over 75 tokens)\n"
+           "  bench --model M [--latent HxW] [--repeat N] [--json]\n"
+           "                         time the model's networks (ldm bench --help)\n"
            "  help                   this text\n"
            "\n"
            "Run `ldm inpaint --help` or `ldm upscale --help` for their options.\n",
@@ -980,6 +983,8 @@ main (int argc, char **argv)
         return command_tokenize (argc - 1, argv + 1);
     if (strcmp (command, "encode-text") == 0)
         return command_encode_text (argc - 1, argv + 1);
+    if (strcmp (command, "bench") == 0)
+        return ldm_command_bench (argc - 1, argv + 1);
     if (strcmp (command, "help") == 0 || strcmp (command, "--help") == 0
         || strcmp (command, "-h") == 0) {
         print_usage (stdout);

@@ -550,6 +550,57 @@ void            ldm_brush_worker_status (LdmBrushWorker *worker, LdmBrushStatus 
 G_DEFINE_AUTOPTR_CLEANUP_FUNC (LdmBrushJob, ldm_brush_job_free)
 G_DEFINE_AUTOPTR_CLEANUP_FUNC (LdmBrushWorker, ldm_brush_worker_free)
 
+/* ------------------------------------------------------- benchmark (bench.c)
+ * The networks of a model timed on fixed inputs that another implementation can rebuild
+ * (tools/bench/compare runs PyTorch on them; NCHW indices i within one sample):
+ *   U-Net: x = sin(0.001 i) for each sample, t = 500; the batch is the CFG pair [uncond, cond]
+ *     (2 samples) for a model with cross-attention, as the sampler runs it, else 1 sample;
+ *     context sample b, token k, channel d: sin(0.01 ((b * 77 + k) * context_dim + d)).
+ *   encode: an image of the latent's size times the autoencoder's factor, sin(0.001 i)
+ *     (encoder + quant_conv; KL: the moments [mean | logvar]).
+ *   decode: a latent of embed_dim channels, sin(0.001 i) (post_quant_conv + decoder, no
+ *     quantisation).
+ *   text (a model with a text encoder): the CFG pair of id rows, the empty prompt
+ *     [49406, 49407 x 76] and [49406, 320 + 311 k for k < 20, 49407 x 56].
+ * Each part runs once to warm up (oneDNN makes its primitives), then `repeat` times. */
+
+typedef enum {
+    LDM_BENCH_UNET,
+    LDM_BENCH_ENCODE,
+    LDM_BENCH_DECODE,
+    LDM_BENCH_TEXT,
+    LDM_BENCH_N_PARTS
+} LdmBenchPart;
+
+const char *ldm_bench_part_name (LdmBenchPart part); /* "unet", "encode", "decode", "text" */
+
+typedef struct {
+    int      latent_h, latent_w; /* 0: the model's training latent size (image_size) */
+    int      repeat;             /* timed runs after the warm-up, >= 1 */
+    gboolean keep_outputs;       /* keep each part's last output (LdmBenchTiming.output) */
+} LdmBenchParams;
+
+typedef struct {
+    gboolean present;       /* the model has this part (text: a text encoder) */
+    double   first_seconds; /* the warm-up run */
+    double   seconds;       /* median of the timed runs */
+    double   gflop;         /* one run's convolutions and matrix products (arch/flops.h) */
+    float   *output;        /* keep_outputs: the last run's output, NCHW (g_free) */
+    size_t   output_len;
+    int      output_shape[4];
+} LdmBenchTiming;
+
+typedef struct {
+    int            latent_h, latent_w, image_h, image_w;
+    int            unet_batch, context_tokens;
+    double         load_seconds; /* all networks built, weights reordered */
+    LdmBenchTiming part[LDM_BENCH_N_PARTS];
+} LdmBenchResult;
+
+gboolean ldm_model_bench        (const LdmModel *model, const LdmBenchParams *params,
+                                 LdmBenchResult *result, GError **error);
+void     ldm_bench_result_clear (LdmBenchResult *result);
+
 #pragma GCC visibility pop
 
 G_END_DECLS
