@@ -70,54 +70,86 @@ update (LdmStrokeTracker *t, const Layer *l, LdmStrokeRegion *r, int max)
     return n;
 }
 
+/* A tracker with merge distance d, its layer (empty) and room for 8 regions. */
+typedef struct {
+    LdmStrokeTracker *t;
+    Layer             l;
+    LdmStrokeRegion   r[8];
+} Strokes;
+
+static void
+strokes_init (Strokes *s, int d)
+{
+    s->t = tracker (d);
+    layer_init (&s->l);
+}
+
+static void
+strokes_clear (Strokes *s)
+{
+    g_clear_pointer (&s->t, ldm_stroke_tracker_free);
+}
+G_DEFINE_AUTO_CLEANUP_CLEAR_FUNC (Strokes, strokes_clear)
+
+/* The regions of what changed since the last call (at most 8) in s->r; returns their count. */
+static int
+strokes_update (Strokes *s)
+{
+    return update (s->t, &s->l, s->r, 8);
+}
+
+/* The error a call with bad arguments must give, cleared for the next. */
+static void
+assert_argument_error (GError **error)
+{
+    g_assert_error (*error, LDM_ERROR, LDM_ERROR_ARGUMENT);
+    g_clear_error (error);
+}
+
 /* A painted dot: one region, its box exactly; the same layer again: nothing. */
 static void
 test_dot (void)
 {
-    g_autoptr (LdmStrokeTracker) t = tracker (LDM_STROKE_MERGE_DISTANCE);
-    Layer l;
-    LdmStrokeRegion r[8];
-    layer_init (&l);
-    g_assert_cmpint (update (t, &l, r, 8), ==, 0); /* an empty layer is what it starts with */
-    int n = layer_disk (&l, 20, 15, 3, 255);
+    g_auto (Strokes) s = { 0 };
+    strokes_init (&s, LDM_STROKE_MERGE_DISTANCE);
+    g_assert_cmpint (strokes_update (&s), ==, 0); /* an empty layer is what it starts with */
+    int n = layer_disk (&s.l, 20, 15, 3, 255);
     g_assert_cmpint (n, ==, 29); /* lattice points of a radius-3 disk */
-    g_assert_cmpint (update (t, &l, r, 8), ==, 1);
-    assert_rect (r[0].box, 17, 12, 7, 7); /* x 17..23, y 12..18 */
-    g_assert_cmpint (r[0].painted, ==, 29);
-    g_assert_cmpint (r[0].erased, ==, 0);
-    g_assert_cmpint (update (t, &l, r, 8), ==, 0);
+    g_assert_cmpint (strokes_update (&s), ==, 1);
+    assert_rect (s.r[0].box, 17, 12, 7, 7); /* x 17..23, y 12..18 */
+    g_assert_cmpint (s.r[0].painted, ==, 29);
+    g_assert_cmpint (s.r[0].erased, ==, 0);
+    g_assert_cmpint (strokes_update (&s), ==, 0);
     /* a soft brush over it: 255 -> 128 is a loss, 0 -> 40 a gain; both count */
-    l.px[15 * STRIDE + 20] = 128;
-    l.px[30 * STRIDE + 40] = 40;
-    g_assert_cmpint (update (t, &l, r, 8), ==, 2); /* gap 30 - 19 = 11 rows, 40 - 21 = 19 cols */
-    assert_rect (r[0].box, 20, 15, 1, 1);
-    g_assert_cmpint (r[0].erased, ==, 1);
-    assert_rect (r[1].box, 40, 30, 1, 1);
-    g_assert_cmpint (r[1].painted, ==, 1);
+    s.l.px[15 * STRIDE + 20] = 128;
+    s.l.px[30 * STRIDE + 40] = 40;
+    g_assert_cmpint (strokes_update (&s), ==, 2); /* gap 30 - 19 = 11 rows, 40 - 21 = 19 cols */
+    assert_rect (s.r[0].box, 20, 15, 1, 1);
+    g_assert_cmpint (s.r[0].erased, ==, 1);
+    assert_rect (s.r[1].box, 40, 30, 1, 1);
+    g_assert_cmpint (s.r[1].painted, ==, 1);
 }
 
 /* Two strokes far apart: two regions, sorted by top edge. */
 static void
 test_distant (void)
 {
-    g_autoptr (LdmStrokeTracker) t = tracker (16);
-    Layer l;
-    LdmStrokeRegion r[8];
-    layer_init (&l);
-    layer_hline (&l, 50, 59, 40, 255);
-    layer_hline (&l, 2, 11, 5, 255);
-    g_assert_cmpint (update (t, &l, r, 8), ==, 2); /* 34 rows between them */
-    assert_rect (r[0].box, 2, 5, 10, 1);
-    assert_rect (r[1].box, 50, 40, 10, 1);
-    g_assert_cmpint (r[0].painted, ==, 10);
-    g_assert_cmpint (r[1].painted, ==, 10);
+    g_auto (Strokes) s = { 0 };
+    strokes_init (&s, 16);
+    layer_hline (&s.l, 50, 59, 40, 255);
+    layer_hline (&s.l, 2, 11, 5, 255);
+    g_assert_cmpint (strokes_update (&s), ==, 2); /* 34 rows between them */
+    assert_rect (s.r[0].box, 2, 5, 10, 1);
+    assert_rect (s.r[1].box, 50, 40, 10, 1);
+    g_assert_cmpint (s.r[0].painted, ==, 10);
+    g_assert_cmpint (s.r[1].painted, ==, 10);
     /* no room for two: one region, the box of every change */
     Layer e;
     layer_init (&e);
     g_autoptr (LdmStrokeTracker) t2 = tracker (16);
-    g_assert_cmpint (update (t2, &l, r, 1), ==, 1);
-    assert_rect (r[0].box, 2, 5, 58, 36);
-    g_assert_cmpint (r[0].painted, ==, 20);
+    g_assert_cmpint (update (t2, &s.l, s.r, 1), ==, 1);
+    assert_rect (s.r[0].box, 2, 5, 58, 36);
+    g_assert_cmpint (s.r[0].painted, ==, 20);
 }
 
 /* The merge distance at its edge: a gap of exactly d merges, d + 1 does not; at every
@@ -127,88 +159,80 @@ test_near (void)
 {
     for (int d = 0; d <= 20; d++)
         for (int extra = 0; extra <= 1; extra++) {
-            g_autoptr (LdmStrokeTracker) t = tracker (d);
-            Layer l;
-            LdmStrokeRegion r[8];
-            layer_init (&l);
+            g_auto (Strokes) s = { 0 };
+            strokes_init (&s, d);
             int x0 = 12 + d + extra; /* first stroke ends at x = 11: d + extra columns between */
-            layer_hline (&l, 2, 11, 5, 255);
-            layer_hline (&l, x0, x0 + 5, 6, 255); /* the next row: 0 rows between */
-            int n = update (t, &l, r, 8);
+            layer_hline (&s.l, 2, 11, 5, 255);
+            layer_hline (&s.l, x0, x0 + 5, 6, 255); /* the next row: 0 rows between */
+            int n = strokes_update (&s);
             if (extra == 0) {
                 g_assert_cmpint (n, ==, 1);
-                assert_rect (r[0].box, 2, 5, x0 + 6 - 2, 2);
-                g_assert_cmpint (r[0].painted, ==, 16);
+                assert_rect (s.r[0].box, 2, 5, x0 + 6 - 2, 2);
+                g_assert_cmpint (s.r[0].painted, ==, 16);
             } else {
                 g_assert_cmpint (n, ==, 2);
-                assert_rect (r[0].box, 2, 5, 10, 1);
-                assert_rect (r[1].box, x0, 6, 6, 1);
+                assert_rect (s.r[0].box, 2, 5, 10, 1);
+                assert_rect (s.r[1].box, x0, 6, 6, 1);
             }
         }
     /* boxes merge, not pixels: A (a line, x 0..30 at y 0) and B (30, 11) are 10 rows
      * apart; their box (x 0..30, y 0..11) is 10 rows above C (0, 22), whose gap to A is 21
      * rows and to B 29 columns: with d = 10 all three are one */
-    g_autoptr (LdmStrokeTracker) t = tracker (10);
-    Layer l;
-    LdmStrokeRegion r[8];
-    layer_init (&l);
-    layer_hline (&l, 0, 30, 0, 255);
-    l.px[11 * STRIDE + 30] = 255;
-    l.px[22 * STRIDE + 0] = 255;
-    g_assert_cmpint (update (t, &l, r, 8), ==, 1);
-    assert_rect (r[0].box, 0, 0, 31, 23);
-    g_assert_cmpint (r[0].painted, ==, 33);
+    g_auto (Strokes) s = { 0 };
+    strokes_init (&s, 10);
+    layer_hline (&s.l, 0, 30, 0, 255);
+    s.l.px[11 * STRIDE + 30] = 255;
+    s.l.px[22 * STRIDE + 0] = 255;
+    g_assert_cmpint (strokes_update (&s), ==, 1);
+    assert_rect (s.r[0].box, 0, 0, 31, 23);
+    g_assert_cmpint (s.r[0].painted, ==, 33);
     /* one row further down, C stays apart */
     g_autoptr (LdmStrokeTracker) t2 = tracker (10);
-    l.px[22 * STRIDE + 0] = 0;
-    l.px[23 * STRIDE + 0] = 255;
-    g_assert_cmpint (update (t2, &l, r, 8), ==, 2);
-    assert_rect (r[0].box, 0, 0, 31, 12);
-    assert_rect (r[1].box, 0, 23, 1, 1);
+    s.l.px[22 * STRIDE + 0] = 0;
+    s.l.px[23 * STRIDE + 0] = 255;
+    g_assert_cmpint (update (t2, &s.l, s.r, 8), ==, 2);
+    assert_rect (s.r[0].box, 0, 0, 31, 12);
+    assert_rect (s.r[1].box, 0, 23, 1, 1);
 }
 
 /* Erasing a stroke reports where paint was lost. */
 static void
 test_erase (void)
 {
-    g_autoptr (LdmStrokeTracker) t = tracker (16);
-    Layer l;
-    LdmStrokeRegion r[8];
-    layer_init (&l);
-    layer_disk (&l, 30, 20, 5, 255);
-    g_assert_cmpint (update (t, &l, r, 8), ==, 1);
-    assert_rect (r[0].box, 25, 15, 11, 11);
+    g_auto (Strokes) s = { 0 };
+    strokes_init (&s, 16);
+    layer_disk (&s.l, 30, 20, 5, 255);
+    g_assert_cmpint (strokes_update (&s), ==, 1);
+    assert_rect (s.r[0].box, 25, 15, 11, 11);
     /* the eraser over the disk's right part: columns 32..35 */
     int lost = 0;
     for (int y = 0; y < H; y++)
         for (int x = 32; x <= 35; x++)
-            if (l.px[y * STRIDE + x]) {
-                l.px[y * STRIDE + x] = 0;
+            if (s.l.px[y * STRIDE + x]) {
+                s.l.px[y * STRIDE + x] = 0;
                 lost++;
             }
-    g_assert_cmpint (update (t, &l, r, 8), ==, 1);
+    g_assert_cmpint (strokes_update (&s), ==, 1);
     /* x 32..35; rows: x = 32 reaches y 20 +- 4 (4 + 16 = 20 <= 25, 25 + 4 > 25) */
-    assert_rect (r[0].box, 32, 16, 4, 9);
-    g_assert_cmpint (r[0].erased, ==, lost);
-    g_assert_cmpint (r[0].painted, ==, 0);
+    assert_rect (s.r[0].box, 32, 16, 4, 9);
+    g_assert_cmpint (s.r[0].erased, ==, lost);
+    g_assert_cmpint (s.r[0].painted, ==, 0);
     /* all of it gone */
-    layer_init (&l);
-    g_assert_cmpint (update (t, &l, r, 8), ==, 1);
-    assert_rect (r[0].box, 25, 15, 7, 11); /* what was left: x 25..31 */
-    g_assert_cmpint (update (t, &l, r, 8), ==, 0);
+    layer_init (&s.l);
+    g_assert_cmpint (strokes_update (&s), ==, 1);
+    assert_rect (s.r[0].box, 25, 15, 7, 11); /* what was left: x 25..31 */
+    g_assert_cmpint (strokes_update (&s), ==, 0);
 }
 
 /* reset: the new coverage becomes the reference without a report */
 static void
 test_reset (void)
 {
-    g_autoptr (LdmStrokeTracker) t = tracker (16);
-    Layer l;
-    LdmStrokeRegion r[8];
-    layer_init (&l);
-    layer_disk (&l, 30, 20, 5, 255);
-    g_assert_true (ldm_stroke_tracker_reset (t, l.px, STRIDE, NULL));
-    g_assert_cmpint (update (t, &l, r, 8), ==, 0);
+    g_auto (Strokes) s = { 0 };
+    strokes_init (&s, 16);
+    layer_disk (&s.l, 30, 20, 5, 255);
+    g_assert_true (ldm_stroke_tracker_reset (s.t, s.l.px, STRIDE, NULL));
+    g_assert_cmpint (strokes_update (&s), ==, 0);
 }
 
 /* More separate groups than LDM_STROKE_MAX_GROUPS: one region, the box of everything. */
@@ -240,18 +264,16 @@ test_many_groups (void)
 static void
 test_crop (void)
 {
-    g_autoptr (LdmStrokeTracker) t = tracker (16);
-    Layer l;
-    LdmStrokeRegion r[8];
-    layer_init (&l);
-    layer_disk (&l, 20, 15, 3, 255);
-    l.px[15 * STRIDE + 20] = 51;
-    g_assert_cmpint (update (t, &l, r, 8), ==, 1);
+    g_auto (Strokes) s = { 0 };
+    strokes_init (&s, 16);
+    layer_disk (&s.l, 20, 15, 3, 255);
+    s.l.px[15 * STRIDE + 20] = 51;
+    g_assert_cmpint (strokes_update (&s), ==, 1);
 
     int x0 = W, y0 = H, x1 = -1, y1 = -1;
     for (int y = 0; y < H; y++)
         for (int x = 0; x < W; x++)
-            if (l.px[y * STRIDE + x]) {
+            if (s.l.px[y * STRIDE + x]) {
                 x0 = MIN (x0, x), y0 = MIN (y0, y), x1 = MAX (x1, x), y1 = MAX (y1, y);
             }
     LdmRect bounds = { x0, y0, x1 - x0 + 1, y1 - y0 + 1 };
@@ -263,7 +285,7 @@ test_crop (void)
                                     .mask_blur = 3 };
         LdmRect want, got;
         g_assert_true (ldm_region_crop (&p, bounds, (LdmRect) { 0, 0, W, H }, &want));
-        g_assert_true (ldm_stroke_region_crop (&p, r[0].box, W, H, &got));
+        g_assert_true (ldm_stroke_region_crop (&p, s.r[0].box, W, H, &got));
         assert_rect (got, want.x, want.y, want.width, want.height);
         if (k == 0) /* margin 76: the whole layer */
             assert_rect (got, 0, 0, W, H);
@@ -271,11 +293,11 @@ test_crop (void)
             assert_rect (got, 2, 0, 37, 34);
 
         float *sel = g_new (float, (size_t) got.width * got.height);
-        g_assert_true (ldm_stroke_tracker_selection (t, got, sel, NULL));
+        g_assert_true (ldm_stroke_tracker_selection (s.t, got, sel, NULL));
         for (int y = 0; y < got.height; y++)
             for (int x = 0; x < got.width; x++)
                 g_assert_cmpfloat (sel[y * got.width + x], ==,
-                                   l.px[(got.y + y) * STRIDE + got.x + x] / 255.0f);
+                                   s.l.px[(got.y + y) * STRIDE + got.x + x] / 255.0f);
         g_assert_cmpfloat (sel[(15 - got.y) * got.width + 20 - got.x], ==, 0.2f);
         g_free (sel);
     }
@@ -314,15 +336,12 @@ test_queue (void)
     /* errors */
     GError *error = NULL;
     g_assert_cmpint (ldm_stroke_queue_add (q, &n, 3, (LdmRect) { 0, 0, 0, 1 }, 0, &error), ==, -1);
-    g_assert_error (error, LDM_ERROR, LDM_ERROR_ARGUMENT);
-    g_clear_error (&error);
+    assert_argument_error (&error);
     g_assert_cmpint (ldm_stroke_queue_add (q, &n, 3, (LdmRect) { 0, 0, 1, 1 }, -1, &error), ==, -1);
-    g_assert_error (error, LDM_ERROR, LDM_ERROR_ARGUMENT);
-    g_clear_error (&error);
+    assert_argument_error (&error);
     n = 4;
     g_assert_cmpint (ldm_stroke_queue_add (q, &n, 3, (LdmRect) { 0, 0, 1, 1 }, 0, &error), ==, -1);
-    g_assert_error (error, LDM_ERROR, LDM_ERROR_ARGUMENT);
-    g_clear_error (&error);
+    assert_argument_error (&error);
 }
 
 /* Bad sizes and arguments: errors, nothing changed. */
@@ -333,13 +352,11 @@ test_errors (void)
     for (size_t i = 0; i < G_N_ELEMENTS (bad); i++) {
         GError *error = NULL;
         g_assert_null (ldm_stroke_tracker_new (bad[i][0], bad[i][1], 16, &error));
-        g_assert_error (error, LDM_ERROR, LDM_ERROR_ARGUMENT);
-        g_clear_error (&error);
+        assert_argument_error (&error);
     }
     GError *error = NULL;
     g_assert_null (ldm_stroke_tracker_new (W, H, -1, &error));
-    g_assert_error (error, LDM_ERROR, LDM_ERROR_ARGUMENT);
-    g_clear_error (&error);
+    assert_argument_error (&error);
 
     g_autoptr (LdmStrokeTracker) t = tracker (16);
     Layer l;
@@ -352,14 +369,11 @@ test_errors (void)
     g_assert_cmpint (n, ==, 0);
     g_clear_error (&error);
     g_assert_false (ldm_stroke_tracker_update (t, NULL, STRIDE, r, 4, &n, &error));
-    g_assert_error (error, LDM_ERROR, LDM_ERROR_ARGUMENT);
-    g_clear_error (&error);
+    assert_argument_error (&error);
     g_assert_false (ldm_stroke_tracker_update (t, l.px, STRIDE, r, 0, &n, &error));
-    g_assert_error (error, LDM_ERROR, LDM_ERROR_ARGUMENT);
-    g_clear_error (&error);
+    assert_argument_error (&error);
     g_assert_false (ldm_stroke_tracker_reset (t, l.px, 3, &error));
-    g_assert_error (error, LDM_ERROR, LDM_ERROR_ARGUMENT);
-    g_clear_error (&error);
+    assert_argument_error (&error);
     /* the failed calls remembered nothing: the stroke is still new */
     g_assert_cmpint (update (t, &l, r, 4), ==, 1);
     assert_rect (r[0].box, 2, 5, 10, 1);
@@ -369,8 +383,7 @@ test_errors (void)
                                 { 0, 0, 0, 4 } };
     for (size_t i = 0; i < G_N_ELEMENTS (outside); i++) {
         g_assert_false (ldm_stroke_tracker_selection (t, outside[i], sel, &error));
-        g_assert_error (error, LDM_ERROR, LDM_ERROR_ARGUMENT);
-        g_clear_error (&error);
+        assert_argument_error (&error);
     }
 }
 
