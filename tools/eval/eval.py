@@ -386,6 +386,7 @@ def model_upscale(args, lr, seed, stem):
     dt = run_ldm([args.ldm, "upscale", "--model", args.sr_model, "--image", img,
                   "--output", out, "--steps", str(args.steps), "--seed", str(seed),
                   "--sampler", args.sr_sampler, "--eta", str(args.sr_eta), "-q",
+                  "--init", args.sr_init, "--strength", str(args.sr_strength),
                   "--color-fix" if args.color_fix else "--no-color-fix"])
     return read_rgb(out), dt
 
@@ -967,6 +968,9 @@ def parse_args():
                     help="run one task only (a sweep; the report then covers that task)")
     ap.add_argument("--sr-sampler", default="ddim", help="upscaling sampler")
     ap.add_argument("--sr-eta", type=float, default=1.0, help="upscaling DDIM eta")
+    ap.add_argument("--sr-init", default="noise", choices=("noise", "original"),
+                    help="ldm upscale --init (original: the bilinear upsample, noised)")
+    ap.add_argument("--sr-strength", type=float, default=1.0, help="ldm upscale --strength")
     ap.add_argument("--seed", type=int, default=1, help="base seed (plus the case index)")
     ap.add_argument("--out", default=os.path.join(TOP, "docs", "eval"),
                     help="report folder (default docs/eval)")
@@ -1072,7 +1076,8 @@ def main():
             "init": args.init, "strength": args.strength,
             "color_fix": args.color_fix,
             "sr_sampler": args.sr_sampler,
-            "sr_eta": args.sr_eta, "seed": args.seed,
+            "sr_eta": args.sr_eta, "sr_init": args.sr_init, "sr_strength": args.sr_strength,
+            "seed": args.seed,
             "photo_set": args.photos, "photos": [p for p, _ in photos], "crop_size": SIZE,
             "masks": {k: float((m > 0).mean()) for k, m in masks.items()},
             "sr_blur_sigma": SR_BLUR_SIGMA, "sr_factor": SR_FACTOR,
