@@ -2,10 +2,12 @@
  *
  *   plug-in-ldm-inpaint  Filters > Latent Diffusion > Inpaint Selection...
  *   plug-in-ldm-upscale  Filters > Latent Diffusion > Upscale 4x...
+ *   plug-in-ldm-inpaint-brush  Filters > Latent Diffusion > Inpainting Brush... (ldm-brush.c)
  *
  * Glue only: the arguments, the dialogs and the image edits live here; the pixel work is
  * core/run/region.c and the engine (ldm.h), run off GIMP's wire by ldm-job.c.
  */
+#include "ldm-brush-procedure.h"
 #include "ldm-intl.h"
 #include "ldm-job.h"
 #include "ldm-pixels.h"
@@ -63,6 +65,7 @@ ldm_query_procedures (GimpPlugIn *plug_in)
 {
     (void) plug_in;
     GList *list = g_list_append (NULL, g_strdup (INPAINT_PROC));
+    list = g_list_append (list, g_strdup (LDM_BRUSH_PROC));
     return g_list_append (list, g_strdup (UPSCALE_PROC));
 }
 
@@ -149,6 +152,8 @@ static GimpProcedure *
 ldm_create_procedure (GimpPlugIn *plug_in, const gchar *name)
 {
     GimpProcedure *procedure = NULL;
+    if (strcmp (name, LDM_BRUSH_PROC) == 0)
+        return ldm_brush_procedure_new (plug_in, name);
     if (strcmp (name, INPAINT_PROC) == 0) {
         procedure = gimp_image_procedure_new (plug_in, name, GIMP_PDB_PROC_TYPE_PLUGIN,
                                               run_inpaint, NULL, NULL);
@@ -451,6 +456,12 @@ model_path (GimpProcedureConfig *config, const char *builtin, GError **error)
     }
     g_object_unref (file);
     return path;
+}
+
+char *
+ldm_plugin_model_path (GimpProcedureConfig *config, const char *builtin, GError **error)
+{
+    return model_path (config, builtin, error);
 }
 
 typedef struct {

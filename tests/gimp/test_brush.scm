@@ -1,0 +1,108 @@
+; test_brush.scm: the Inpainting Brush in headless GIMP 3 without its window, driven by
+; tests/gimp/test_brush.py. The driver defines OUT, PHOTO, INPAINT-MODEL, PLUGIN-SCM (test_plugin.scm,
+; whose helpers this uses) and SCENARIOS. The same session code as the window's runs: action
+; "update" takes one look at the strokes layer and inpaints what changed.
+
+(load PLUGIN-SCM)
+
+(define (brush img base action . args)
+  (apply plug-in-ldm-inpaint-brush
+         (append (list #:run-mode RUN-NONINTERACTIVE #:image img #:drawables (vector base)
+                       #:action action)
+                 args)))
+
+; Paints (fill with the foreground) or erases a hard rectangle on the strokes layer.
+(define (paint img strokes x y w h)
+  (gimp-image-select-rectangle img CHANNEL-OP-REPLACE x y w h)
+  (gimp-drawable-edit-fill strokes FILL-FOREGROUND)
+  (gimp-selection-none img))
+(define (erase img strokes x y w h)
+  (gimp-image-select-rectangle img CHANNEL-OP-REPLACE x y w h)
+  (gimp-drawable-edit-clear strokes)
+  (gimp-selection-none img))
+
+; The visible image without the strokes layer (its paint covers the result).
+(define (export-without-strokes img strokes path)
+  (gimp-item-set-visible strokes FALSE)
+  (export-visible img path)
+  (gimp-item-set-visible strokes TRUE))
+
+(define (photo)
+  (let ((img (load-image PHOTO)))
+    (gimp-image-crop img 160 120 150 80)
+    img))
+
+; ------------------------------------------------------------------ brush
+; Stroke A, update; stroke B far away and A erased, update; an update with no change; then
+; Discard. Exports after each step; the driver checks where the result layer changed.
+(run-scenario 'brush
+  (lambda ()
+    (let* ((img (photo))
+           (base (first-layer img)))
+      (gimp-context-set-foreground '(255 0 0))
+      (gimp-context-set-feather FALSE)
+      (export-visible img (out "before.png"))
+      (say "layers-before" (layer-count img))
+      (let* ((started (brush img base "start"))
+             (strokes (car started))
+             (result (cadr started)))
+        (say "layers-started" (layer-count img))
+        (say "strokes-selected"
+             (if (= (vector-ref (gimp-image-get-selected-layers img) 0) strokes) "yes" "no"))
+        (say "order" (if (and (= (vector-ref (layers img) 0) strokes)
+                              (= (vector-ref (layers img) 1) result)
+                              (= (vector-ref (layers img) 2) base)) "yes" "no"))
+        (say "names" (gimp-item-get-name strokes) "/" (gimp-item-get-name result))
+        (export-drawable img result (out "result-0.png"))
+        (paint img strokes 30 30 14 14)
+        (say "regions-1" (caddr (brush img base "update" #:model INPAINT-MODEL #:seed 3
+                                       #:steps 2)))
+        (export-drawable img result (out "result-1.png"))
+        (export-without-strokes img strokes (out "visible-1.png"))
+        (paint img strokes 110 70 12 10)
+        (erase img strokes 30 30 14 14)
+        (say "regions-2" (caddr (brush img base "update" #:model INPAINT-MODEL #:seed 3
+                                       #:steps 2)))
+        (export-drawable img result (out "result-2.png"))
+        (export-without-strokes img strokes (out "visible-2.png"))
+        (say "regions-3" (caddr (brush img base "update" #:model INPAINT-MODEL #:seed 3
+                                       #:steps 2)))
+        (brush img base "discard")
+        (say "layers-discarded" (layer-count img))
+        (say "base-selected"
+             (if (= (vector-ref (gimp-image-get-selected-layers img) 0) base) "yes" "no"))
+        (export-visible img (out "discarded.png")))
+      (gimp-image-delete img))))
+
+; ------------------------------------------------------------------ builtin
+; No model given: the built-in model, fast mode; then Apply keeps the result layer only.
+(run-scenario 'builtin
+  (lambda ()
+    (let* ((img (photo))
+           (base (first-layer img)))
+      (gimp-context-set-foreground '(0 255 0))
+      (export-visible img (out "builtin-before.png"))
+      (let* ((started (brush img base "start"))
+             (strokes (car started))
+             (result (cadr started)))
+        (paint img strokes 60 40 16 16)
+        (say "regions" (caddr (brush img base "update" #:seed 1)))
+        (export-without-strokes img strokes (out "builtin-visible.png"))
+        (brush img base "apply")
+        (say "layers-applied" (layer-count img))
+        (say "top-is-result" (if (= (vector-ref (layers img) 0) result) "yes" "no"))
+        (say "strokes-gone" (if (gimp-item-id-is-valid strokes) "no" "yes"))
+        (export-visible img (out "builtin-applied.png")))
+      (gimp-image-delete img))))
+
+; ------------------------------------------------------------------ refused
+(run-scenario 'refused
+  (lambda ()
+    (let* ((img (photo))
+           (base (first-layer img)))
+      (expect-error 'update-without-start img
+        (lambda () (brush img base "update" #:model INPAINT-MODEL)))
+      (expect-error 'open-without-window img (lambda () (brush img base "open")))
+      (expect-error 'bad-action img (lambda () (brush img base "paint")))
+      (expect-error 'bad-mode img (lambda () (brush img base "start" #:mode "slow")))
+      (gimp-image-delete img))))
