@@ -2,45 +2,65 @@
  * configs in ../shared/model-configs are the truth the tests compare with). */
 #include "arch/model_config.h"
 
-#include <string.h>
+/* A first stage as a published config sets it (resolution 256, RGB in and out, no attention
+ * resolutions in all of them). */
+typedef struct {
+    LdmAutoencoderKind kind;
+    int                embed_dim, n_embed, z_channels;
+    bool               double_z;
+    int                ch, ch_mult[LDM_MAX_LEVELS], num_res_blocks; /* lists end at a 0 */
+    bool               mid_attention;
+} FirstStage;
 
-static void
-set_ints (int *dst, int *count, const int *src, int n)
-{
-    memcpy (dst, src, (size_t) n * sizeof *src);
-    *count = n;
-}
-#define SET_INTS(dst, count, ...)                                                              \
-    set_ints (dst, &(count), (const int[]) { __VA_ARGS__ },                                    \
-              (int) (sizeof ((const int[]) { __VA_ARGS__ }) / sizeof (int)))
+/* VQ-f4 as inpainting_big and bsr_sr use it (CompVis first_stage_models/vq-f4); inpainting_big
+ * says attn_type: none. */
+static const FirstStage vq_f4 = { LDM_AUTOENCODER_VQ, 3, 8192, 3, false, 128, { 1, 2, 4 }, 2,
+                                  true };
+static const FirstStage vq_f4_no_attention = { LDM_AUTOENCODER_VQ, 3, 8192, 3, false, 128,
+                                               { 1, 2, 4 }, 2, false };
+/* SD 1.x's KL-f8. */
+static const FirstStage kl_f8 = { LDM_AUTOENCODER_KL, 4, 0, 4, true, 128, { 1, 2, 4, 4 }, 2,
+                                  true };
 
-/* VQ-f4 as inpainting_big and bsr_sr use it (CompVis first_stage_models/vq-f4). */
-static void
-preset_vq_f4 (LdmAutoencoderConfig *ae, bool mid_attention)
-{
-    ae->kind = LDM_AUTOENCODER_VQ;
-    ae->embed_dim = 3;
-    ae->n_embed = 8192;
-    ae->double_z = false;
-    ae->z_channels = 3;
-    ae->resolution = 256;
-    ae->in_channels = 3;
-    ae->out_ch = 3;
-    ae->ch = 128;
-    SET_INTS (ae->ch_mult, ae->n_levels, 1, 2, 4);
-    ae->num_res_blocks = 2;
-    ae->n_attn_resolutions = 0;
-    ae->mid_attention = mid_attention;
-}
+/* What a published model's config sets; everything else keeps the CompVis defaults
+ * (model_config_init_defaults), and the lists (ending at a 0) are written over the defaults'
+ * first entries as the YAML reader writes them. */
+typedef struct {
+    const char       *name, *title, *target;
+    double            linear_start, linear_end, scale_factor;
+    LdmConditioning   conditioning;
+    LdmCondStage      cond_stage;
+    bool              use_ema;
+    int               in_channels, out_channels, model_channels, num_res_blocks;
+    int               attention_resolutions[LDM_MAX_LEVELS], channel_mult[LDM_MAX_LEVELS];
+    int               num_heads, num_head_channels;
+    bool              resblock_updown;
+    int               context_dim; /* > 0: a spatial transformer, not legacy (SD) */
+    const FirstStage *first_stage;
+} Preset;
 
-static const struct {
-    const char *name;
-    const char *title;
-} presets[LDM_PRESET_COUNT] = {
-    [LDM_PRESET_LDM_INPAINTING_BIG] = { "inpainting_big", "CompVis LDM inpainting" },
-    [LDM_PRESET_LDM_BSR_SR] = { "bsr_sr", "CompVis LDM 4x super-resolution, LDSR" },
-    [LDM_PRESET_SD15_INPAINTING] = { "sd-v1-5-inpainting", "Stable Diffusion 1.5 inpainting" },
-    [LDM_PRESET_SD15] = { "sd-v1-5", "Stable Diffusion 1.x" },
+#define LDM_TARGET "ldm.models.diffusion.ddpm.LatentDiffusion"
+
+static const Preset presets[LDM_PRESET_COUNT] = {
+    [LDM_PRESET_LDM_INPAINTING_BIG] = { /* models/ldm/inpainting_big/config.yaml */
+        "inpainting_big", "CompVis LDM inpainting", LDM_TARGET, 0.0015, 0.0205, 1.0,
+        LDM_COND_CONCAT, LDM_COND_STAGE_FIRST_STAGE, true, 7, 3, 256, 2, { 8, 4, 2 },
+        { 1, 2, 3, 4 }, 8, -1, true, 0, &vq_f4_no_attention },
+    [LDM_PRESET_LDM_BSR_SR] = { /* models/ldm/bsr_sr/config.yaml */
+        "bsr_sr", "CompVis LDM 4x super-resolution, LDSR", LDM_TARGET, 0.0015, 0.0155, 1.0,
+        LDM_COND_CONCAT, LDM_COND_STAGE_IDENTITY, true, 6, 3, 160, 2, { 16, 8 }, { 1, 2, 2, 4 },
+        -1, 32, false, 0, &vq_f4 },
+    [LDM_PRESET_SD15_INPAINTING] = { /* configs/stable-diffusion/v1-inpainting-inference.yaml */
+        "sd-v1-5-inpainting", "Stable Diffusion 1.5 inpainting",
+        "ldm.models.diffusion.ddpm.LatentInpaintDiffusion", 0.00085, 0.0120, 0.18215,
+        LDM_COND_HYBRID, LDM_COND_STAGE_CLIP, true, 9, 4, 320, 2, { 4, 2, 1 }, { 1, 2, 4, 4 }, 8,
+        -1, false, 768, &kl_f8 },
+    /* configs/stable-diffusion/v1-inference.yaml, which says use_ema: False (its checkpoints'
+     * EMA is the model itself) */
+    [LDM_PRESET_SD15] = {
+        "sd-v1-5", "Stable Diffusion 1.x", LDM_TARGET, 0.00085, 0.0120, 0.18215,
+        LDM_COND_CROSSATTN, LDM_COND_STAGE_CLIP, false, 4, 4, 320, 2, { 4, 2, 1 },
+        { 1, 2, 4, 4 }, 8, -1, false, 768, &kl_f8 },
 };
 
 const char *
@@ -55,91 +75,67 @@ model_config_preset_title (LdmPreset preset)
     return (unsigned) preset < LDM_PRESET_COUNT ? presets[preset].title : "?";
 }
 
+/* Writes LIST's entries (up to its first 0) over DST's first ones; returns how many. */
+static int
+set_list (int *dst, const int *list)
+{
+    int n = 0;
+    for (; n < LDM_MAX_LEVELS && list[n]; n++)
+        dst[n] = list[n];
+    return n;
+}
+
 void
 model_config_preset (LdmPreset preset, LdmModelConfig *config)
 {
+    /* an unknown preset: SD 1.5 inpainting's architecture, named "?" */
+    const Preset *p = &presets[(unsigned) preset < LDM_PRESET_COUNT ? preset
+                                                                    : LDM_PRESET_SD15_INPAINTING];
     model_config_init_defaults (config);
-    LdmUnetConfig *u = &config->unet;
     config->has_unet = true;
     config->has_first_stage = true;
     config->timesteps = 1000;
     config->image_size = 64;
-    switch (preset) {
-    case LDM_PRESET_LDM_INPAINTING_BIG: /* models/ldm/inpainting_big/config.yaml */
-        g_strlcpy (config->target, "ldm.models.diffusion.ddpm.LatentDiffusion",
-                   sizeof config->target);
-        config->linear_start = 0.0015;
-        config->linear_end = 0.0205;
-        config->conditioning = LDM_COND_CONCAT;
-        config->cond_stage = LDM_COND_STAGE_FIRST_STAGE;
-        u->in_channels = 7;
-        u->out_channels = 3;
-        u->model_channels = 256;
-        SET_INTS (u->attention_resolutions, u->n_attention_resolutions, 8, 4, 2);
-        u->num_res_blocks = 2;
-        SET_INTS (u->channel_mult, u->n_levels, 1, 2, 3, 4);
-        u->num_heads = 8;
-        u->resblock_updown = true;
-        preset_vq_f4 (&config->first_stage, false); /* attn_type: none */
-        break;
-    case LDM_PRESET_LDM_BSR_SR: /* models/ldm/bsr_sr/config.yaml */
-        g_strlcpy (config->target, "ldm.models.diffusion.ddpm.LatentDiffusion",
-                   sizeof config->target);
-        config->linear_start = 0.0015;
-        config->linear_end = 0.0155;
-        config->conditioning = LDM_COND_CONCAT;
-        config->cond_stage = LDM_COND_STAGE_IDENTITY;
-        u->in_channels = 6;
-        u->out_channels = 3;
-        u->model_channels = 160;
-        SET_INTS (u->attention_resolutions, u->n_attention_resolutions, 16, 8);
-        u->num_res_blocks = 2;
-        SET_INTS (u->channel_mult, u->n_levels, 1, 2, 2, 4);
-        u->num_head_channels = 32;
-        preset_vq_f4 (&config->first_stage, true);
-        break;
-    case LDM_PRESET_SD15_INPAINTING: /* configs/stable-diffusion/v1-inpainting-inference.yaml */
-    case LDM_PRESET_SD15:            /* configs/stable-diffusion/v1-inference.yaml */
-    default: {
-        bool inpainting = preset != LDM_PRESET_SD15;
-        g_strlcpy (config->target, inpainting ? "ldm.models.diffusion.ddpm.LatentInpaintDiffusion"
-                                              : "ldm.models.diffusion.ddpm.LatentDiffusion",
-                   sizeof config->target);
-        config->linear_start = 0.00085;
-        config->linear_end = 0.0120;
-        config->scale_factor = 0.18215;
-        config->conditioning = inpainting ? LDM_COND_HYBRID : LDM_COND_CROSSATTN;
-        config->cond_stage = LDM_COND_STAGE_CLIP;
-        /* v1-inference.yaml says use_ema: False (its checkpoints' EMA is the model itself) */
-        config->use_ema = inpainting;
-        u->in_channels = inpainting ? 9 : 4;
-        u->out_channels = 4;
-        u->model_channels = 320;
-        SET_INTS (u->attention_resolutions, u->n_attention_resolutions, 4, 2, 1);
-        u->num_res_blocks = 2;
-        SET_INTS (u->channel_mult, u->n_levels, 1, 2, 4, 4);
-        u->num_heads = 8;
+    g_strlcpy (config->target, p->target, sizeof config->target);
+    config->linear_start = p->linear_start;
+    config->linear_end = p->linear_end;
+    config->scale_factor = p->scale_factor;
+    config->conditioning = p->conditioning;
+    config->cond_stage = p->cond_stage;
+    config->use_ema = p->use_ema;
+
+    LdmUnetConfig *u = &config->unet;
+    u->in_channels = p->in_channels;
+    u->out_channels = p->out_channels;
+    u->model_channels = p->model_channels;
+    u->n_attention_resolutions = set_list (u->attention_resolutions, p->attention_resolutions);
+    u->num_res_blocks = p->num_res_blocks;
+    u->n_levels = set_list (u->channel_mult, p->channel_mult);
+    u->num_heads = p->num_heads;
+    u->num_head_channels = p->num_head_channels;
+    u->resblock_updown = p->resblock_updown;
+    if (p->context_dim > 0) {
         u->use_spatial_transformer = true;
         u->transformer_depth = 1;
-        u->context_dim = 768;
+        u->context_dim = p->context_dim;
         u->legacy = false;
-        LdmAutoencoderConfig *ae = &config->first_stage;
-        ae->kind = LDM_AUTOENCODER_KL;
-        ae->embed_dim = 4;
-        ae->n_embed = 0;
-        ae->double_z = true;
-        ae->z_channels = 4;
-        ae->resolution = 256;
-        ae->in_channels = 3;
-        ae->out_ch = 3;
-        ae->ch = 128;
-        SET_INTS (ae->ch_mult, ae->n_levels, 1, 2, 4, 4);
-        ae->num_res_blocks = 2;
-        ae->n_attn_resolutions = 0;
-        ae->mid_attention = true;
-        break;
     }
-    }
+
+    const FirstStage *f = p->first_stage;
+    LdmAutoencoderConfig *ae = &config->first_stage;
+    ae->kind = f->kind;
+    ae->embed_dim = f->embed_dim;
+    ae->n_embed = f->n_embed;
+    ae->double_z = f->double_z;
+    ae->z_channels = f->z_channels;
+    ae->resolution = 256;
+    ae->in_channels = 3;
+    ae->out_ch = 3;
+    ae->ch = f->ch;
+    ae->n_levels = set_list (ae->ch_mult, f->ch_mult);
+    ae->num_res_blocks = f->num_res_blocks;
+    ae->n_attn_resolutions = 0;
+    ae->mid_attention = f->mid_attention;
     config->kind = model_config_kind (config);
     g_snprintf (config->source, sizeof config->source, "built-in preset %s (%s)",
                 model_config_preset_name (preset), model_config_preset_title (preset));
