@@ -334,16 +334,15 @@ ldm_clip_text_forward (LdmClipText *clip, const int32_t *ids, int batch, float *
                          ids[i], i / LDM_CLIP_TOKENS, i % LDM_CLIP_TOKENS, c->vocab);
             return FALSE;
         }
-    gboolean ok = FALSE;
     size_t bytes_per_row = (5 * width + (size_t) c->mlp) * sizeof (float);
-    float *x = g_try_malloc_n (rows, width * sizeof (float));
-    float *normed = g_try_malloc_n (rows, width * sizeof (float));
-    float *qkv = g_try_malloc_n (rows, 3 * width * sizeof (float));
-    float *mixed = g_try_malloc_n (rows, width * sizeof (float));
-    float *hidden = g_try_malloc_n (rows, (size_t) c->mlp * sizeof (float));
+    g_autofree float *x = g_try_malloc_n (rows, width * sizeof (float));
+    g_autofree float *normed = g_try_malloc_n (rows, width * sizeof (float));
+    g_autofree float *qkv = g_try_malloc_n (rows, 3 * width * sizeof (float));
+    g_autofree float *mixed = g_try_malloc_n (rows, width * sizeof (float));
+    g_autofree float *hidden = g_try_malloc_n (rows, (size_t) c->mlp * sizeof (float));
     if (!x || !normed || !qkv || !mixed || !hidden) {
         ldm_no_memory (error, "the text encoder", rows, bytes_per_row);
-        goto done;
+        return FALSE;
     }
     for (size_t r = 0; r < rows; r++) {
         const float *tok = clip->token_embedding + (size_t) ids[r] * width;
@@ -353,10 +352,10 @@ ldm_clip_text_forward (LdmClipText *clip, const int32_t *ids, int batch, float *
     }
     for (int i = 0; i < c->layers; i++)
         if (!layer_forward (clip, &clip->layers[i], x, batch, normed, qkv, mixed, hidden, error))
-            goto done;
+            return FALSE;
     if (!dnn_layer_norm (clip->dnn, x, out, (int) rows, c->width, clip->final_norm.gamma,
                          clip->final_norm.beta, clip->final_norm.eps, error))
-        goto done;
+        return FALSE;
     size_t bad = 0;
     for (size_t i = 0; i < rows * width; i++)
         bad += !isfinite (out[i]);
@@ -365,14 +364,7 @@ ldm_clip_text_forward (LdmClipText *clip, const int32_t *ids, int batch, float *
                      "%s gave %zu non-finite values (NaN or infinity) of %zu: its weights are "
                      "damaged",
                      clip->what, bad, rows * width);
-        goto done;
+        return FALSE;
     }
-    ok = TRUE;
-done:
-    g_free (x);
-    g_free (normed);
-    g_free (qkv);
-    g_free (mixed);
-    g_free (hidden);
-    return ok;
+    return TRUE;
 }

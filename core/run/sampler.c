@@ -169,8 +169,8 @@ sampler_sigmas (const Schedule *s, LdmSampler sampler, int steps, double *sigmas
 
 /* ---------------------------------------------------------------- random numbers */
 
-static uint64_t
-splitmix64 (uint64_t *state)
+uint64_t
+rng_splitmix64 (uint64_t *state)
 {
     uint64_t z = (*state += 0x9e3779b97f4a7c15ull);
     z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
@@ -182,7 +182,7 @@ void
 rng_seed (Rng *rng, uint64_t seed)
 {
     for (int i = 0; i < 4; i++)
-        rng->s[i] = splitmix64 (&seed);
+        rng->s[i] = rng_splitmix64 (&seed);
 }
 
 static inline uint64_t
@@ -368,19 +368,17 @@ sampler_run (const Schedule *schedule, const SamplerParams *params, DenoiseFn de
                      "strength must be more than 0 and at most 1, not %g", hooks->strength);
         return FALSE;
     }
-    gboolean ok = FALSE;
-    float *eps = g_try_malloc_n (n, sizeof (float));
-    float *pred_x0 = g_try_malloc_n (n, sizeof (float));
-    float *prev_x0 = g_try_malloc_n (n, sizeof (float));
-    float *noise = g_try_malloc_n (n, sizeof (float));
+    g_autofree float *eps = g_try_malloc_n (n, sizeof (float));
+    g_autofree float *pred_x0 = g_try_malloc_n (n, sizeof (float));
+    g_autofree float *prev_x0 = g_try_malloc_n (n, sizeof (float));
+    g_autofree float *noise = g_try_malloc_n (n, sizeof (float));
     if (!eps || !pred_x0 || !prev_x0 || !noise) {
         ldm_no_memory (error, "sampling", 4 * n, sizeof (float));
-        goto done;
+        return FALSE;
     }
     if (params->sampler == LDM_SAMPLER_DPMPP_2M_KARRAS || params->sampler == LDM_SAMPLER_EULER_A) {
-        ok = run_sigmas (schedule, params, denoise, denoise_data, x, n, rng, hooks, eps, pred_x0,
-                         prev_x0, noise, error);
-        goto done;
+        return run_sigmas (schedule, params, denoise, denoise_data, x, n, rng, hooks, eps,
+                           pred_x0, prev_x0, noise, error);
     }
     int timesteps[SCHEDULE_MAX_STEPS];
     int count = ddim_timesteps (schedule->n, params->steps, timesteps);
@@ -400,7 +398,7 @@ sampler_run (const Schedule *schedule, const SamplerParams *params, DenoiseFn de
         float a_prev = index > 0 ? schedule->alphas_cumprod[timesteps[index - 1]]
                                  : schedule->alphas_cumprod[0];
         if (!denoise (denoise_data, x, t, a_t, eps, error))
-            goto done;
+            return FALSE;
 
         float sqrt_a_t = sqrtf (a_t), sqrt_one_minus_a_t = sqrtf (1.0f - a_t);
         for (size_t j = 0; j < n; j++)
@@ -413,7 +411,7 @@ sampler_run (const Schedule *schedule, const SamplerParams *params, DenoiseFn de
             sigma = (float) (params->eta * sqrt ((1 - ap) / (1 - a) * (1 - a / ap)));
             float dir_scale = sqrtf (1.0f - a_prev - sigma * sigma), sqrt_a_prev = sqrtf (a_prev);
             if (sigma > 0 && !draw_noise (hooks, rng, i, noise, n, error))
-                goto done;
+                return FALSE;
             for (size_t j = 0; j < n; j++) {
                 float v = sqrt_a_prev * pred_x0[j] + dir_scale * eps[j];
                 x[j] = sigma > 0 ? v + sigma * noise[j] : v;
@@ -427,7 +425,7 @@ sampler_run (const Schedule *schedule, const SamplerParams *params, DenoiseFn de
             double ct = sqrt (1.0 - beta) * (1.0 - a_prev) / (1.0 - a_t);
             sigma = i < count - 1 ? (float) sqrt (beta * (1.0 - a_prev) / (1.0 - a_t)) : 0.0f;
             if (sigma > 0 && !draw_noise (hooks, rng, i, noise, n, error))
-                goto done;
+                return FALSE;
             for (size_t j = 0; j < n; j++)
                 x[j] = (float) (c0 * pred_x0[j] + ct * x[j]) + (sigma > 0 ? sigma * noise[j] : 0);
             break;
@@ -453,7 +451,7 @@ sampler_run (const Schedule *schedule, const SamplerParams *params, DenoiseFn de
         default:
             g_set_error (error, LDM_ERROR, LDM_ERROR_ARGUMENT, "unknown sampler %d",
                          params->sampler);
-            goto done;
+            return FALSE;
         }
         /* x_prev where the latent is known: the known latent noised to a_prev */
         if (hooks && hooks->known && i < count - 1)
@@ -461,13 +459,7 @@ sampler_run (const Schedule *schedule, const SamplerParams *params, DenoiseFn de
         SamplerStep step = { .index = i, .count = count, .t = t, .a_t = a_t, .a_prev = a_prev,
                              .sigma = sigma, .eps = eps, .pred_x0 = pred_x0, .x = x };
         if (!report (hooks, &step, error))
-            goto done;
+            return FALSE;
     }
-    ok = TRUE;
-done:
-    g_free (eps);
-    g_free (pred_x0);
-    g_free (prev_x0);
-    g_free (noise);
-    return ok;
+    return TRUE;
 }

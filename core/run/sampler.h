@@ -33,6 +33,9 @@ typedef struct {
     uint64_t s[4];
 } Rng;
 
+/* SplitMix64: advances *state and returns its next number (how rng_seed expands a seed; the
+ * random choices of test_random_configs). */
+uint64_t rng_splitmix64 (uint64_t *state);
 void  rng_seed   (Rng *rng, uint64_t seed);
 /* n standard normal floats (Box-Muller in double). */
 void  rng_normal (Rng *rng, float *out, size_t n);

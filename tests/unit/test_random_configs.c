@@ -19,6 +19,7 @@
 #include "ldm.h"
 #include "arch/model_config.h"
 #include "random_model.h"
+#include "run/sampler.h"
 
 #include <glib/gstdio.h>
 #include <math.h>
@@ -33,19 +34,10 @@ typedef struct {
     uint64_t state;
 } Gen;
 
-static uint64_t
-splitmix64 (uint64_t *state)
-{
-    uint64_t z = (*state += 0x9e3779b97f4a7c15ull);
-    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-    return z ^ (z >> 31);
-}
-
 static int
 pick (Gen *g, int n) /* 0 .. n-1 */
 {
-    return n <= 1 ? 0 : (int) (splitmix64 (&g->state) % (uint64_t) n);
+    return n <= 1 ? 0 : (int) (rng_splitmix64 (&g->state) % (uint64_t) n);
 }
 
 static bool
@@ -57,7 +49,7 @@ chance (Gen *g, int percent)
 static double
 uniform (Gen *g, double lo, double hi)
 {
-    return lo + (hi - lo) * (double) (splitmix64 (&g->state) >> 11) / (double) (1ull << 53);
+    return lo + (hi - lo) * (double) (rng_splitmix64 (&g->state) >> 11) / (double) (1ull << 53);
 }
 
 static int
@@ -540,7 +532,7 @@ test_random (void)
     uint64_t state = seed;
     do {
         Case c;
-        case_generate (&c, splitmix64 (&state), 0, 0, -1);
+        case_generate (&c, rng_splitmix64 (&state), 0, 0, -1);
         gboolean ok = case_run (&run, &c, false);
         case_clear (&c);
         if (!ok)
