@@ -5,37 +5,12 @@
  * data.pkl and wrapped in a checkpoint whose storages "0".."7" hold 4096 bytes each, so that
  * mutations of the pickle are not lost in the zip structure around it.
  */
-#include "ldm.h"
+#include "fuzz_loader.h"
 
-#include <stdio.h>
-#include <stdlib.h>
 #include <string.h>
-#include <sys/mman.h>
-#include <unistd.h>
 
-#define MAX_READ_ELEMENTS (1 << 22) /* see fuzz_safetensors.c */
 #define WRAPPED_STORAGES  8
 #define STORAGE_BYTES     4096
-
-static int memory_fd = -1;
-static char memory_path[64];
-
-static void
-read_every_tensor (const LdmTensorFile *file)
-{
-    for (size_t i = 0; i < ldm_tensor_file_count (file); i++) {
-        const LdmTensor *tensor = ldm_tensor_file_at (file, i);
-        if (ldm_tensor_file_lookup (file, tensor->name) != tensor)
-            abort ();
-        int64_t count = ldm_tensor_numel (tensor);
-        if (count > MAX_READ_ELEMENTS)
-            continue;
-        float *values = g_new (float, (size_t) count + 1);
-        if (!ldm_tensor_read_f32 (tensor, values, (size_t) count, NULL))
-            abort ();
-        g_free (values);
-    }
-}
 
 static uint32_t
 crc32_of (const uint8_t *data, size_t size)
@@ -69,6 +44,21 @@ put_u32 (GByteArray *out, uint32_t v)
     put_u16 (out, v >> 16);
 }
 
+/* What a local header and a central directory entry share: version needed 2.0, no flags,
+ * stored, no time or date, the CRC, both sizes (the same: stored) and the name's length. */
+static void
+put_shared_fields (GByteArray *zip, const char *name, const uint8_t *data, size_t size)
+{
+    put_u16 (zip, 20);
+    put_u16 (zip, 0);
+    put_u16 (zip, 0);
+    put_u32 (zip, 0);
+    put_u32 (zip, crc32_of (data, size));
+    put_u32 (zip, (uint32_t) size);
+    put_u32 (zip, (uint32_t) size);
+    put_u16 (zip, (uint32_t) strlen (name));
+}
+
 /* A stored zip like torch.save writes (without its alignment padding, which is optional). */
 static GByteArray *
 wrap_pickle (const uint8_t *pickle, size_t size)
@@ -93,14 +83,7 @@ wrap_pickle (const uint8_t *pickle, size_t size)
     for (int i = 0; i <= WRAPPED_STORAGES; i++) {
         offsets[i] = zip->len;
         put_u32 (zip, 0x04034b50);
-        put_u16 (zip, 20);
-        put_u16 (zip, 0);
-        put_u16 (zip, 0);
-        put_u32 (zip, 0);
-        put_u32 (zip, crc32_of (datas[i], sizes[i]));
-        put_u32 (zip, (uint32_t) sizes[i]);
-        put_u32 (zip, (uint32_t) sizes[i]);
-        put_u16 (zip, (uint32_t) strlen (names[i]));
+        put_shared_fields (zip, names[i], datas[i], sizes[i]);
         put_u16 (zip, 0);
         g_byte_array_append (zip, (const uint8_t *) names[i], (guint) strlen (names[i]));
         g_byte_array_append (zip, datas[i], (guint) sizes[i]);
@@ -108,15 +91,8 @@ wrap_pickle (const uint8_t *pickle, size_t size)
     uint32_t directory_offset = zip->len;
     for (int i = 0; i <= WRAPPED_STORAGES; i++) {
         put_u32 (zip, 0x02014b50);
-        put_u16 (zip, 20);
-        put_u16 (zip, 20);
-        put_u16 (zip, 0);
-        put_u16 (zip, 0);
-        put_u32 (zip, 0);
-        put_u32 (zip, crc32_of (datas[i], sizes[i]));
-        put_u32 (zip, (uint32_t) sizes[i]);
-        put_u32 (zip, (uint32_t) sizes[i]);
-        put_u16 (zip, (uint32_t) strlen (names[i]));
+        put_u16 (zip, 20); /* version made by */
+        put_shared_fields (zip, names[i], datas[i], sizes[i]);
         put_u32 (zip, 0); /* extra and comment lengths */
         put_u32 (zip, 0); /* disk, internal attributes */
         put_u32 (zip, 0); /* external attributes */
@@ -137,12 +113,6 @@ wrap_pickle (const uint8_t *pickle, size_t size)
 int
 LLVMFuzzerTestOneInput (const uint8_t *data, size_t size)
 {
-    if (memory_fd < 0) {
-        memory_fd = memfd_create ("fuzz-torch-zip", 0);
-        if (memory_fd < 0)
-            abort ();
-        snprintf (memory_path, sizeof memory_path, "/proc/self/fd/%d", memory_fd);
-    }
     GByteArray *wrapped = NULL;
     if (size < 2 || memcmp (data, "PK", 2) != 0) {
         if (size > 16 * 1024 * 1024)
@@ -151,18 +121,7 @@ LLVMFuzzerTestOneInput (const uint8_t *data, size_t size)
         data = wrapped->data;
         size = wrapped->len;
     }
-    if (ftruncate (memory_fd, 0) != 0
-        || (size && pwrite (memory_fd, data, size, 0) != (ssize_t) size))
-        abort ();
-
-    GError *error = NULL;
-    LdmTensorFile *file = ldm_tensor_file_open (memory_path, &error);
-    if (file) {
-        read_every_tensor (file);
-        ldm_tensor_file_free (file);
-    } else {
-        g_clear_error (&error);
-    }
+    open_as_model_file ("fuzz-torch-zip", data, size);
     if (wrapped)
         g_byte_array_unref (wrapped);
     return 0;
