@@ -87,6 +87,32 @@ fixture_copy_clear (FixtureCopy *copy)
     g_clear_pointer (&copy->config_src, g_free);
 }
 
+gboolean
+fixture_files_open (const char *fixture, const char *weights_file, LdmTensorFile **model,
+                    LdmTensorFile **ref, Dnn **dnn)
+{
+    g_autofree char *model_path = fixture_path (fixture, weights_file);
+    g_autofree char *ref_path = fixture_path (fixture, "reference.safetensors");
+    if (!model_path || !ref_path)
+        return FALSE;
+    g_autoptr (GError) error = NULL;
+    *model = ldm_tensor_file_open (model_path, &error);
+    g_assert_no_error (error);
+    *ref = ldm_tensor_file_open (ref_path, &error);
+    g_assert_no_error (error);
+    *dnn = dnn_new (&error);
+    g_assert_no_error (error);
+    return TRUE;
+}
+
+void
+fixture_files_close (LdmTensorFile *model, LdmTensorFile *ref, Dnn *dnn)
+{
+    dnn_free (dnn);
+    ldm_tensor_file_free (ref);
+    ldm_tensor_file_free (model);
+}
+
 float *
 ref_read (LdmTensorFile *ref, const char *name, size_t *numel)
 {

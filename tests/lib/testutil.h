@@ -2,6 +2,7 @@
 #pragma once
 
 #include "nn/act.h"
+#include "nn/dnn.h"
 #include "ldm.h"
 #include "nn/weights.h"
 
@@ -31,6 +32,13 @@ char *fixture_copy_path (const FixtureCopy *copy, const char *name);
 /* Removes the folder with all the test wrote into it and frees the paths. */
 void fixture_copy_clear (FixtureCopy *copy);
 G_DEFINE_AUTO_CLEANUP_CLEAR_FUNC (FixtureCopy, fixture_copy_clear)
+
+/* Opens FIXTURE's WEIGHTS_FILE (*model) and reference.safetensors (*ref), and a oneDNN engine
+ * (*dnn), for a test of one network; FALSE (and the test skipped) without the files.
+ * fixture_files_close frees the three. */
+gboolean fixture_files_open (const char *fixture, const char *weights_file, LdmTensorFile **model,
+                             LdmTensorFile **ref, Dnn **dnn);
+void     fixture_files_close (LdmTensorFile *model, LdmTensorFile *ref, Dnn *dnn);
 
 /* Reads reference tensor `name` (NCHW, or any shape) as float32; *numel gets its size. */
 float *ref_read (LdmTensorFile *ref, const char *name, size_t *numel);

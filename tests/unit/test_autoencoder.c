@@ -42,17 +42,9 @@ static gboolean
 fixture_open (Fixture *f, const AeCase *c, const LdmAutoencoderConfig *config)
 {
     memset (f, 0, sizeof *f);
-    g_autofree char *model_path = fixture_path (c->fixture, c->weights_file);
-    g_autofree char *ref_path = fixture_path (c->fixture, "reference.safetensors");
-    if (!model_path || !ref_path)
+    if (!fixture_files_open (c->fixture, c->weights_file, &f->model, &f->ref, &f->dnn))
         return FALSE;
     g_autoptr (GError) error = NULL;
-    f->model = ldm_tensor_file_open (model_path, &error);
-    g_assert_no_error (error);
-    f->ref = ldm_tensor_file_open (ref_path, &error);
-    g_assert_no_error (error);
-    f->dnn = dnn_new (&error);
-    g_assert_no_error (error);
     f->tw = (TestWeights) { f->model, "first_stage_model.", NULL };
     Weights w = test_weights (&f->tw);
     f->ae = autoencoder_new (f->dnn, config, &w, &error);
@@ -64,9 +56,7 @@ static void
 fixture_close (Fixture *f)
 {
     autoencoder_free (f->ae);
-    dnn_free (f->dnn);
-    ldm_tensor_file_free (f->ref);
-    ldm_tensor_file_free (f->model);
+    fixture_files_close (f->model, f->ref, f->dnn);
 }
 
 static void

@@ -13,68 +13,39 @@ typedef struct {
     LdmUnetConfig config;
 } UnetCase;
 
-static LdmUnetConfig
-base_config (void)
-{
-    return (LdmUnetConfig) { .num_heads = -1, .num_head_channels = -1, .num_heads_upsample = -1,
-                             .conv_resample = true, .legacy = true, .transformer_depth = 1 };
-}
-
-/* The fixtures' configs (their config.yaml), written out here. */
+/* The fixtures' configs (their config.yaml), written out here; num_heads etc. -1 where the
+ * config leaves them to the other, conv_resample true and transformer_depth 1 as CompVis's
+ * defaults. */
 static LdmUnetConfig
 inpaint_tiny_config (void)
 {
-    LdmUnetConfig c = base_config ();
-    c.in_channels = 7;
-    c.out_channels = 3;
-    c.model_channels = 32;
-    c.channel_mult[0] = 1;
-    c.channel_mult[1] = 2;
-    c.n_levels = 2;
-    c.num_res_blocks = 2;
-    c.attention_resolutions[0] = 2;
-    c.n_attention_resolutions = 1;
-    c.num_heads = 2;
-    c.resblock_updown = true;
-    return c;
+    return (LdmUnetConfig) { .in_channels = 7, .out_channels = 3, .model_channels = 32,
+                             .channel_mult = { 1, 2 }, .n_levels = 2, .num_res_blocks = 2,
+                             .attention_resolutions = { 2 }, .n_attention_resolutions = 1,
+                             .num_heads = 2, .num_head_channels = -1, .num_heads_upsample = -1,
+                             .resblock_updown = true, .conv_resample = true, .legacy = true,
+                             .transformer_depth = 1 };
 }
 
 static LdmUnetConfig
 sr_tiny_config (void)
 {
-    LdmUnetConfig c = base_config ();
-    c.in_channels = 6;
-    c.out_channels = 3;
-    c.model_channels = 32;
-    c.channel_mult[0] = 1;
-    c.channel_mult[1] = 2;
-    c.channel_mult[2] = 2;
-    c.n_levels = 3;
-    c.num_res_blocks = 1;
-    c.attention_resolutions[0] = 2;
-    c.n_attention_resolutions = 1;
-    c.num_head_channels = 8;
-    return c;
+    return (LdmUnetConfig) { .in_channels = 6, .out_channels = 3, .model_channels = 32,
+                             .channel_mult = { 1, 2, 2 }, .n_levels = 3, .num_res_blocks = 1,
+                             .attention_resolutions = { 2 }, .n_attention_resolutions = 1,
+                             .num_heads = -1, .num_head_channels = 8, .num_heads_upsample = -1,
+                             .conv_resample = true, .legacy = true, .transformer_depth = 1 };
 }
 
 static LdmUnetConfig
 sd_tiny_config (void)
 {
-    LdmUnetConfig c = base_config ();
-    c.in_channels = 9;
-    c.out_channels = 4;
-    c.model_channels = 32;
-    c.channel_mult[0] = 1;
-    c.channel_mult[1] = 2;
-    c.n_levels = 2;
-    c.num_res_blocks = 1;
-    c.attention_resolutions[0] = 1;
-    c.n_attention_resolutions = 1;
-    c.num_heads = 4;
-    c.use_spatial_transformer = true;
-    c.context_dim = 64;
-    c.legacy = false;
-    return c;
+    return (LdmUnetConfig) { .in_channels = 9, .out_channels = 4, .model_channels = 32,
+                             .channel_mult = { 1, 2 }, .n_levels = 2, .num_res_blocks = 1,
+                             .attention_resolutions = { 1 }, .n_attention_resolutions = 1,
+                             .num_heads = 4, .num_head_channels = -1, .num_heads_upsample = -1,
+                             .conv_resample = true, .use_spatial_transformer = true,
+                             .transformer_depth = 1, .context_dim = 64, .legacy = false };
 }
 
 typedef struct {
@@ -89,17 +60,9 @@ fixture_open (Fixture *f, const char *fixture, const char *weights_file,
               const LdmUnetConfig *config, bool ema)
 {
     memset (f, 0, sizeof *f);
-    g_autofree char *model_path = fixture_path (fixture, weights_file);
-    g_autofree char *ref_path = fixture_path (fixture, "reference.safetensors");
-    if (!model_path || !ref_path)
+    if (!fixture_files_open (fixture, weights_file, &f->model, &f->ref, &f->dnn))
         return FALSE;
     g_autoptr (GError) error = NULL;
-    f->model = ldm_tensor_file_open (model_path, &error);
-    g_assert_no_error (error);
-    f->ref = ldm_tensor_file_open (ref_path, &error);
-    g_assert_no_error (error);
-    f->dnn = dnn_new (&error);
-    g_assert_no_error (error);
     f->tw = (TestWeights) { f->model, "model.diffusion_model.", ema ? "model_ema." : NULL };
     Weights w = test_weights (&f->tw);
     f->unet = unet_new (f->dnn, config, &w, &error);
@@ -111,9 +74,7 @@ static void
 fixture_close (Fixture *f)
 {
     unet_free (f->unet);
-    dnn_free (f->dnn);
-    ldm_tensor_file_free (f->ref);
-    ldm_tensor_file_free (f->model);
+    fixture_files_close (f->model, f->ref, f->dnn);
 }
 
 /* eps for input tensor `in_name` at t, compared with `eps_name`; returns the relative error. */
