@@ -164,7 +164,7 @@ dump_part (const char *dir, LdmBenchPart part, const LdmBenchTiming *t, GError *
 int
 ldm_command_bench (int argc, char **argv)
 {
-    g_autofree char *model_path = NULL, *latent = NULL, *dump = NULL;
+    g_autofree char *model_path = NULL, *latent = NULL, *dump = NULL, *only = NULL;
     int repeat = 3;
     gboolean json = FALSE;
     GOptionEntry entries[] = {
@@ -173,6 +173,8 @@ ldm_command_bench (int argc, char **argv)
           "Latent size (default: the model's, 64x64); the image is the factor times it", "HxW" },
         { "repeat", 0, 0, G_OPTION_ARG_INT, &repeat, "Timed runs after the warm-up (3)", "N" },
         { "json", 0, 0, G_OPTION_ARG_NONE, &json, "Print one JSON object", NULL },
+        { "only", 0, 0, G_OPTION_ARG_STRING, &only,
+          "Run only these parts (comma-separated: unet, encode, decode, text)", "PARTS" },
         { "dump", 0, 0, G_OPTION_ARG_FILENAME, &dump,
           "Write each part's output as DIR/PART.f32 (NCHW float32)", "DIR" },
         { NULL },
@@ -190,10 +192,23 @@ ldm_command_bench (int argc, char **argv)
         return EXIT_BAD_INPUT;
     }
     LdmBenchParams params = { .repeat = repeat, .keep_outputs = dump != NULL };
-    if (!model_path || argc > 1 || repeat < 1 || repeat > 1000
+    gboolean parts_ok = TRUE;
+    if (only) {
+        g_auto (GStrv) names = g_strsplit (only, ",", -1);
+        for (int i = 0; names[i]; i++) {
+            LdmBenchPart p = 0;
+            while (p < LDM_BENCH_N_PARTS && strcmp (names[i], ldm_bench_part_name (p)) != 0)
+                p++;
+            if (p == LDM_BENCH_N_PARTS)
+                parts_ok = FALSE;
+            else
+                params.parts |= 1u << p;
+        }
+    }
+    if (!model_path || argc > 1 || repeat < 1 || repeat > 1000 || !parts_ok
         || (latent && !parse_latent (latent, &params.latent_h, &params.latent_w))) {
         fputs ("usage: ldm bench --model M [--latent HxW] [--repeat N (1-1000)] [--json] "
-               "[--dump DIR]\n", stderr);
+               "[--only unet,encode,decode,text] [--dump DIR]\n", stderr);
         return EXIT_BAD_INPUT;
     }
     g_autoptr (LdmModel) model = ldm_model_load (model_path, &error);

@@ -578,6 +578,7 @@ typedef struct {
     int      latent_h, latent_w; /* 0: the model's training latent size (image_size) */
     int      repeat;             /* timed runs after the warm-up, >= 1 */
     gboolean keep_outputs;       /* keep each part's last output (LdmBenchTiming.output) */
+    unsigned parts;              /* the parts to run, bits 1 << LdmBenchPart; 0: all */
 } LdmBenchParams;
 
 typedef struct {

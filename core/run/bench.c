@@ -270,7 +270,7 @@ ldm_model_bench (const LdmModel *model, const LdmBenchParams *params, LdmBenchRe
         }
     }
     for (LdmBenchPart p = 0; ok && p < LDM_BENCH_N_PARTS; p++)
-        if (p != LDM_BENCH_TEXT || b.clip)
+        if ((p != LDM_BENCH_TEXT || b.clip) && (!params->parts || params->parts & (1u << p)))
             ok = time_part (&b, p, params, &r->part[p], error);
     bench_clear (&b);
     if (!ok)

@@ -90,7 +90,13 @@ def main():
                 ratio = big[part + "_gflop"] / small[part + "_gflop"]
                 check(f"LDM: {part} GFLOP at least x4 for twice the side", 3.999 <= ratio < 5,
                       ratio)
-    for args, what in [(["--model", LDM_INPAINT, "--latent", "7x8"], "latent not a multiple"),
+    r = bench("--model", LDM_INPAINT, "--latent", "8x8", "--repeat", "1", "--json", "--only",
+              "unet,decode")
+    only = json.loads(r.stdout.decode()) if r.returncode == 0 else {}
+    check("--only unet,decode runs those parts alone",
+          "unet_s" in only and "decode_s" in only and "encode_s" not in only, only)
+    for args, what in [(["--model", LDM_INPAINT, "--only", "unet,bogus"], "an unknown part"),
+                       (["--model", LDM_INPAINT, "--latent", "7x8"], "latent not a multiple"),
                        (["--model", LDM_INPAINT, "--latent", "axb"], "latent not a size"),
                        (["--model", LDM_INPAINT, "--repeat", "0"], "repeat 0"),
                        (["--latent", "8x8"], "no model"),
