@@ -45,10 +45,8 @@ ldm_model_free (LdmModel *model)
 {
     if (!model)
         return;
-    if (model->unet)
-        g_hash_table_unref (model->unet);
-    if (model->first_stage)
-        g_hash_table_unref (model->first_stage);
+    g_clear_pointer (&model->unet, g_hash_table_unref);
+    g_clear_pointer (&model->first_stage, g_hash_table_unref);
     ldm_tensor_file_free (model->file);
     g_free (model->config_path);
     g_free (model);

@@ -426,14 +426,10 @@ ldm_tokenizer_free (LdmTokenizer *t)
 {
     if (!t)
         return;
-    if (t->cache)
-        g_hash_table_destroy (t->cache);
-    if (t->pair_ranks)
-        g_hash_table_destroy (t->pair_ranks);
-    if (t->ids)
-        g_hash_table_destroy (t->ids);
-    if (t->strings)
-        g_string_chunk_free (t->strings);
+    g_clear_pointer (&t->cache, g_hash_table_destroy);
+    g_clear_pointer (&t->pair_ranks, g_hash_table_destroy);
+    g_clear_pointer (&t->ids, g_hash_table_destroy);
+    g_clear_pointer (&t->strings, g_string_chunk_free);
     g_mutex_clear (&t->lock);
     g_free (t->merges);
     g_free (t->tokens);
