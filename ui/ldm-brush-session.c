@@ -6,10 +6,18 @@
  * time goes to core's worker; painting over the running one cancels it and queues it again
  * with the new strokes (it restarts). A second, faster timer takes finished regions and
  * writes them.
+ *
+ * $LDM_BRUSH_TIMINGS=FILE: a line per written region is appended to FILE, its time split into
+ * crop (job made, original pixels and selection read), wait (until the worker took it: the model
+ * loading, for the first region), encode (the worker's start to its first
+ * step, less one step), steps, decode (last step to the end: decoding, composite), write (the
+ * result layer) and total (from the crop's start to the written result), in ms; for
+ * tools/bench-brush.
  */
 #include "ldm-brush.h"
 
 #include <glib/gi18n-lib.h>
+#include <stdio.h>
 #include <string.h>
 
 #define QUEUE_MAX  64
@@ -45,6 +53,8 @@ struct LdmBrushSession {
 
     LdmBrushState       state;
     char               *message;
+    FILE               *timings;  /* $LDM_BRUSH_TIMINGS */
+    gint64              crop_start, crop_end; /* of the running region */
     guint               poll_timer, take_timer, ticks;
 };
 
@@ -89,6 +99,9 @@ ldm_brush_session_new (const LdmBrushHost *host, void *host_data, int width, int
     s->mode = mode;
     s->seed = seed;
     s->state = LDM_BRUSH_STATE_IDLE;
+    const char *timings = g_getenv ("LDM_BRUSH_TIMINGS");
+    if (timings && *timings)
+        s->timings = fopen (timings, "a");
     return s;
 }
 
@@ -114,6 +127,8 @@ ldm_brush_session_free (LdmBrushSession *s)
     g_free (s->frame);
     g_free (s->look);
     g_free (s->message);
+    if (s->timings)
+        fclose (s->timings);
     g_free (s);
 }
 
@@ -175,6 +190,7 @@ submit_next (LdmBrushSession *s, GError **error)
 {
     if (s->running || s->queued == 0)
         return TRUE;
+    s->crop_start = g_get_monotonic_time ();
     LdmRect box = s->queue[0];
     memmove (s->queue, s->queue + 1, sizeof (LdmRect) * (size_t) (s->queued - 1));
     s->queued--;
@@ -190,12 +206,38 @@ submit_next (LdmBrushSession *s, GError **error)
         || !ldm_stroke_tracker_selection (s->tracker, job->crop, job->selection, error))
         return FALSE;
     job->id = (uint64_t) ++s->regions;
+    s->crop_end = g_get_monotonic_time ();
     s->running = TRUE;
     s->restart = FALSE;
     s->running_box = box;
     s->state = LDM_BRUSH_STATE_COMPUTING;
     ldm_brush_worker_submit (s->worker, g_steal_pointer (&job));
     return TRUE;
+}
+
+static void
+log_timings (LdmBrushSession *s, const LdmBrushJob *job, gint64 write_start, gint64 write_end)
+{
+    int steps = job->sample.steps;
+    double ms = 1e-3, step = 0, encode = 0, all_steps = 0, decode;
+    if (job->first_step) {
+        step = steps > 1 ? (double) (job->last_step - job->first_step) / (steps - 1) : 0;
+        encode = (double) (job->first_step - job->started) - step;
+        all_steps = (double) (job->last_step - job->first_step) + step;
+        decode = (double) (job->finished - job->last_step);
+    } else { /* nothing to fill: no model run */
+        decode = (double) (job->finished - job->started);
+    }
+    fprintf (s->timings,
+             "region %d crop %.1f wait %.1f encode %.1f steps %.1f decode %.1f write %.1f "
+             "total %.1f n_steps %d box %dx%d crop_size %dx%d model %dx%d empty %d\n",
+             (int) job->id, (double) (s->crop_end - s->crop_start) * ms,
+             (double) (job->started - s->crop_end) * ms, encode * ms,
+             all_steps * ms, decode * ms, (double) (write_end - write_start) * ms,
+             (double) (write_end - s->crop_start) * ms, steps, job->box.width, job->box.height,
+             job->crop.width, job->crop.height, job->model_width, job->model_height,
+             job->empty);
+    fflush (s->timings);
 }
 
 /* A finished job: written when it succeeded. FALSE + error when it failed (not a cancel). */
@@ -212,8 +254,11 @@ finish_job (LdmBrushSession *s, LdmBrushJob *job, GError **error)
         g_propagate_error (error, g_steal_pointer (&job->error));
         return FALSE;
     }
+    gint64 write_start = g_get_monotonic_time ();
     if (!s->host->write_result (s->host_data, job->inner, job->rgba, error))
         return FALSE;
+    if (s->timings)
+        log_timings (s, job, write_start, g_get_monotonic_time ());
     s->written++;
     s->have_last = TRUE;
     s->last_box = job->box;
