@@ -247,7 +247,8 @@ finish_job (LdmBrushSession *s, LdmBrushJob *job, GError **error)
     s->running = FALSE;
     if (!job->ok) {
         if (g_error_matches (job->error, LDM_ERROR, LDM_ERROR_CANCELLED)) {
-            if (!s->queued)
+            /* a failure (the layers gone) stays what the window shows */
+            if (!s->queued && s->state != LDM_BRUSH_STATE_FAILED)
                 s->state = s->written ? LDM_BRUSH_STATE_DONE : LDM_BRUSH_STATE_WAITING;
             return TRUE;
         }

@@ -357,8 +357,21 @@ test_close_and_gone (void)
     g_autofree FakeGimp *g = fake_new ();
     GtkWidget *window;
     LdmBrushSession *s = new_session (g, &window);
+    /* the layers go while a region computes: the region is cancelled, nothing written, and
+     * the session says why it stopped (the cancelled region does not hide it) */
+    ldm_brush_session_set_steps (s, 1000);
+    paint_square (g, 255);
+    g_assert_true (wait_for (s, g, is_computing_a_step));
     g->gone = TRUE;
     g_assert_true (wait_for (s, g, is_failed));
+    for (int i = 0; i < 100; i++) {
+        while (g_main_context_iteration (NULL, FALSE))
+            ;
+        g_usleep (5000);
+    }
+    g_assert_cmpint (ldm_brush_session_state (s, NULL, NULL, NULL, NULL), ==,
+                     LDM_BRUSH_STATE_FAILED);
+    g_assert_cmpint (g->writes, ==, 0);
     g_assert_cmpstr (label_of (window), ==, "Failed: the strokes layer is gone");
     g_assert_cmpstr (ldm_brush_session_message (s), ==, "the strokes layer is gone");
     /* closing the window: neither Apply nor Discard, the layers stay */
