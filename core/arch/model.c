@@ -1,5 +1,6 @@
 /* model.c: LdmModel: a tensor file with its architecture, every parameter checked. */
 #include "arch/model.h"
+#include "find_file.h"
 
 #include <string.h>
 
@@ -412,15 +413,9 @@ ldm_builtin_model_find (const char *basename, const char *const *dirs, GError **
     if (env && *env)
         dirs = only;
     g_autoptr (GString) looked = g_string_new (NULL);
-    for (size_t i = 0; dirs && dirs[i]; i++) {
-        if (!*dirs[i])
-            continue;
-        char *path = g_build_filename (dirs[i], basename, NULL);
-        if (g_file_test (path, G_FILE_TEST_IS_REGULAR))
-            return path;
-        g_string_append_printf (looked, "\n  %s", path);
-        g_free (path);
-    }
+    char *path = ldm_find_file (dirs, basename, looked);
+    if (path)
+        return path;
     g_set_error (error, LDM_ERROR, LDM_ERROR_IO,
                  "The built-in model %s is not installed. Looked for:%s", basename,
                  looked->len ? looked->str : " (nowhere: no folder given)");
