@@ -38,7 +38,7 @@ def alpha_outside(img, boxes):
     out = inn = 0
     for y in range(img[1]):
         for x in range(img[0]):
-            if px(img, x, y)[3]:
+            if px(img, x, y)[-1]:  # alpha: the last sample (RGBA or grey + alpha)
                 if any(inside((x, y), b) for b in boxes):
                     inn += 1
                 else:
@@ -116,6 +116,25 @@ def check_builtin(values, out):
     check("apply: the image shows the result", applied == vis)
 
 
+def check_offset_grey(values, out):
+    v = lambda k: one(values, "offset-grey/" + k)  # noqa: E731
+    check("offset layer: the brush's layers at the layer's offsets",
+          tp.ints(v("offsets")) == [10, 5, 10, 5], v("offsets"))
+    check("grey image: the result layer is grey with alpha", v("grey") == "yes")
+    check("offset grey: one region", v("regions") == "1", v("regions"))
+    r = pixels(os.path.join(out, "grey-result.png"))
+    check("offset grey: the result layer exports as grey + alpha", r[2] == 2, str(r[2]))
+    # the export (copy, paste as new image) is the canvas's view of the layer: image coordinates
+    o, i = alpha_outside(r, [grown((40, 30, 12, 12), REACH)])
+    check("offset grey: the result only within the stroke's reach",
+          o == 0 and i >= 12 * 12, f"{o} outside, {i} inside")
+    before = pixels(os.path.join(out, "grey-before.png"))
+    after = pixels(os.path.join(out, "grey-visible.png"))
+    o, i = differences(before, after, [grown((40, 30, 12, 12), REACH)])  # image coordinates
+    check("offset grey: the visible image unchanged outside the reach, changed inside",
+          o == 0 and i > 50, f"{o} outside, {i} inside")
+
+
 def check_refused(values):
     for name, text in (("update-without-start", "no brush layers"),
                        ("open-without-window", "interactive"),
@@ -143,12 +162,13 @@ def main():
             "INPAINT-MODEL": tp.INPAINT_MODEL,
             "PLUGIN-SCM": os.path.join(tp.SOURCE, "tests", "gimp", "test_plugin.scm"),
         }
-        scenarios = ["brush", "builtin", "refused"]
+        scenarios = ["brush", "builtin", "offset-grey", "refused"]
         code, values, output = tp.run_gimp(defines, scenarios)
         check("GIMP exits 0", code == 0, f"exit code {code}")
         tp.check_scenarios_ran(values, scenarios)
         for name, fn in (("brush", lambda: check_brush(values, tmp)),
                          ("builtin", lambda: check_builtin(values, tmp)),
+                         ("offset-grey", lambda: check_offset_grey(values, tmp)),
                          ("refused", lambda: check_refused(values))):
             try:
                 fn()

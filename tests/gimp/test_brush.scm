@@ -106,3 +106,26 @@
       (expect-error 'bad-action img (lambda () (brush img base "paint")))
       (expect-error 'bad-mode img (lambda () (brush img base "start" #:mode "slow")))
       (gimp-image-delete img))))
+
+; ------------------------------------------------------------ offset-grey
+; A greyscale image whose layer is moved by (10, 5) and larger than the canvas: the brush's
+; layers take the layer's offsets and size, a stroke at image (40, 30) is at layer (30, 25).
+(run-scenario 'offset-grey
+  (lambda ()
+    (let* ((img (photo))
+           (base (first-layer img)))
+      (gimp-image-convert-grayscale img)
+      (gimp-layer-set-offsets base 10 5)
+      (gimp-context-set-foreground '(255 255 255))
+      (export-visible img (out "grey-before.png"))
+      (let* ((started (brush img base "start"))
+             (strokes (car started))
+             (result (cadr started)))
+        (say "offsets" (gimp-drawable-get-offsets strokes) (gimp-drawable-get-offsets result))
+        (say "grey" (if (= (gimp-drawable-type result) GRAYA-IMAGE) "yes" "no"))
+        (paint img strokes 40 30 12 12)
+        (say "regions" (caddr (brush img base "update" #:model INPAINT-MODEL #:seed 2
+                                     #:steps 2)))
+        (export-drawable img result (out "grey-result.png"))
+        (export-without-strokes img strokes (out "grey-visible.png")))
+      (gimp-image-delete img))))
