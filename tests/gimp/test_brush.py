@@ -9,8 +9,10 @@ model the built-in one runs, and Apply leaves the result layer alone. Prints TAP
 Uses test_plugin.py's GIMP helpers with its own GIMP folder (tests/gimp-home-brush)."""
 import os
 import shutil
+import subprocess
 import sys
 import tempfile
+import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import test_plugin as tp  # noqa: E402
@@ -148,6 +150,109 @@ def check_refused(values):
               and f"{name} yes" in (values.get("refused/unchanged") or []), message)
 
 
+def run_gui(defines):
+    """GIMP's GUI under Xvfb running the 'gui' scenario: waits for the brush window, paints a
+    stroke across the canvas's middle with the paintbrush (xdotool), waits for the region, and
+    clicks Apply (the window's right-most button). Returns (exit code, values, output, what the
+    driver did), or None without Xvfb, xdotool or GIMP's GUI."""
+    if not (shutil.which("Xvfb") and shutil.which("xdotool") and tp.GIMP_GUI):
+        return None
+    prelude = "".join("(define %s %s)\n" % (k, tp.scheme_string(v)) for k, v in defines.items())
+    prelude += "(define SCENARIOS '(gui))\n(load %s)\n" % tp.scheme_string(tp.SCM)
+    r, w = os.pipe()
+    xvfb = subprocess.Popen(["Xvfb", "-displayfd", str(w), "-screen", "0", "1280x960x24",
+                             "-nolisten", "tcp"], pass_fds=(w,), stderr=subprocess.DEVNULL)
+    os.close(w)
+    with os.fdopen(r) as f:
+        display = ":" + f.readline().strip()
+    env = dict(os.environ, DISPLAY=display, GIMP3_DIRECTORY=tp.HOME,
+               XDG_CACHE_HOME=os.path.join(tp.HOME, "xdg-cache"),
+               XDG_DATA_HOME=os.path.join(tp.HOME, "xdg-data"),
+               XDG_CONFIG_HOME=os.path.join(tp.HOME, "xdg-config"),
+               ASAN_OPTIONS="detect_leaks=0", LANGUAGE="", LC_ALL="C.UTF-8")
+
+    def xdo(*args):
+        return subprocess.run(["xdotool", *map(str, args)], env=env, capture_output=True,
+                              text=True, timeout=30).stdout.split()
+
+    def geometry(wid):
+        g = dict(kv.split("=") for kv in xdo("getwindowgeometry", "--shell", wid) if "=" in kv)
+        return int(g["X"]), int(g["Y"]), int(g["WIDTH"]), int(g["HEIGHT"])
+
+    gimp = subprocess.Popen([tp.GIMP_GUI, "-n", "-s", "-f", "-c",
+                             "--batch-interpreter=plug-in-script-fu-eval", "-b", prelude,
+                             "--quit"], env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True)
+    did = []
+    try:
+        deadline = time.monotonic() + 300
+        brush = None
+        while not brush and gimp.poll() is None and time.monotonic() < deadline:
+            found = xdo("search", "--onlyvisible", "--name", "^Inpainting Brush$")
+            brush = found[0] if found else None
+            time.sleep(0.3)
+        if brush:
+            did.append("window")
+            time.sleep(1.5)
+            windows = xdo("search", "--onlyvisible", "--name", "GIMP")
+            image = max(windows, key=lambda wid: geometry(wid)[2] * geometry(wid)[3])
+            x, y, width, height = geometry(image)
+            # no window manager: the brush window beside GIMP's, off the canvas
+            xdo("windowmove", brush, x + width + 4, y)
+            cx, cy = x + width // 2 - 100, y + height // 2
+            xdo("mousemove", cx, cy)
+            time.sleep(0.5)
+            xdo("key", "p")  # the paintbrush; focus follows the pointer
+            time.sleep(0.5)
+            xdo("mousemove", cx - 30, cy, "mousedown", 1)
+            for i in range(0, 64, 4):
+                xdo("mousemove", cx - 30 + i, cy + i // 8)
+                time.sleep(0.02)
+            xdo("mouseup", 1)
+            did.append("stroke")
+            time.sleep(20)  # settle (0.2-0.3 s), the tiny model's 2 steps, the write
+            bx, by, bw, bh = geometry(brush)
+            xdo("mousemove", bx + bw - 60, by + bh - 28, "click", 1)  # Apply
+            did.append("apply")
+        out, _ = gimp.communicate(timeout=max(deadline - time.monotonic(), 30))
+    except subprocess.TimeoutExpired:
+        gimp.kill()
+        out, _ = gimp.communicate()
+    finally:
+        xvfb.terminate()
+        xvfb.wait()
+    values = {}
+    for line in out.splitlines():
+        if line.startswith("LDM: "):
+            key, _, rest = line[5:].partition(" ")
+            values.setdefault("gui/" + key, []).append(rest)
+    return gimp.returncode, values, out, did
+
+
+def check_gui(result, out):
+    if result is None:
+        check("gui: skipped (no Xvfb, xdotool or GIMP GUI)", True)
+        return
+    code, values, output, did = result
+    check("gui: the brush window appeared, the stroke was painted, Apply clicked",
+          did == ["window", "stroke", "apply"], str(did))
+    check("gui: the brush returned after Apply: 2 layers, the result on top",
+          one(values, "gui/layers-after") == "2"
+          and one(values, "gui/top-name") == "Brush result",
+          f"{one(values, 'gui/layers-after')} {one(values, 'gui/top-name')}")
+    before = pixels(os.path.join(out, "gui-before.png"))
+    after = pixels(os.path.join(out, "gui-after.png"))
+    changed = [(x, y) for y in range(before[1]) for x in range(before[0])
+               if px(before, x, y) != px(after, x, y)]
+    xs, ys = [p[0] for p in changed] or [0], [p[1] for p in changed] or [0]
+    # the stroke: 64 px long, the paintbrush's 51 px wide; its reach adds 8 on every side
+    check("gui: the stroke's region is filled, nothing far from it changed",
+          len(changed) > 500 and max(xs) - min(xs) <= 64 + 51 + 16 + 4
+          and max(ys) - min(ys) <= 8 + 51 + 16 + 4,
+          f"{len(changed)} changed in x {min(xs)}..{max(xs)}, y {min(ys)}..{max(ys)}")
+    return output
+
+
 def main():
     if not tp.GIMP_CONSOLE:
         print("1..0 # SKIP gimp-console-3 is not installed")
@@ -174,6 +279,13 @@ def main():
                 fn()
             except Exception as e:  # a missing export: report, go on
                 check(f"{name}: checks could run", False, repr(e))
+        gui = run_gui(defines)
+        try:
+            gui_output = check_gui(gui, tmp)
+        except Exception as e:
+            check("gui: checks could run", False, repr(e))
+            gui_output = gui[2] if gui else ""
+        output += "\n# --- GUI run:\n" + (gui_output or "")
         if any(not r[1] for r in tp.results) or os.environ.get("LDM_KEEP_TEST_OUTPUT"):
             print("# GIMP output:\n" + "\n".join("# " + line
                                                   for line in output.splitlines()[-60:]))

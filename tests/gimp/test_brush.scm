@@ -129,3 +129,20 @@
         (export-drawable img result (out "grey-result.png"))
         (export-without-strokes img strokes (out "grey-visible.png")))
       (gimp-image-delete img))))
+
+; -------------------------------------------------------------------- gui
+; The real window (GIMP's GUI under Xvfb; the driver paints a stroke on the canvas with the
+; paintbrush and clicks Apply); afterwards the image as it is.
+(run-scenario 'gui
+  (lambda ()
+    (let* ((img (photo))
+           (base (first-layer img)))
+      (gimp-display-new img)
+      (export-visible img (out "gui-before.png"))
+      (say "gui-ready")
+      (let ((r (plug-in-ldm-inpaint-brush #:run-mode RUN-INTERACTIVE #:image img
+                                          #:drawables (vector base) #:model INPAINT-MODEL
+                                          #:steps 2 #:seed 1)))
+        (say "layers-after" (layer-count img))
+        (say "top-name" (gimp-item-get-name (vector-ref (layers img) 0)))
+        (export-visible img (out "gui-after.png"))))))
