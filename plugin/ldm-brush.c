@@ -112,7 +112,10 @@ host_show_strokes (void *data, gboolean visible)
 {
     BrushLayers *b = data;
     if (gimp_item_is_valid (GIMP_ITEM (b->strokes))) {
+        /* a view setting of the brush, not an edit: kept out of the user's undo history */
+        gimp_image_undo_freeze (b->image);
         gimp_item_set_visible (GIMP_ITEM (b->strokes), visible);
+        gimp_image_undo_thaw (b->image);
         gimp_displays_flush ();
     }
 }
