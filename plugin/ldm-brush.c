@@ -448,6 +448,7 @@ run_brush (GimpProcedure *procedure, GimpRunMode run_mode, GimpImage *image,
         ldm_brush_session_start (session);
         g_main_loop_run (run.loop);
         g_main_loop_unref (run.loop);
+        regions = ldm_brush_session_written (session);
     }
     ldm_brush_session_free (session);
     return done (procedure, ok ? GIMP_PDB_SUCCESS : GIMP_PDB_EXECUTION_ERROR, error, &b,

@@ -450,6 +450,12 @@ ldm_brush_session_message (LdmBrushSession *s)
     return s->state == LDM_BRUSH_STATE_FAILED ? s->message : NULL;
 }
 
+int
+ldm_brush_session_written (LdmBrushSession *s)
+{
+    return s->written;
+}
+
 uint64_t
 ldm_brush_session_seed (LdmBrushSession *s)
 {

@@ -91,6 +91,8 @@ LdmBrushState ldm_brush_session_state (LdmBrushSession *session, int *region, in
                                        int *step, int *steps);
 /* The last failure's message, or NULL. */
 const char   *ldm_brush_session_message (LdmBrushSession *session);
+/* How many regions this session has written. */
+int           ldm_brush_session_written (LdmBrushSession *session);
 /* The seed of the region last written. */
 uint64_t      ldm_brush_session_seed    (LdmBrushSession *session);
 /* The state as the window shows it ("Computing region 2: step 3 of 8"), newly allocated. */

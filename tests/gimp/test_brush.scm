@@ -144,5 +144,6 @@
                                           #:drawables (vector base) #:model INPAINT-MODEL
                                           #:steps 2 #:seed 1)))
         (say "layers-after" (layer-count img))
+        (say "regions" (caddr r))
         (say "top-name" (gimp-item-get-name (vector-ref (layers img) 0)))
         (export-visible img (out "gui-after.png"))))))
