@@ -349,6 +349,49 @@ test_cancel (void)
     ldm_brush_session_free (s);
 }
 
+/* Paint while a region computes: near it, the region restarts with the new strokes; far from
+ * it, the new region waits its turn. */
+static void
+test_restart_and_queue (void)
+{
+    if (!can_run ())
+        return;
+    g_autofree FakeGimp *g = fake_new ();
+    GtkWidget *window;
+    LdmBrushSession *s = new_session (g, &window);
+    ldm_brush_session_set_steps (s, 1000);
+    paint_square (g, 255); /* 39,29 14x14 */
+    g_assert_true (wait_for (s, g, is_computing_a_step));
+    int region = 0, queued = 0;
+    ldm_brush_session_state (s, &region, &queued, NULL, NULL);
+    g_assert_cmpint (region, ==, 1);
+    ldm_brush_session_set_steps (s, 2); /* the regions made from now on */
+    for (int y = 29; y < 43; y++) /* 10 px right of the square: within the merge distance */
+        memset (g->strokes + y * W + 63, 255, 4);
+    for (int y = 70; y < 76; y++) /* far: bottom left */
+        memset (g->strokes + y * W + 2, 255, 6);
+    want_writes = 2;
+    g_assert_true (wait_for (s, g, is_done));
+    ldm_brush_session_state (s, &region, &queued, NULL, NULL);
+    /* region 1 cancelled, never written; 2 = 1 restarted with the near stroke; 3 = the far one */
+    g_assert_cmpint (region, ==, 3);
+    g_assert_cmpint (queued, ==, 0);
+    g_assert_cmpint (g->writes, ==, 2);
+    g_assert_cmpstr (label_of (window), ==, "Done (regions inpainted: 2)");
+    int outside, inside;
+    /* everything within reach (8) of the three strokes: 31..75 x 21..51 and 0..16 x 62..80 */
+    LdmRect near = { 31, 21, 45, 30 }, far = { 0, 62, 16, 18 };
+    count_alpha (g, near, &outside, &inside);
+    g_assert_cmpint (inside, >=, 14 * 14 + 4 * 14);
+    int far_outside, far_inside;
+    count_alpha (g, far, &far_outside, &far_inside);
+    g_assert_cmpint (far_inside, >=, 6 * 6);
+    g_assert_cmpint (outside, ==, far_inside); /* nothing outside both */
+    g_assert_cmpint (g->result[(35 * W + 64) * 4 + 3], ==, 255); /* the near stroke is filled */
+    ldm_brush_session_free (s);
+    gtk_widget_destroy (window);
+}
+
 static void
 test_close_and_gone (void)
 {
@@ -392,6 +435,7 @@ main (int argc, char **argv)
     have_display = gtk_init_check (&argc, &argv);
     g_test_add_func ("/brush-ui/paint-reroll-erase-apply", test_paint_and_erase);
     g_test_add_func ("/brush-ui/cancel-toggles-discard", test_cancel);
+    g_test_add_func ("/brush-ui/restart-and-queue", test_restart_and_queue);
     g_test_add_func ("/brush-ui/close-and-gone", test_close_and_gone);
     return g_test_run ();
 }
