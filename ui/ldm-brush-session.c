@@ -1,6 +1,7 @@
 /* ldm-brush-session.c: see ldm-brush.h. GLib only: no GTK, no libgimp.
  *
- * One timer looks at the strokes layer every LDM_BRUSH_POLL_MS and takes a change once the
+ * One timer looks at the strokes layer every LDM_BRUSH_POLL_MS (longer for a layer whose
+ * reading takes long) and takes a change once the
  * layer has stayed the same for LDM_BRUSH_SETTLE looks; core's tracker turns it into regions,
  * which join a queue (ldm_stroke_queue_add: a growing region keeps its turn). One region at a
  * time goes to core's worker; painting over the running one cancels it and queues it again
@@ -285,10 +286,10 @@ take_tick (gpointer data)
     return G_SOURCE_CONTINUE;
 }
 
+/* One look at the strokes layer; FALSE when the layer is gone (watching stops). */
 static gboolean
-poll_tick (gpointer data)
+look (LdmBrushSession *s)
 {
-    LdmBrushSession *s = data;
     GError *error = NULL;
     size_t n = (size_t) s->width * s->height;
     if (!s->host->read_strokes (s->host_data, s->look, &error)) {
@@ -297,15 +298,14 @@ poll_tick (gpointer data)
         g_error_free (error);
         ldm_brush_worker_cancel (s->worker);
         s->queued = 0;
-        s->poll_timer = 0;
-        return G_SOURCE_REMOVE;
+        return FALSE;
     }
     if (memcmp (s->look, s->frame, n) != 0) {
         uint8_t *t = s->frame;
         s->frame = s->look;
         s->look = t;
         s->stable = 0;
-        return G_SOURCE_CONTINUE;
+        return TRUE;
     }
     if (++s->stable == LDM_BRUSH_SETTLE && memcmp (s->frame, s->seen, n) != 0) {
         if (!take_changes (s, s->frame, &error) || !submit_next (s, &error)) {
@@ -313,7 +313,23 @@ poll_tick (gpointer data)
             g_error_free (error);
         }
     }
-    return G_SOURCE_CONTINUE;
+    return TRUE;
+}
+
+/* A look, then the next one after LDM_BRUSH_POLL_MS, or four times as long as this look took
+ * when that is longer (a large layer: GIMP's main thread spends at most a fifth of its time
+ * sending it). */
+static gboolean
+poll_tick (gpointer data)
+{
+    LdmBrushSession *s = data;
+    gint64 start = g_get_monotonic_time ();
+    s->poll_timer = 0;
+    if (look (s)) {
+        gint64 ms = (g_get_monotonic_time () - start) / 1000;
+        s->poll_timer = g_timeout_add ((guint) MAX (LDM_BRUSH_POLL_MS, 4 * ms), poll_tick, s);
+    }
+    return G_SOURCE_REMOVE;
 }
 
 void

@@ -42,7 +42,8 @@ typedef enum {
 
 typedef struct LdmBrushSession LdmBrushSession;
 
-/* How the session watches: poll_ms between looks at the strokes layer, and a change is
+/* How the session watches: LDM_BRUSH_POLL_MS between looks at the strokes layer (or 4 times
+ * the last look's duration when that is longer), and a change is
  * taken once the layer stayed the same for `settle` further looks (a stroke half painted is
  * not inpainted). */
 #define LDM_BRUSH_POLL_MS 100

@@ -15,6 +15,7 @@
 enum { W = 96, H = 80 };
 
 typedef struct {
+    int      read_delay_ms, reads;
     uint8_t  strokes[W * H];
     uint8_t  original[W * H * 4];
     uint8_t  result[W * H * 4];
@@ -28,6 +29,9 @@ static gboolean
 fake_read_strokes (void *host, uint8_t *alpha, GError **error)
 {
     FakeGimp *g = host;
+    g->reads++;
+    if (g->read_delay_ms)
+        g_usleep ((gulong) g->read_delay_ms * 1000);
     if (g->gone) {
         g_set_error_literal (error, LDM_ERROR, LDM_ERROR_ARGUMENT, "the strokes layer is gone");
         return FALSE;
@@ -392,6 +396,35 @@ test_restart_and_queue (void)
     gtk_widget_destroy (window);
 }
 
+/* A strokes layer that takes 100 ms to read is looked at every 500 ms (4 x 100 ms, then the
+ * read), not every 200: fewer than 7 reads in 2 s (10 without the slow-down). */
+static void
+test_slow_layer (void)
+{
+    if (!can_run ())
+        return;
+    g_autofree FakeGimp *g = fake_new ();
+    g->read_delay_ms = 100;
+    GtkWidget *window;
+    LdmBrushSession *s = new_session (g, &window);
+    gint64 end = g_get_monotonic_time () + 2 * G_USEC_PER_SEC;
+    while (g_get_monotonic_time () < end) {
+        while (g_main_context_iteration (NULL, FALSE))
+            ;
+        g_usleep (2000);
+    }
+    g_assert_cmpint (g->reads, >=, 1);
+    g_assert_cmpint (g->reads, <, 7);
+    /* still watching: a stroke is taken */
+    g->read_delay_ms = 0;
+    ldm_brush_session_set_steps (s, 2);
+    paint_square (g, 255);
+    want_writes = 1;
+    g_assert_true (wait_for (s, g, is_done));
+    ldm_brush_session_free (s);
+    gtk_widget_destroy (window);
+}
+
 static void
 test_close_and_gone (void)
 {
@@ -436,6 +469,7 @@ main (int argc, char **argv)
     g_test_add_func ("/brush-ui/paint-reroll-erase-apply", test_paint_and_erase);
     g_test_add_func ("/brush-ui/cancel-toggles-discard", test_cancel);
     g_test_add_func ("/brush-ui/restart-and-queue", test_restart_and_queue);
+    g_test_add_func ("/brush-ui/slow-layer", test_slow_layer);
     g_test_add_func ("/brush-ui/close-and-gone", test_close_and_gone);
     return g_test_run ();
 }
