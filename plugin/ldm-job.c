@@ -10,6 +10,7 @@ struct LdmJob {
     GMutex      lock;       /* guards stage, step, steps, done */
     char       *stage;
     int         step, steps;
+    int         tile, tiles; /* the window of the step under way, when it runs in windows */
     gboolean    done;
     gint        cancelled;  /* atomic */
     int         cancel_at;  /* GIMP_LDM_CANCEL_AT_STEP, 0 = never */
@@ -33,9 +34,23 @@ ldm_job_progress (void *data, int step, int steps)
     g_mutex_lock (&job->lock);
     job->step = step;
     job->steps = steps;
+    job->tile = job->tiles = 0;
     g_mutex_unlock (&job->lock);
     if (job->cancel_at > 0 && step >= job->cancel_at)
         g_atomic_int_set (&job->cancelled, 1);
+    return !g_atomic_int_get (&job->cancelled);
+}
+
+gboolean
+ldm_job_tile_progress (void *data, int step, int steps, int tile, int tiles)
+{
+    LdmJob *job = data;
+    g_mutex_lock (&job->lock);
+    job->step = step - 1; /* steps done */
+    job->steps = steps;
+    job->tile = tile;
+    job->tiles = tiles;
+    g_mutex_unlock (&job->lock);
     return !g_atomic_int_get (&job->cancelled);
 }
 
@@ -86,17 +101,24 @@ job_show (gpointer data)
 {
     LdmJob *job = data;
     g_mutex_lock (&job->lock);
-    int step = job->step, steps = job->steps;
+    int step = job->step, steps = job->steps, tile = job->tile, tiles = job->tiles;
     g_autofree char *stage = g_strdup (job->stage);
     g_mutex_unlock (&job->lock);
 
     g_autofree char *text = NULL;
     double fraction = -1;
-    if (steps > 0 && step != job->shown_step) {
+    int shown = step * (tiles + 1) + tile; /* changes with the step and with the window */
+    if (steps > 0 && tiles > 0 && shown != job->shown_step) {
+        /* TRANSLATORS: "Upscaling: step 3 of 25, window 4 of 12" */
+        text = g_strdup_printf (_("%s: step %d of %d, window %d of %d"), job->what, step + 1,
+                                steps, tile, tiles);
+        fraction = (step + (double) tile / tiles) / steps;
+        job->shown_step = shown;
+    } else if (steps > 0 && tiles == 0 && shown != job->shown_step) {
         /* TRANSLATORS: "Inpainting: step 3 of 25" */
         text = g_strdup_printf (_("%s: step %d of %d"), job->what, step, steps);
         fraction = (double) step / steps;
-        job->shown_step = step;
+        job->shown_step = shown;
     } else if (steps == 0 && stage && g_strcmp0 (stage, job->shown_stage) != 0) {
         text = g_strdup_printf ("%s: %s", job->what, stage);
         g_free (job->shown_stage);

@@ -16,6 +16,8 @@ typedef gboolean (*LdmJobFunc) (LdmJob *job, gpointer data, GError **error);
 
 /* An LdmProgressFn: records the step for the main thread; FALSE once cancelled. */
 gboolean ldm_job_progress  (void *job, int step, int steps);
+/* The same after each window of a step that runs in windows (LdmTileProgressFn). */
+gboolean ldm_job_tile_progress (void *job, int step, int steps, int tile, int tiles);
 /* What the worker is doing before the steps start ("Loading the model"). */
 void     ldm_job_set_stage (LdmJob *job, const char *text);
 

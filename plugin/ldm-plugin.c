@@ -146,6 +146,14 @@ add_sampling_arguments (GimpProcedure *procedure, const char *builtin,
                                           "start gets (1: all, the picture is redrawn; 0.3: a "
                                           "light touch)"),
                                         0.01, 1.0, defaults->strength, G_PARAM_READWRITE);
+    /* 0 = the engine's default at run time (ldm_sample_params_init: a share of the memory
+     * available then), not a number fixed when GIMP registered the procedure */
+    gimp_procedure_add_int_argument (procedure, "memory-limit", _("_Memory limit (MB)"),
+                                     _("Memory the model may use, in megabytes: its work is "
+                                       "split into windows that fit, and an image that cannot "
+                                       "fit is refused before it starts (0: three quarters of "
+                                       "the memory available)"),
+                                     0, 16 << 20, 0, G_PARAM_READWRITE);
 }
 
 static GimpProcedure *
@@ -339,10 +347,11 @@ show_dialog (GimpProcedure *procedure, GimpProcedureConfig *config, const char *
                                         "guidance", "prompt-note", NULL);
         gimp_procedure_dialog_fill (d, "model-file", "prompt-box", "sampler-choice", "steps",
                                     "seed", "eta", "init-choice", "strength", "region-frame",
-                                    NULL);
+                                    "memory-limit", NULL);
     } else {
         gimp_procedure_dialog_fill (d, "model-file", "sampler-choice", "steps", "seed", "eta",
-                                    "init-choice", "strength", "color-fix", "in-place", NULL);
+                                    "init-choice", "strength", "color-fix", "in-place",
+                                    "memory-limit", NULL);
     }
     /* eta only means something to DDIM (the default with the LDM models) */
     GimpValueArray *ddim = gimp_value_array_new (2);
@@ -469,6 +478,7 @@ typedef struct {
     LdmSampler sampler;
     double     eta, strength;
     LdmInit    init;
+    int        memory_mb; /* 0: the engine's default */
 } Sampling;
 
 static gboolean
@@ -476,7 +486,8 @@ read_sampling (GimpProcedureConfig *config, Sampling *s, GError **error)
 {
     g_autofree char *sampler = NULL, *init = NULL;
     g_object_get (config, "steps", &s->steps, "seed", &s->seed, "eta", &s->eta, "sampler",
-                  &sampler, "init", &init, "strength", &s->strength, NULL);
+                  &sampler, "init", &init, "strength", &s->strength, "memory-limit",
+                  &s->memory_mb, NULL);
     if (!ldm_sampler_parse (sampler, &s->sampler)) {
         *error = plug_in_error (_("Unknown sampler \"%s\": use \"default\", \"dpmpp-2m\", "
                                   "\"dpmpp-2m-karras\", \"euler-a\", \"ddim\" or "
@@ -564,7 +575,10 @@ init_sample_params (LdmSampleParams *p, const Sampling *s, LdmJob *job)
     p->init = s->init;
     p->strength = (float) s->strength;
     p->seed = (uint64_t) s->seed;
+    if (s->memory_mb > 0)
+        p->memory_limit = (uint64_t) s->memory_mb << 20;
     p->progress = ldm_job_progress;
+    p->tile_progress = ldm_job_tile_progress;
     p->progress_data = job;
 }
 

@@ -155,6 +155,7 @@ typedef struct {
     char   *steps, *eta, *seed, *guidance, *init, *strength;
     /* inpainting's region, as the plug-in's (ldm_region_params_init) */
     char   *context_padding, *working_size, *mask_grow, *mask_blur;
+    char   *memory_limit;
     int     requested_steps;
     gboolean quiet, told_steps, authors, from_image;
     /* the aids: each can be forced on or off over the defaults (or --authors) */
@@ -185,6 +186,7 @@ run_options_clear (RunOptions *o)
     g_free (o->working_size);
     g_free (o->mask_grow);
     g_free (o->mask_blur);
+    g_free (o->memory_limit);
 }
 
 /* A whole decimal integer in [lo, hi], or an error naming the option. */
@@ -219,6 +221,36 @@ parse_double_option (const char *option, const char *text, double lo, double hi,
         return FALSE;
     }
     *out = v;
+    return TRUE;
+}
+
+/* --memory-limit: megabytes ("1500"), or with a unit: K, M, G (or KB, MB, GB, KiB...; powers
+ * of 1024, case ignored). At least 1 MB, at most 16 TB. */
+static gboolean
+parse_memory_option (const char *text, uint64_t *bytes, GError **error)
+{
+    char *end = NULL;
+    errno = 0;
+    double v = g_ascii_strtod (text, &end);
+    uint64_t unit = 1024 * 1024;
+    if (end && *end) {
+        char u = g_ascii_toupper (*end);
+        const char *rest = end + 1;
+        unit = u == 'K' ? 1024 : u == 'M' ? 1024 * 1024 : u == 'G' ? 1024ull << 20
+             : u == 'T' ? 1024ull << 30 : 0;
+        if (g_ascii_strcasecmp (rest, "") && g_ascii_strcasecmp (rest, "B")
+            && g_ascii_strcasecmp (rest, "iB"))
+            unit = 0;
+    }
+    double b = v * (double) unit;
+    if (!*text || end == text || errno || !isfinite (v) || unit == 0 || b < 1024.0 * 1024.0
+        || b > 16.0 * (1ull << 40)) {
+        g_set_error (error, LDM_ERROR, LDM_ERROR_ARGUMENT,
+                     "--memory-limit must be megabytes or a size with a unit (K, M, G, T), "
+                     "from 1 MB to 16 TB, like 1500 or 4G, not '%s'", text);
+        return FALSE;
+    }
+    *bytes = (uint64_t) b;
     return TRUE;
 }
 
@@ -296,6 +328,20 @@ show_progress (void *data, int step, int steps)
              "==============================", width - done, "", step, steps);
     if (step == steps)
         fputc ('\n', stderr);
+    return TRUE;
+}
+
+/* Each window of a step that runs in windows: the bar moves by tiles x steps. */
+static gboolean
+show_tile_progress (void *data, int step, int steps, int tile, int tiles)
+{
+    RunOptions *o = data;
+    if (o->quiet || !isatty (STDERR_FILENO))
+        return TRUE;
+    int width = 30, done = (int) (((double) (step - 1) + (double) tile / tiles) * width / steps);
+    done = CLAMP (done, 0, width);
+    fprintf (stderr, "\r%s [%.*s%*s] %d/%d, window %d/%d", o->output, done,
+             "==============================", width - done, "", step, steps, tile, tiles);
     return TRUE;
 }
 
@@ -457,6 +503,10 @@ command_run (int argc, char **argv, bool inpaint)
                                                  def.color_fix ? " (default)" : "");
     const char *no_fix_help = def.color_fix ? "The decoded colors as they are"
                                             : "The decoded colors as they are (default)";
+    g_autofree char *memory_help = g_strdup_printf (
+        "Memory the run may use, in MB or with a unit (4G): the windows of sampling, encoding "
+        "and decoding are planned from it, and what cannot fit is refused at once (default: "
+        "3/4 of the available memory, now %.0f MB)", (double) def.memory_limit / 1048576.0);
     LdmRegionParams region_def; /* the plug-in's defaults: core's */
     ldm_region_params_init (&region_def);
     g_autofree char *context_help = g_strdup_printf (
@@ -530,6 +580,7 @@ command_run (int argc, char **argv, bool inpaint)
           &o.mask_grow, grow_help, "N" },
         { "mask-blur", 0, inpaint ? 0 : G_OPTION_FLAG_HIDDEN, G_OPTION_ARG_STRING,
           &o.mask_blur, blur_help, "N" },
+        { "memory-limit", 0, 0, G_OPTION_ARG_STRING, &o.memory_limit, memory_help, "SIZE" },
         { "color-fix", 0, 0, G_OPTION_ARG_NONE, &o.color_fix, fix_help, NULL },
         { "no-color-fix", 0, 0, G_OPTION_ARG_NONE,
           &o.no_color_fix, no_fix_help, NULL },
@@ -615,6 +666,8 @@ command_run (int argc, char **argv, bool inpaint)
     if (o.seed && !parse_int_option ("--seed", o.seed, 0, G_MAXINT64, &seed, &error))
         goto bad;
     o.requested_steps = params.steps;
+    if (o.memory_limit && !parse_memory_option (o.memory_limit, &params.memory_limit, &error))
+        goto bad;
     /* the region: the plug-in's defaults, or (--authors) the whole image at full size */
     LdmRegionParams region = region_def;
     gboolean whole = o.authors && !o.context_padding;
@@ -754,6 +807,7 @@ command_run (int argc, char **argv, bool inpaint)
         }
     }
     params.progress = show_progress;
+    params.tile_progress = show_tile_progress;
     params.progress_data = &o;
     if (!o.quiet)
         fprintf (stderr, "seed %" G_GINT64_FORMAT "\n", seed);
@@ -764,6 +818,12 @@ command_run (int argc, char **argv, bool inpaint)
         status = g_error_matches (error, LDM_ERROR, LDM_ERROR_ARGUMENT) ? EXIT_BAD_INPUT : 1;
         goto fail;
     }
+    LdmTilePlan plan;
+    ldm_engine_last_plan (engine, &plan);
+    if (!o.quiet && (plan.unet || plan.encode || plan.decode))
+        fprintf (stderr, "ldm: windows (latent cells; 0 = whole): U-Net %d (overlap %d), "
+                 "encoder %d, decoder %d (overlap %d)\n", plan.unet, plan.unet_overlap,
+                 plan.encode, plan.decode, plan.first_stage_overlap);
     if (input.deep && output_type == IMAGE_PNG
         && !(deep_result = deepen_result (&input, inpaint ? &changed : NULL, &result, &error)))
         goto fail;

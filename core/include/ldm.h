@@ -187,6 +187,11 @@ void ldm_image_clear (LdmImage *image);
 /* Called after each denoising step; return FALSE to cancel (the pipeline then fails with
  * LDM_ERROR_CANCELLED and writes nothing). */
 typedef gboolean (*LdmProgressFn) (void *data, int step, int steps);
+/* Called after each U-Net window when a step runs in windows (tiles > 1): the step under way
+ * (1-based) of steps (the schedule's count; before the first step ends, the count the
+ * parameters ask for), and the window just done of tiles. FALSE cancels as LdmProgressFn
+ * does, within one U-Net call. */
+typedef gboolean (*LdmTileProgressFn) (void *data, int step, int steps, int tile, int tiles);
 
 typedef struct {
     LdmSampler    sampler;       /* LDM_SAMPLER_DEFAULT: the model's (ldm_sampler_for_model) */
@@ -242,7 +247,14 @@ typedef struct {
     int           context_tokens;
     float         guidance;
     LdmProgressFn progress;
+    LdmTileProgressFn tile_progress; /* NULL: none; both get progress_data */
     void         *progress_data;
+    /* Bytes the process may hold during the run (0: no limit). The engine plans the windows
+     * of sampling, encoding and decoding from it before it starts (the largest that fit) and
+     * refuses at once (LDM_ERROR_NO_MEMORY) a run that cannot fit even in its smallest
+     * windows, saying the size that would fit. Default: three quarters of the memory the
+     * system has available (MemAvailable) when the parameters are initialised. */
+    uint64_t      memory_limit;
 } LdmSampleParams;
 
 #define LDM_GUIDANCE_MIN 1.0
@@ -291,6 +303,15 @@ gboolean ldm_inpaint (LdmEngine *engine, const LdmImage *image, const LdmImage *
  * image (alpha, when present, is scaled up by nearest neighbour). */
 gboolean ldm_upscale (LdmEngine *engine, const LdmImage *image, const LdmSampleParams *params,
                       LdmImage *out, GError **error);
+
+/* The windows the engine's last ldm_inpaint or ldm_upscale ran in, planned from its
+ * memory_limit: sides in latent cells (0 = the whole latent at once) and the cells
+ * neighbouring windows share. */
+typedef struct {
+    int unet, unet_overlap, encode, decode, first_stage_overlap;
+} LdmTilePlan;
+
+void ldm_engine_last_plan (const LdmEngine *engine, LdmTilePlan *plan);
 
 G_DEFINE_AUTOPTR_CLEANUP_FUNC (LdmEngine, ldm_engine_free)
 

@@ -29,6 +29,7 @@
 #include "run/prompt.h"
 #include "arch/model.h"
 #include "run/sampler.h"
+#include "run/tiles.h"
 #include "nn/unet.h"
 
 #include <math.h>
@@ -42,7 +43,56 @@ struct LdmEngine {
     Schedule       schedule;
     PromptEncoder *prompt; /* SD: tokenizer + text encoder, made on the first prompt */
     char          *path;   /* the model file, for messages and the text encoder */
+    TilePlan       plan;   /* the windows of the run under way (tile_plan_make) */
+    gboolean       forced; /* a test's windows (pipeline_force_tiles) instead of a plan */
+    TilePlan       forced_plan;
 };
+
+void
+pipeline_force_tiles (LdmEngine *e, const TilePlan *plan)
+{
+    e->forced = plan != NULL;
+    if (plan)
+        e->forced_plan = *plan;
+}
+
+/* Cells neighbouring windows share: the U-Net's half a window up to 32 latent cells (a
+ * U-Net's zero padding shows some 8 cells deep: the cross-fade must be wider); the first
+ * stage's up to 16 (64 pixels at f4), enough for its 3x3 convolutions' reach to fade. */
+static int
+unet_overlap (int win)
+{
+    return MIN (32, win / 2);
+}
+
+static int
+ae_overlap (int win)
+{
+    return MIN (16, win / 4);
+}
+
+void
+ldm_engine_last_plan (const LdmEngine *e, LdmTilePlan *plan)
+{
+    *plan = (LdmTilePlan) { e->plan.unet, e->plan.unet ? unet_overlap (e->plan.unet) : 0,
+                            e->plan.encode, e->plan.decode,
+                            e->plan.decode ? ae_overlap (e->plan.decode) : 0 };
+}
+
+/* The default budget: three quarters of what the system can give (MemAvailable in
+ * /proc/meminfo), 0 (no limit) where that is unknown. */
+static uint64_t
+default_memory_limit (void)
+{
+    g_autofree char *text = NULL;
+    if (!g_file_get_contents ("/proc/meminfo", &text, NULL, NULL))
+        return 0;
+    const char *line = strstr (text, "MemAvailable:");
+    if (!line)
+        return 0;
+    guint64 kb = g_ascii_strtoull (line + strlen ("MemAvailable:"), NULL, 10);
+    return kb / 4 * 3 * 1024;
+}
 
 void
 ldm_sample_params_init_authors (LdmSampleParams *p, LdmTask task)
@@ -50,7 +100,8 @@ ldm_sample_params_init_authors (LdmSampleParams *p, LdmTask task)
     gboolean up = task == LDM_TASK_UPSCALE;
     *p = (LdmSampleParams) { .sampler = LDM_SAMPLER_DDIM, .steps = up ? 100 : 50,
                              .eta = up ? 1.0f : 0.0f, .guidance = 7.5f,
-                             .init = LDM_INIT_NOISE, .strength = 1.0f };
+                             .init = LDM_INIT_NOISE, .strength = 1.0f,
+                             .memory_limit = default_memory_limit () };
 }
 
 void
@@ -262,56 +313,6 @@ initial_latent (const LdmSampleParams *p, Rng *rng, Act *x, GError **error)
 
 /* ---------------------------------------------------------------- tiling */
 
-/* Overlapping windows over a latent too large to run whole (the LDSR notebook's idea:
- * 128-pixel latent windows, stride 64). Each window's result is weighted by a ramp that falls
- * towards its edges, and the weights are normalised where windows overlap, so seams blend. */
-#define TILE_SIZE   128
-#define TILE_STRIDE 64
-
-typedef struct {
-    int    win_h, win_w;      /* window size (the whole latent when it is small) */
-    int    n_y, n_x;
-    int    ys[256], xs[256];  /* window origins */
-} Tiling;
-
-static void
-tiling_axis (int length, int win, int *origins, int *count)
-{
-    /* 16384 pixels a side (check_image) at f4 make at most 64 windows: the arrays hold 256 */
-    *count = 0;
-    for (int o = 0;; o += TILE_STRIDE) {
-        if (o + win >= length) {
-            origins[(*count)++] = length - win;
-            break;
-        }
-        origins[(*count)++] = o;
-    }
-}
-
-static void
-tiling_init (Tiling *t, int h, int w)
-{
-    /* a latent a little over one window runs whole: a second window would double the cost */
-    t->win_h = h <= TILE_SIZE * 5 / 4 ? h : TILE_SIZE;
-    t->win_w = w <= TILE_SIZE * 5 / 4 ? w : TILE_SIZE;
-    tiling_axis (h, t->win_h, t->ys, &t->n_y);
-    tiling_axis (w, t->win_w, t->xs, &t->n_x);
-}
-
-static bool
-tiling_whole (const Tiling *t)
-{
-    return t->n_y == 1 && t->n_x == 1;
-}
-
-/* Weight of position i in a window of n: rises from the edges over a quarter window. */
-static float
-tile_ramp (int i, int n)
-{
-    float d = (float) MIN (i, n - 1 - i) + 1.0f, ramp = (float) MAX (1, n / 4);
-    return MIN (1.0f, d / ramp);
-}
-
 /* Copies window (y0, x0, h x w) of src into dst (a window-sized activation). */
 static void
 act_crop (const Act *src, int y0, int x0, Act *dst)
@@ -335,6 +336,9 @@ typedef struct {
     int          latent_h, latent_w;
     Act          in, out;   /* U-Net input and output of one window, allocated once */
     float       *weight_sum; /* latent_h x latent_w, when tiled */
+    float       *window;     /* one window's eps, when tiled */
+    const LdmSampleParams *params; /* for the progress of each window */
+    int          step, steps; /* the step under way (1-based) and the schedule's count */
 } Denoiser;
 
 /* eps of the window at (y0, x0) into out_eps (window-sized). */
@@ -366,32 +370,39 @@ denoise_window (Denoiser *d, const float *x, int y0, int x0, double t, float *ou
     return TRUE;
 }
 
-/* The U-Net's output over the whole latent, window by window when it is large:
- * out = sum_w ramp_w out_w / sum_w ramp_w */
+/* The U-Net's output over the whole latent, window by window when it is large, blended at
+ * every step: eps = sum_w weight_w eps_w / sum_w weight_w. The samplers' steps are linear in
+ * eps given x, so this is the same as averaging the windows' stepped latents with these
+ * weights: the windows agree as the picture forms, not only at decoding. After each window
+ * the tile progress may cancel: a cancel waits for at most one U-Net call. */
 static gboolean
 denoise_tiled (Denoiser *d, const float *x, double t, float *eps, GError **error)
 {
-    int xc = d->out.c, wh = d->tiling.win_h, ww = d->tiling.win_w;
+    const Tiling *tl = &d->tiling;
+    int xc = d->out.c, wh = tl->win_h, ww = tl->win_w, tiles = tiling_count (tl);
     size_t n = (size_t) d->latent_h * d->latent_w;
-    g_autofree float *window = ldm_try_alloc_n ((size_t) wh * ww * xc, sizeof (float), "a tile",
-                                                error);
-    if (!window)
-        return FALSE;
     memset (eps, 0, n * xc * sizeof (float));
     memset (d->weight_sum, 0, n * sizeof (float));
-    for (int i = 0; i < d->tiling.n_y; i++)
-        for (int j = 0; j < d->tiling.n_x; j++) {
-            int y0 = d->tiling.ys[i], x0 = d->tiling.xs[j];
-            if (!denoise_window (d, x, y0, x0, t, window, error))
+    for (int i = 0; i < tl->n_y; i++)
+        for (int j = 0; j < tl->n_x; j++) {
+            int y0 = tiling_y (tl, i), x0 = tiling_x (tl, j);
+            if (!denoise_window (d, x, y0, x0, t, d->window, error))
                 return FALSE;
             for (int y = 0; y < wh; y++)
                 for (int xx = 0; xx < ww; xx++) {
-                    float w = tile_ramp (y, wh) * tile_ramp (xx, ww);
+                    float w = tiling_weight (tl, i, j, y, xx, 1);
                     size_t p = (size_t) (y0 + y) * d->latent_w + x0 + xx;
                     d->weight_sum[p] += w;
                     for (int k = 0; k < xc; k++)
-                        eps[p * xc + k] += w * window[((size_t) y * ww + xx) * xc + k];
+                        eps[p * xc + k] += w * d->window[((size_t) y * ww + xx) * xc + k];
                 }
+            const LdmSampleParams *p = d->params;
+            if (p->tile_progress
+                && !p->tile_progress (p->progress_data, d->step, d->steps,
+                                      i * tl->n_x + j + 1, tiles)) {
+                g_set_error (error, LDM_ERROR, LDM_ERROR_CANCELLED, "cancelled");
+                return FALSE;
+            }
         }
     for (size_t p = 0; p < n; p++)
         for (int k = 0; k < xc; k++)
@@ -443,12 +454,16 @@ denoise (void *data, const float *x, double t, float a, float *eps, GError **err
 typedef struct {
     const LdmSampleParams *params;
     Act                    latent; /* shape of the latent, for the caller's NCHW noise */
+    Denoiser              *denoiser;
 } Hooks;
 
 static gboolean
 on_step (void *data, const SamplerStep *step)
 {
-    const LdmSampleParams *p = ((Hooks *) data)->params;
+    Hooks *h = data;
+    const LdmSampleParams *p = h->params;
+    h->denoiser->step = step->index + 2; /* the next one */
+    h->denoiser->steps = step->count;
     return !p->progress || p->progress (p->progress_data, step->index + 1, step->count);
 }
 
@@ -473,8 +488,12 @@ static gboolean
 sample (LdmEngine *e, const LdmSampleParams *p, const Act *cond, const float *known,
         const uint8_t *keep, const Act *init_x0, Rng *rng, Act *x, GError **error)
 {
-    Denoiser d = { .engine = e, .cond = cond, .batch = 1, .latent_h = x->h, .latent_w = x->w };
-    tiling_init (&d.tiling, x->h, x->w);
+    Denoiser d = { .engine = e, .cond = cond, .batch = 1, .latent_h = x->h, .latent_w = x->w,
+                   .params = p, .step = 1 };
+    /* the count before the first step tells it: the DDIM schedule may make one more */
+    d.steps = p->init == LDM_INIT_NOISE ? p->steps
+                                        : MAX (1, (int) lrintf (p->strength * p->steps));
+    tiling_init (&d.tiling, x->h, x->w, e->plan.unet, unet_overlap (e->plan.unet));
     g_autofree float *contexts = NULL;
     if (e->config.unet.context_dim > 0) {
         if (!(p->guidance >= LDM_GUIDANCE_MIN && p->guidance <= LDM_GUIDANCE_MAX)) {
@@ -523,13 +542,15 @@ sample (LdmEngine *e, const LdmSampleParams *p, const Act *cond, const float *kn
     gboolean ok = act_alloc (&d.in, d.batch, wh, ww, x->c + cond->c, error)
                   && act_alloc (&d.out, d.batch, wh, ww, x->c, error);
     if (ok && !tiling_whole (&d.tiling)
-        && !(d.weight_sum = ldm_try_alloc_n ((size_t) x->h * x->w, sizeof (float),
-                                             "tile weights", error)))
+        && (!(d.weight_sum = ldm_try_alloc_n ((size_t) x->h * x->w, sizeof (float),
+                                              "tile weights", error))
+            || !(d.window = ldm_try_alloc_n ((size_t) wh * ww * x->c, sizeof (float),
+                                             "a tile", error))))
         ok = FALSE;
     if (ok) {
         SamplerParams sp = { .sampler = ldm_sampler_for_model (p->sampler, e->config.kind),
                              .steps = p->steps, .eta = p->eta };
-        Hooks h = { .params = p, .latent = *x };
+        Hooks h = { .params = p, .latent = *x, .denoiser = &d };
         SamplerHooks hooks = { .noise = p->noise ? caller_noise : NULL, .on_step = on_step,
                                .data = &h, .known = known, .keep = keep,
                                .init_x0 = init_x0 ? init_x0->data : NULL,
@@ -540,54 +561,111 @@ sample (LdmEngine *e, const LdmSampleParams *p, const Act *cond, const float *kn
     act_free (&d.in);
     act_free (&d.out);
     g_free (d.weight_sum);
+    g_free (d.window);
     return ok;
 }
 
-/* decode(z) into out, window by window when z is large (blended like the denoiser). */
+/* The first stage over a large input, window by window (the plan's windows, in latent
+ * cells; overlapping by ae_overlap), each window's output weighted by a ramp over the overlap
+ * (at the output's resolution: `scale` output pixels a latent cell) and normalised where
+ * windows meet. encode: src is the image (scale_in = f), the output the latent (1); decode:
+ * src the latent (1), the output the image (f). */
 static gboolean
-decode_tiled (LdmEngine *e, const Act *z, Act *out, GError **error)
+first_stage_tiled (LdmEngine *e, const Act *src, bool encode, int win, Act *out,
+                   GError **error)
 {
-    Tiling tiling;
-    tiling_init (&tiling, z->h, z->w);
-    if (tiling_whole (&tiling))
-        return autoencoder_decode (e->ae, z, out, error);
-    int f = autoencoder_factor (e->ae);
+    int f = autoencoder_factor (e->ae), in_scale = encode ? f : 1, out_scale = encode ? 1 : f;
+    Tiling tl;
+    tiling_init (&tl, src->h / in_scale, src->w / in_scale, win, ae_overlap (win));
+    if (tiling_whole (&tl))
+        return encode ? autoencoder_encode (e->ae, src, out, error)
+                      : autoencoder_decode (e->ae, src, out, error);
     gboolean ok = FALSE;
-    Act window = { 0 }, dec = { 0 };
-    float *weight_sum = ldm_try_alloc0_n ((size_t) z->h * f * z->w * f, sizeof (float),
-                                          "tile weights", error);
-    if (!weight_sum || !act_alloc (out, 1, z->h * f, z->w * f, 3, error)
-        || !act_alloc (&window, 1, tiling.win_h, tiling.win_w, z->c, error))
+    Act window = { 0 }, res = { 0 };
+    int oh = tl.h * out_scale, ow = tl.w * out_scale;
+    float *weight_sum = ldm_try_alloc0_n ((size_t) oh * ow, sizeof (float), "tile weights",
+                                          error);
+    if (!weight_sum
+        || !act_alloc (&window, 1, tl.win_h * in_scale, tl.win_w * in_scale, src->c, error))
         goto done;
-    memset (out->data, 0, act_numel (out) * sizeof (float));
-    for (int i = 0; i < tiling.n_y; i++)
-        for (int j = 0; j < tiling.n_x; j++) {
-            int y0 = tiling.ys[i], x0 = tiling.xs[j];
-            act_crop (z, y0, x0, &window);
-            if (!autoencoder_decode (e->ae, &window, &dec, error))
+    for (int i = 0; i < tl.n_y; i++)
+        for (int j = 0; j < tl.n_x; j++) {
+            int y0 = tiling_y (&tl, i), x0 = tiling_x (&tl, j);
+            act_crop (src, y0 * in_scale, x0 * in_scale, &window);
+            if (!(encode ? autoencoder_encode (e->ae, &window, &res, error)
+                         : autoencoder_decode (e->ae, &window, &res, error)))
                 goto done;
-            for (int y = 0; y < dec.h; y++)
-                for (int xx = 0; xx < dec.w; xx++) {
-                    /* the ramp of the latent window, at sub-pixel resolution */
-                    float w = tile_ramp (y, dec.h) * tile_ramp (xx, dec.w);
-                    size_t p = (size_t) (y0 * f + y) * out->w + x0 * f + xx;
+            if (!out->data) { /* its channels are the first window's */
+                if (!act_alloc (out, 1, oh, ow, res.c, error))
+                    goto done;
+                memset (out->data, 0, act_numel (out) * sizeof (float));
+            }
+            for (int y = 0; y < res.h; y++)
+                for (int xx = 0; xx < res.w; xx++) {
+                    float w = tiling_weight (&tl, i, j, y, xx, out_scale);
+                    size_t p = (size_t) (y0 * out_scale + y) * ow + x0 * out_scale + xx;
                     weight_sum[p] += w;
-                    for (int k = 0; k < 3; k++)
-                        out->data[p * 3 + k] += w * dec.data[((size_t) y * dec.w + xx) * 3 + k];
+                    for (int k = 0; k < res.c; k++)
+                        out->data[p * res.c + k] += w * res.data[((size_t) y * res.w + xx)
+                                                                 * res.c + k];
                 }
-            act_free (&dec);
+            act_free (&res);
         }
-    for (size_t p = 0; p < (size_t) out->h * out->w; p++)
-        for (int k = 0; k < 3; k++)
-            out->data[p * 3 + k] /= weight_sum[p];
+    for (size_t p = 0; p < (size_t) oh * ow; p++)
+        for (int k = 0; k < out->c; k++)
+            out->data[p * out->c + k] /= weight_sum[p];
     ok = TRUE;
 done:
     act_free (&window);
-    act_free (&dec);
+    act_free (&res);
     g_free (weight_sum);
     if (!ok)
         act_free (out);
     return ok;
+}
+
+/* The windows of a run on a pw x ph (padded) input, planned from the budget before anything
+ * large is allocated; a test's forced windows instead when set. */
+static gboolean
+plan_run (LdmEngine *e, const LdmSampleParams *p, LdmTask task, int pw, int ph,
+          GError **error)
+{
+    if (e->forced) {
+        e->plan = e->forced_plan;
+        return TRUE;
+    }
+    int f = autoencoder_factor (e->ae);
+    bool sr = task == LDM_TASK_UPSCALE; /* SR: the latent is the low-res image itself */
+    PlanInput in = { .config = &e->config, .task = task, .pw = pw, .ph = ph,
+                     .lw = sr ? pw : pw / f, .lh = sr ? ph : ph / f,
+                     .batch = e->config.unet.context_dim > 0 && p->guidance != 1.0f ? 2 : 1,
+                     .unet_align = unet_factor (e),
+                     .encodes = !sr || p->init != LDM_INIT_NOISE };
+    in.ow = in.lw * f;
+    in.oh = in.lh * f;
+    return tile_plan_make (&in, p->memory_limit, tile_resident_bytes (), &e->plan, error);
+}
+
+gboolean
+pipeline_first_stage (LdmEngine *e, const Act *src, bool encode, int win, Act *out,
+                      GError **error)
+{
+    return first_stage_tiled (e, src, encode, win, out, error);
+}
+
+/* decode(z) into out, window by window when the plan says so. */
+static gboolean
+decode_tiled (LdmEngine *e, const Act *z, Act *out, GError **error)
+{
+    return first_stage_tiled (e, z, false, e->plan.decode, out, error);
+}
+
+/* encode(image) into out (the latent's moments or VQ pre-quantisation values), window by
+ * window when the plan says so. */
+static gboolean
+encode_tiled (LdmEngine *e, const Act *image, Act *out, GError **error)
+{
+    return first_stage_tiled (e, image, true, e->plan.encode, out, error);
 }
 
 /* ---------------------------------------------------------------- inpaint */
@@ -603,7 +681,7 @@ inpaint_condition_ldm (LdmEngine *e, const Act *image, const uint8_t *fill, int 
     for (size_t p = 0; p < (size_t) pw * ph; p++)
         for (int c = 0; c < 3; c++) /* ((1 - m) * x01) * 2 - 1: masked pixels are -1 */
             masked.data[p * 3 + c] = fill[p] ? -1.0f : image->data[p * 3 + c];
-    gboolean ok = autoencoder_encode (e->ae, &masked, &enc, error)
+    gboolean ok = encode_tiled (e, &masked, &enc, error)
                   && act_alloc (cond, 1, enc.h, enc.w, enc.c + 1, error);
     if (ok)
         for (int y = 0; y < enc.h; y++)
@@ -631,7 +709,7 @@ inpaint_condition_sd (LdmEngine *e, const Act *image, const uint8_t *fill, int p
         for (int c = 0; c < 3; c++) /* image * (mask < 0.5): masked pixels are 0 (grey) */
             masked.data[p * 3 + c] = fill[p] ? 0.0f : image->data[p * 3 + c];
     /* The posterior mean, not a sample: deterministic for a given seed. */
-    gboolean ok = autoencoder_encode (e->ae, &masked, &moments, error)
+    gboolean ok = encode_tiled (e, &masked, &moments, error)
                   && act_alloc (cond, 1, moments.h, moments.w, 1 + zc, error);
     if (ok)
         for (int y = 0; y < moments.h; y++)
@@ -658,7 +736,7 @@ image_latent (LdmEngine *e, const Act *image, Act *z, GError **error)
 {
     Act enc = { 0 };
     int zc = e->config.unet.out_channels;
-    if (!autoencoder_encode (e->ae, image, &enc, error))
+    if (!encode_tiled (e, image, &enc, error))
         return FALSE;
     gboolean vq = e->config.first_stage.kind == LDM_AUTOENCODER_VQ;
     if (enc.c < zc || !act_alloc (z, 1, enc.h, enc.w, zc, error)) {
@@ -823,6 +901,8 @@ ldm_inpaint (LdmEngine *e, const LdmImage *image, const LdmImage *mask,
     }
     int w = image->width, h = image->height, align = ldm_engine_alignment (e);
     int pw = round_up (w, align), ph = round_up (h, align);
+    if (!plan_run (e, p, LDM_TASK_INPAINT, pw, ph, error))
+        return FALSE;
     size_t n_fill = 0;
     g_autofree uint8_t *fill = ldm_try_alloc0_n ((size_t) pw * ph, 1, "the mask", error);
     if (!fill)
@@ -940,6 +1020,8 @@ ldm_upscale (LdmEngine *e, const LdmImage *image, const LdmSampleParams *p, LdmI
         return FALSE;
     int w = image->width, h = image->height, align = ldm_engine_alignment (e);
     int pw = round_up (w, align), ph = round_up (h, align), f = autoencoder_factor (e->ae);
+    if (!plan_run (e, p, LDM_TASK_UPSCALE, pw, ph, error))
+        return FALSE;
     gboolean ok = FALSE;
     Act lr = { 0 }, x = { 0 }, quant = { 0 }, dec = { 0 }, start = { 0 };
     Rng rng;

@@ -321,7 +321,8 @@ def huge_headers(tmp):
         path = os.path.join(tmp, f"claims-{name}.png")
         png_claiming(path, w, h)
         cases.append((f"PNG whose IHDR claims {name}", path, f"{w}x{h}"))
-    for name, w, h in (("40000x40000", 40000, 40000), ("65000x8", 65000, 8)):
+    for name, w, h in (("60000x60000", 60000, 60000), ("40000x40000", 40000, 40000),
+                       ("65000x8", 65000, 8)):
         path = os.path.join(tmp, f"claims-{name}.jpg")
         with open(path, "wb") as f:
             f.write(tiny_jpeg(w, h))
