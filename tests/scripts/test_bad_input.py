@@ -40,9 +40,10 @@ def ldm(*args, shell_prefix=None, timeout=120):
 
 
 def inpaint(out, image=IMAGE, mask=MASK, *extra):
+    # a hard mask (no grow, no blur): these checks are about which pixels the mask keeps
     return ldm("inpaint", "--model", os.path.join(INPAINT, "model.safetensors"), "--image",
                image, "--mask", mask, "--output", out, "--steps", "2", "--seed", "3", "-q",
-               *extra)
+               "--mask-grow", "0", "--mask-blur", "0", *extra)
 
 
 def upscale(image, out, *extra, shell_prefix=None):
