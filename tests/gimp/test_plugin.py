@@ -453,7 +453,8 @@ def check_errors(values, out, output, defines):
                  "bogus-init", "no-builtin-model",
                  "inpaint-model-for-upscale", "steps-1001", "mask-grow-negative",
                  "working-size-0", "empty-model-path", "channel", "other-image",
-                 "other-image-upscale", "empty-selection"):
+                 "other-image-upscale", "empty-selection", "memory-limit-1",
+                 "memory-limit-inpaint-1"):
         check(f"error: {name} is rejected", one(values, "errors/rejected") is not None
               and name in values.get("errors/rejected", []))
         check(f"error: {name} leaves the image unchanged",
@@ -476,6 +477,10 @@ def check_errors(values, out, output, defines):
         m = message(values, "errors", name)
         check(f"error message: {name} names the sampler and the valid ones",
               f'"{sampler}"' in m and all(s in m for s in ("dpmpp-2m", "ddim", "ddpm")), m)
+    for name in ("memory-limit-1", "memory-limit-inpaint-1"):
+        m = message(values, "errors", name)
+        check(f"error message: {name} is the budget's, naming the limit",
+              "memory limit of 1 MB" in m and "raise the memory limit" in m, m)
     m = message(values, "errors", "bogus-init")
     check("error message: bogus-init names the start and the valid ones",
           '"bogus"' in m and all(s in m for s in ("noise", "fill", "original")), m)

@@ -293,6 +293,14 @@
                                                     #:model SR-MODEL #:steps 2
                                                     #:sampler "DDIM")))
       (expect-error "no-builtin-model" img (lambda () (inpaint)))
+      ; the budget: refused before the work, saying what would fit
+      (expect-error "memory-limit-1" img
+                    (lambda () (plug-in-ldm-upscale #:run-mode RUN-NONINTERACTIVE #:image img
+                                                    #:drawables (vector base) #:in-place TRUE
+                                                    #:model SR-MODEL #:steps 2
+                                                    #:memory-limit 1)))
+      (expect-error "memory-limit-inpaint-1" img
+                    (lambda () (inpaint #:model INPAINT-MODEL #:memory-limit 1)))
       (expect-error "inpaint-model-for-upscale" img
                     (lambda () (plug-in-ldm-upscale #:run-mode RUN-NONINTERACTIVE #:image img
                                                     #:drawables (vector base)
