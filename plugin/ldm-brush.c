@@ -62,12 +62,6 @@ layers_valid (BrushLayers *b, GError **error)
     return FALSE;
 }
 
-static const Babl *
-rgba_format (BrushLayers *b)
-{
-    return babl_format_with_space ("R'G'B'A u8", gimp_drawable_get_format (b->base));
-}
-
 static gboolean
 host_read_strokes (void *data, uint8_t *alpha, GError **error)
 {
@@ -97,13 +91,8 @@ host_write_result (void *data, LdmRect r, const uint8_t *rgba, GError **error)
     BrushLayers *b = data;
     if (!layers_valid (b, error))
         return FALSE;
-    /* no shadow buffer, no merge: no undo step (the notes on a live brush) */
-    GeglBuffer *buffer = gimp_drawable_get_buffer (GIMP_DRAWABLE (b->result));
-    gegl_buffer_set (buffer, GEGL_RECTANGLE (r.x, r.y, r.width, r.height), 0, rgba_format (b),
-                     rgba, GEGL_AUTO_ROWSTRIDE);
-    g_object_unref (buffer);
-    gimp_drawable_update (GIMP_DRAWABLE (b->result), r.x, r.y, r.width, r.height);
-    gimp_displays_flush ();
+    /* no undo step (the notes on a live brush) */
+    ldm_write_rgba_live (GIMP_DRAWABLE (b->result), r, rgba, b->base);
     return TRUE;
 }
 

@@ -50,6 +50,18 @@ ldm_read_selection (GimpImage *image, LdmRect r, GError **error)
     return mask;
 }
 
+void
+ldm_write_rgba_live (GimpDrawable *drawable, LdmRect r, const uint8_t *rgba, GimpDrawable *like)
+{
+    /* straight into the drawable's buffer: no shadow buffer, no merge, so no undo step */
+    GeglBuffer *buffer = gimp_drawable_get_buffer (drawable);
+    gegl_buffer_set (buffer, GEGL_RECTANGLE (r.x, r.y, r.width, r.height), 0,
+                     format_like ("R'G'B'A u8", like), rgba, GEGL_AUTO_ROWSTRIDE);
+    g_object_unref (buffer);
+    gimp_drawable_update (drawable, r.x, r.y, r.width, r.height);
+    gimp_displays_flush ();
+}
+
 /* Where to insert a layer so that it lands right above `drawable`. */
 static void
 position_above (GimpImage *image, GimpDrawable *drawable, GimpLayer **parent, int *position)

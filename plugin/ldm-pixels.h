@@ -12,6 +12,11 @@ gboolean ldm_read_rgba      (GimpDrawable *drawable, LdmRect rect, LdmImage *out
 /* `rect` of the image's selection (image coordinates) as floats in [0, 1]. */
 float   *ldm_read_selection (GimpImage *image, LdmRect rect, GError **error);
 
+/* `rect` of the drawable := 8-bit R'G'B'A in the colour space of `like`, without an undo
+ * step (the live writes of the brush and the dialog's preview), and shown. */
+void     ldm_write_rgba_live (GimpDrawable *drawable, LdmRect rect, const uint8_t *rgba,
+                              GimpDrawable *like);
+
 /* A new layer above `drawable` at `crop` (image coordinates) holding the generated pixels
  * where result->fill is set (transparent elsewhere), with result->layer_mask as its layer
  * mask. */

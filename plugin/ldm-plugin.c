@@ -17,6 +17,8 @@
 #include <libgimp/gimpui.h>
 #include <string.h>
 
+#include "ldm-preview-host.h" /* after gimpui.h: ui/'s widgets need GTK's types */
+
 #define PLUG_IN_BINARY  "gimp-ldm"
 #define INPAINT_PROC    "plug-in-ldm-inpaint"
 #define UPSCALE_PROC    "plug-in-ldm-upscale"
@@ -321,10 +323,24 @@ copy_property (GimpProcedureConfig *config, const char *from, const char *to)
     g_value_unset (&value);
 }
 
+/* What the Inpaint Selection dialog previews: the layer and the selection's bounds. */
+typedef struct {
+    GimpImage    *image;
+    GimpDrawable *drawable;
+    int           x1, y1, x2, y2;
+} PreviewTarget;
+
+typedef struct DialogExtras DialogExtras;
+static DialogExtras *dialog_extras_new  (GimpProcedureDialog *dialog, GimpProcedureConfig *config,
+                                         const char *builtin, const PreviewTarget *target);
+static void          dialog_extras_free (DialogExtras *extras);
+
+/* TARGET: the inpaint dialog's preview (NULL: the upscale dialog). */
 static gboolean
 show_dialog (GimpProcedure *procedure, GimpProcedureConfig *config, const char *title,
-             gboolean inpaint)
+             const PreviewTarget *target)
 {
+    gboolean inpaint = target != NULL;
     gimp_ui_init (PLUG_IN_BINARY);
     copy_property (config, "model", "model-file");
     copy_property (config, "sampler", "sampler-choice");
@@ -372,7 +388,11 @@ show_dialog (GimpProcedure *procedure, GimpProcedureConfig *config, const char *
     g_value_unset (&value);
     gimp_procedure_dialog_set_sensitive_if_in (d, "strength", NULL, "init-choice", noise,
                                                FALSE); /* owns noise */
+    DialogExtras *extras = dialog_extras_new (d, config, inpaint ? LDM_BUILTIN_INPAINT
+                                                                 : LDM_BUILTIN_UPSCALE, target);
     gboolean run = gimp_procedure_dialog_run (d);
+    /* the preview layer goes on OK too: the filter then runs as without it */
+    dialog_extras_free (extras);
     gtk_widget_destroy (dialog);
     if (run) {
         copy_property (config, "model-file", "model");
@@ -433,12 +453,14 @@ builtin_model (const char *basename, GError **error)
     return path;
 }
 
-/* The model path the user asked for (NULL = built-in). */
+/* The model path the user asked for in PROPERTY ("model"; the dialog's "model-file"), or the
+ * built-in one when none. */
 static char *
-model_path (GimpProcedureConfig *config, const char *builtin, GError **error)
+model_path_of (GimpProcedureConfig *config, const char *property, const char *builtin,
+               GError **error)
 {
     GFile *file = NULL;
-    g_object_get (config, "model", &file, NULL);
+    g_object_get (config, property, &file, NULL);
     if (!file)
         return builtin_model (builtin, error);
     char *path = g_file_get_path (file);
@@ -467,6 +489,12 @@ model_path (GimpProcedureConfig *config, const char *builtin, GError **error)
     return path;
 }
 
+static char *
+model_path (GimpProcedureConfig *config, const char *builtin, GError **error)
+{
+    return model_path_of (config, "model", builtin, error);
+}
+
 char *
 ldm_plugin_model_path (GimpProcedureConfig *config, const char *builtin, GError **error)
 {
@@ -481,13 +509,15 @@ typedef struct {
     int        memory_mb; /* 0: the engine's default */
 } Sampling;
 
+/* The arguments; DIALOG: the dialog's choices (sampler-choice, init-choice) while it is open. */
 static gboolean
-read_sampling (GimpProcedureConfig *config, Sampling *s, GError **error)
+read_sampling_of (GimpProcedureConfig *config, gboolean dialog, Sampling *s, GError **error)
 {
     g_autofree char *sampler = NULL, *init = NULL;
-    g_object_get (config, "steps", &s->steps, "seed", &s->seed, "eta", &s->eta, "sampler",
-                  &sampler, "init", &init, "strength", &s->strength, "memory-limit",
-                  &s->memory_mb, NULL);
+    g_object_get (config, "steps", &s->steps, "seed", &s->seed, "eta", &s->eta,
+                  dialog ? "sampler-choice" : "sampler", &sampler,
+                  dialog ? "init-choice" : "init", &init, "strength", &s->strength,
+                  "memory-limit", &s->memory_mb, NULL);
     if (!ldm_sampler_parse (sampler, &s->sampler)) {
         *error = plug_in_error (_("Unknown sampler \"%s\": use \"default\", \"dpmpp-2m\", "
                                   "\"dpmpp-2m-karras\", \"euler-a\", \"ddim\" or "
@@ -502,6 +532,12 @@ read_sampling (GimpProcedureConfig *config, Sampling *s, GError **error)
     if (s->seed < 0)
         s->seed = g_random_int_range (0, G_MAXINT);
     return TRUE;
+}
+
+static gboolean
+read_sampling (GimpProcedureConfig *config, Sampling *s, GError **error)
+{
+    return read_sampling_of (config, FALSE, s, error);
 }
 
 /* The engine for a model, checking it is the kind the procedure needs. Worker thread. */
@@ -620,6 +656,34 @@ typedef struct {
     LdmRegionResult        result;
 } InpaintWork;
 
+/* The filter's settings (DIALOG: as the open dialog has them) into W; its prompts are then
+ * W's (g_free). */
+static gboolean
+read_inpaint (GimpProcedureConfig *config, gboolean dialog, InpaintWork *w, GError **error)
+{
+    if (!read_sampling_of (config, dialog, &w->sampling, error))
+        return FALSE;
+    g_object_get (config, "context-padding", &w->region.context_padding, "working-size",
+                  &w->region.working_size, "mask-grow", &w->region.mask_grow, "mask-blur",
+                  &w->region.mask_blur, "keep-known", &w->keep_known, "match-colors",
+                  &w->match_colors, "color-fix", &w->color_fix, "prompt", &w->prompt,
+                  "negative-prompt", &w->negative_prompt,
+                  "guidance", &w->guidance, NULL);
+    return TRUE;
+}
+
+static void
+inpaint_params (const InpaintWork *w, LdmJob *job, LdmSampleParams *params)
+{
+    init_sample_params (params, &w->sampling, job);
+    params->keep_known = w->keep_known;
+    params->match_colors = w->match_colors;
+    params->color_fix = w->color_fix;
+    params->prompt = w->prompt;
+    params->negative_prompt = w->negative_prompt;
+    params->guidance = (float) w->guidance;
+}
+
 static gboolean
 inpaint_work (LdmJob *job, gpointer data, GError **error)
 {
@@ -630,13 +694,7 @@ inpaint_work (LdmJob *job, gpointer data, GError **error)
     /* the sampler that runs, for the layer's parasite */
     w->sampling.sampler = ldm_sampler_for_model (w->sampling.sampler, ldm_engine_kind (engine));
     LdmSampleParams params;
-    init_sample_params (&params, &w->sampling, job);
-    params.keep_known = w->keep_known;
-    params.match_colors = w->match_colors;
-    params.color_fix = w->color_fix;
-    params.prompt = w->prompt;
-    params.negative_prompt = w->negative_prompt;
-    params.guidance = (float) w->guidance;
+    inpaint_params (w, job, &params);
     w->kind = ldm_engine_kind (engine);
     return ldm_inpaint_region (engine, &w->crop, w->selection, &w->region, &params, &w->result,
                                error);
@@ -668,19 +726,14 @@ run_inpaint (GimpProcedure *procedure, GimpRunMode run_mode, GimpImage *image,
         return fail (procedure, plug_in_error (_("There is no selection. Select the area to "
                                                  "inpaint first, for example with the Free "
                                                  "Select tool.")));
+    PreviewTarget target = { image, drawable, x1, y1, x2, y2 };
     if (run_mode == GIMP_RUN_INTERACTIVE
-        && !show_dialog (procedure, config, _("Inpaint Selection"), TRUE))
+        && !show_dialog (procedure, config, _("Inpaint Selection"), &target))
         return gimp_procedure_new_return_values (procedure, GIMP_PDB_CANCEL, NULL);
 
     InpaintWork w = { 0 };
-    if (!read_sampling (config, &w.sampling, &error))
+    if (!read_inpaint (config, FALSE, &w, &error))
         return refuse (procedure, error);
-    g_object_get (config, "context-padding", &w.region.context_padding, "working-size",
-                  &w.region.working_size, "mask-grow", &w.region.mask_grow, "mask-blur",
-                  &w.region.mask_blur, "keep-known", &w.keep_known, "match-colors",
-                  &w.match_colors, "color-fix", &w.color_fix, "prompt", &w.prompt,
-                  "negative-prompt", &w.negative_prompt,
-                  "guidance", &w.guidance, NULL);
     /* one line each in the parasite: line breaks become spaces (CLIP collapses white space) */
     g_autofree char *prompt = one_line (w.prompt), *negative_prompt = one_line (w.negative_prompt);
     g_free (w.prompt);
@@ -765,7 +818,118 @@ run_inpaint (GimpProcedure *procedure, GimpRunMode run_mode, GimpImage *image,
     return values;
 }
 
-/* --------------------------------------------------------------- upscale */
+/* --------------------------------------------------------- dialog extras */
+
+/* The dialog's note naming the built-in model, and (inpaint) its Preview: ui/'s widgets, the
+ * preview layer through ldm-preview-host.c; both follow the dialog's settings. */
+struct DialogExtras {
+    GimpProcedureConfig *config;
+    const char          *builtin;
+    GtkWidget           *note;
+    gulong               notify;
+    LdmPreview          *preview;  /* NULL: the upscale dialog, or a selection off the layer */
+    LdmGimpPreview       host;
+    int                  seed;     /* the preview's while the dialog's is -1 (random) */
+};
+
+static void
+extras_update (DialogExtras *x)
+{
+    GFile *file = NULL;
+    g_object_get (x->config, "model-file", &file, NULL);
+    gboolean chosen = file != NULL;
+    g_clear_object (&file);
+    /* the model the filter would run, found as the procedure finds it */
+    g_autoptr (GError) model_error = NULL;
+    g_autofree char *path = model_path_of (x->config, "model-file", x->builtin, &model_error);
+    ldm_model_note_set (x->note, chosen, path, model_error ? model_error->message : NULL);
+    if (!x->preview)
+        return;
+    InpaintWork w = { 0 };
+    g_autoptr (GError) error = NULL;
+    int seed = -1;
+    g_object_get (x->config, "seed", &seed, NULL);
+    LdmSampleParams sample;
+    ldm_sample_params_init (&sample, LDM_TASK_INPAINT);
+    if (read_inpaint (x->config, TRUE, &w, &error)) {
+        if (seed < 0) /* one random seed for every preview of this dialog */
+            w.sampling.seed = x->seed;
+        inpaint_params (&w, NULL, &sample);
+        ldm_preview_set_settings (x->preview, path, model_error ? model_error->message : NULL,
+                                  &sample, &w.region);
+    } else { /* cannot happen: the dialog offers known choices only */
+        ldm_preview_set_settings (x->preview, NULL, error->message, &sample, &w.region);
+    }
+    g_free (w.prompt);
+    g_free (w.negative_prompt);
+}
+
+static void
+on_config_notify (GObject *config, GParamSpec *pspec, gpointer data)
+{
+    (void) config;
+    (void) pspec;
+    extras_update (data);
+}
+
+/* The widget the dialog made for PROPERTY and the box it is in, or NULL. */
+static GtkWidget *
+box_of (GimpProcedureDialog *d, const char *property, int *position)
+{
+    GtkWidget *widget = gimp_procedure_dialog_get_widget (d, property, G_TYPE_NONE);
+    GtkWidget *box = widget ? gtk_widget_get_parent (widget) : NULL;
+    if (!GTK_IS_BOX (box))
+        return NULL;
+    gtk_container_child_get (GTK_CONTAINER (box), widget, "position", position, NULL);
+    return box;
+}
+
+static DialogExtras *
+dialog_extras_new (GimpProcedureDialog *d, GimpProcedureConfig *config, const char *builtin,
+                   const PreviewTarget *target)
+{
+    DialogExtras *x = g_new0 (DialogExtras, 1);
+    x->config = config;
+    x->builtin = builtin;
+    x->seed = g_random_int_range (0, G_MAXINT);
+    /* the note right below the model button, which says "(None)" when no file is chosen */
+    x->note = ldm_model_note_new ();
+    int position = 0;
+    GtkWidget *box = box_of (d, "model-file", &position);
+    if (box) {
+        gtk_box_pack_start (GTK_BOX (box), x->note, FALSE, FALSE, 0);
+        gtk_box_reorder_child (GTK_BOX (box), x->note, position + 1);
+    } else {
+        gtk_box_pack_start (GTK_BOX (gtk_dialog_get_content_area (GTK_DIALOG (d))), x->note,
+                            FALSE, FALSE, 0);
+    }
+    LdmRect region;
+    if (target && ldm_gimp_preview_init (&x->host, target->image, target->drawable, target->x1,
+                                         target->y1, target->x2, target->y2, &region)) {
+        x->preview = ldm_preview_new (&ldm_gimp_preview_host, &x->host,
+                                      gimp_drawable_get_width (target->drawable),
+                                      gimp_drawable_get_height (target->drawable), region);
+        GtkWidget *toggle = ldm_preview_box_new (x->preview);
+        gtk_box_pack_start (GTK_BOX (box ? box : gtk_dialog_get_content_area (GTK_DIALOG (d))),
+                            toggle, FALSE, FALSE, 0);
+    }
+    extras_update (x);
+    x->notify = g_signal_connect (config, "notify", G_CALLBACK (on_config_notify), x);
+    return x;
+}
+
+/* Before the dialog goes: the preview ends (its layer removed), the worker stops. */
+static void
+dialog_extras_free (DialogExtras *x)
+{
+    g_signal_handler_disconnect (x->config, x->notify);
+    if (x->preview) {
+        ldm_preview_end (x->preview);
+        ldm_preview_free (x->preview);
+        ldm_gimp_preview_clear (&x->host);
+    }
+    g_free (x);
+}
 
 typedef struct {
     const char *model_path;
@@ -815,7 +979,7 @@ run_upscale (GimpProcedure *procedure, GimpRunMode run_mode, GimpImage *image,
     if (!drawable)
         return refuse (procedure, error);
     if (run_mode == GIMP_RUN_INTERACTIVE
-        && !show_dialog (procedure, config, _("Upscale 4x"), FALSE))
+        && !show_dialog (procedure, config, _("Upscale 4x"), NULL))
         return gimp_procedure_new_return_values (procedure, GIMP_PDB_CANCEL, NULL);
 
     UpscaleWork w = { 0 };
