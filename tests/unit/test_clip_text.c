@@ -62,34 +62,37 @@ read_json (const char *path)
     return json_node_copy (json_parser_get_root (parser));
 }
 
+/* The architecture the encoder read from the shapes. */
+static void
+assert_config (const LdmClipText *clip, int vocab, int width, int positions, int layers, int mlp,
+               int heads)
+{
+    const LdmClipTextConfig *c = ldm_clip_text_config (clip);
+    g_assert_cmpint (c->vocab, ==, vocab);
+    g_assert_cmpint (c->width, ==, width);
+    g_assert_cmpint (c->positions, ==, positions);
+    g_assert_cmpint (c->layers, ==, layers);
+    g_assert_cmpint (c->mlp, ==, mlp);
+    g_assert_cmpint (c->heads, ==, heads);
+}
+
 /* ------------------------------------------------------------ clip-text-tiny */
 
 static void
 test_tiny (gconstpointer data)
 {
     const char *model_name = data;
-    g_autofree char *model_path = fixture_path ("clip-text-tiny", model_name);
-    g_autofree char *ref_path = fixture_path ("clip-text-tiny", "reference.safetensors");
     g_autofree char *prompts_path = fixture_path ("clip-text-tiny", "prompts.json");
-    if (!model_path || !ref_path || !prompts_path)
+    LdmTensorFile *file = NULL, *ref = NULL;
+    Dnn *dnn = NULL;
+    if (!prompts_path || !fixture_files_open ("clip-text-tiny", model_name, &file, &ref, &dnn))
         return;
     g_autoptr (GError) error = NULL;
-    g_autoptr (LdmTensorFile) file = ldm_tensor_file_open (model_path, &error);
-    g_assert_no_error (error);
-    g_autoptr (LdmTensorFile) ref = ldm_tensor_file_open (ref_path, &error);
-    g_assert_no_error (error);
-    Dnn *dnn = test_dnn ();
     g_assert_true (ldm_clip_text_present (file));
     LdmClipText *clip = ldm_clip_text_new (dnn, file, 0, &error);
     g_assert_no_error (error);
     /* the README's architecture, all from the shapes (heads by the width rule) */
-    const LdmClipTextConfig *c = ldm_clip_text_config (clip);
-    g_assert_cmpint (c->vocab, ==, 49408);
-    g_assert_cmpint (c->width, ==, 64);
-    g_assert_cmpint (c->positions, ==, 77);
-    g_assert_cmpint (c->layers, ==, 2);
-    g_assert_cmpint (c->mlp, ==, 256);
-    g_assert_cmpint (c->heads, ==, 4);
+    assert_config (clip, 49408, 64, 77, 2, 256, 4);
 
     /* every prompt of prompts.json, one at a time */
     g_autoptr (JsonNode) prompts = read_json (prompts_path);
@@ -112,7 +115,7 @@ test_tiny (gconstpointer data)
     check_forward (clip, ids, 2, ref, "batch.hidden", what);
 
     ldm_clip_text_free (clip);
-    dnn_free (dnn);
+    fixture_files_close (file, ref, dnn);
 }
 
 /* ------------------------------------------------------- sd-inpaint-clip-tiny */
@@ -123,12 +126,13 @@ static void
 test_sd_checkpoint (gconstpointer data)
 {
     const char *model_name = data;
-    g_autofree char *model_path = fixture_path ("sd-inpaint-clip-tiny", model_name);
-    g_autofree char *ref_path = fixture_path ("sd-inpaint-clip-tiny", "reference.safetensors");
     g_autofree char *sd_prompts_path = fixture_path ("sd-inpaint-clip-tiny", "prompts.json");
     g_autofree char *clip_ref_path = fixture_path ("clip-text-tiny", "reference.safetensors");
     g_autofree char *clip_prompts_path = fixture_path ("clip-text-tiny", "prompts.json");
-    if (!model_path || !ref_path || !sd_prompts_path || !clip_ref_path || !clip_prompts_path)
+    LdmTensorFile *file = NULL, *ref = NULL;
+    Dnn *dnn = NULL;
+    if (!sd_prompts_path || !clip_ref_path || !clip_prompts_path
+        || !fixture_files_open ("sd-inpaint-clip-tiny", model_name, &file, &ref, &dnn))
         return;
     g_autoptr (JsonNode) sd_prompts = read_json (sd_prompts_path);
     g_autoptr (JsonNode) clip_prompts = read_json (clip_prompts_path);
@@ -150,11 +154,6 @@ test_sd_checkpoint (gconstpointer data)
     memcpy (ids, uncond_ids, sizeof (int32_t) * LDM_CLIP_TOKENS);
     memcpy (ids + LDM_CLIP_TOKENS, cond_ids, sizeof (int32_t) * LDM_CLIP_TOKENS);
 
-    g_autoptr (LdmTensorFile) file = ldm_tensor_file_open (model_path, &error);
-    g_assert_no_error (error);
-    g_autoptr (LdmTensorFile) ref = ldm_tensor_file_open (ref_path, &error);
-    g_assert_no_error (error);
-    Dnn *dnn = test_dnn ();
     LdmClipText *clip = ldm_clip_text_new (dnn, file, 0, &error);
     g_assert_no_error (error);
     int width = ldm_clip_text_width (clip);
@@ -173,7 +172,7 @@ test_sd_checkpoint (gconstpointer data)
     assert_close (what_u, got, uncond, n, TOL);
     assert_close (what_c, got + n, cond, n, TOL);
     ldm_clip_text_free (clip);
-    dnn_free (dnn);
+    fixture_files_close (file, ref, dnn);
 }
 
 static void
@@ -341,12 +340,7 @@ test_synthetic_valid (void)
     Dnn *dnn = test_dnn ();
     LdmClipText *clip = load (dnn, dir, "base", &BASE, 0, &error);
     g_assert_no_error (error);
-    const LdmClipTextConfig *c = ldm_clip_text_config (clip);
-    g_assert_cmpint (c->vocab, ==, 50);
-    g_assert_cmpint (c->width, ==, 32);
-    g_assert_cmpint (c->layers, ==, 2);
-    g_assert_cmpint (c->mlp, ==, 64);
-    g_assert_cmpint (c->heads, ==, 2);
+    assert_config (clip, 50, 32, BASE.positions, 2, 64, 2);
 
     int32_t ids[3 * LDM_CLIP_TOKENS];
     random_ids (ids, 3, 50);
