@@ -104,11 +104,46 @@ def run_gimp(defines, scenarios, env_extra=None):
     return p.returncode, values, output
 
 
+def check_preview(values, done, tmp, shot_off, shot_on):
+    """The dialog's Preview in the GUI run (scenario preview-cancel): on, the canvas (left of
+    the dialog) changes within the selection's screen area; after Cancel no layer is added, the
+    image is bit for bit as before and still clean, and one Ctrl+Z undoes the selection."""
+    check("preview: the driver turned Preview on, cancelled, and pressed Ctrl+Z", done == 5,
+          f"{done} of 5 actions")
+    try:
+        off, on = pixels(shot_off), pixels(shot_on)
+        changed = sum(px(off, x, y) != px(on, x, y)
+                      for y in range(0, off[1]) for x in range(0, 600))
+    except (OSError, ValueError) as e:
+        changed = repr(e)
+    # the 120 x 110 ellipse at 100 %: about 10000 screen pixels, most of them repainted
+    check("preview: with Preview on the canvas shows the fill (thousands of screen pixels)",
+          isinstance(changed, int) and 3000 < changed < 40000, str(changed))
+    check("preview: after Cancel the image keeps its one layer",
+          one(values, "preview-cancel/layers-after") == "1",
+          one(values, "preview-cancel/layers-after"))
+    check("preview: after Cancel the image is still clean (nothing to save)",
+          one(values, "preview-cancel/dirty-after") == "no",
+          one(values, "preview-cancel/dirty-after"))
+    try:
+        same = (pixels(os.path.join(tmp, "preview-before.png"))
+                == pixels(os.path.join(tmp, "preview-after.png")))
+    except (OSError, ValueError):
+        same = False
+    check("preview: after Cancel the image is bit for bit what it was", same)
+    check("preview: the undo stack is as before: one Ctrl+Z undoes the selection, no layer "
+          "comes back", one(values, "preview-cancel/selection-undone") == "yes"
+          and one(values, "preview-cancel/layers-after-undo") == "1",
+          f"{one(values, 'preview-cancel/selection-undone')} "
+          f"{one(values, 'preview-cancel/layers-after-undo')}")
+
+
 def run_gimp_gui(defines, scenarios, actions, env_extra=None, timeout=400):
     """The GIMP GUI under Xvfb running the scenarios, while the driver plays `actions` in
     order: ("file", PATH, keys) waits for PATH to exist, then sends the keys (xdotool names)
     to the largest GIMP window; ("window", TITLE-REGEX, keys) waits for that window and sends
-    the keys to it. Returns (exit code, values, output, actions done), or None when Xvfb or
+    the keys to it. A key "!move X Y" moves the window there, "!sleep S" waits S seconds,
+    "!shot PATH" saves a screenshot of the screen. Returns (exit code, values, output, actions done), or None when Xvfb or
     xdotool is missing."""
     if not (shutil.which("Xvfb") and shutil.which("xdotool") and GIMP_GUI):
         return None
@@ -145,7 +180,16 @@ def run_gimp_gui(defines, scenarios, actions, env_extra=None, timeout=400):
         xdo("mousemove", "--window", wid, "20", "20")
         xdo("windowfocus", "--sync", wid)
         for key in keys:
-            xdo("key", key)
+            command, _, arg = key.partition(" ")
+            if command == "!move":
+                xdo("windowmove", "--sync", wid, *arg.split())
+                xdo("mousemove", "--window", wid, "20", "20")
+            elif command == "!sleep":
+                time.sleep(float(arg))
+            elif command == "!shot":
+                subprocess.run(["import", "-window", "root", arg], env=env, timeout=60)
+            else:
+                xdo("key", key)
 
     gimp = subprocess.Popen([GIMP_GUI, "-n", "-s", "-f", "-c",
                              "--batch-interpreter=plug-in-script-fu-eval", "-b", prelude,
@@ -601,18 +645,26 @@ def main():
                   "w") as f:  # what the dialog opens with: many steps, so Cancel comes first
             f.write("# settings\n(steps 1000)\n(seed 5)\n(sampler \"ddim\")\n"
                     "# end of settings\n")
-        gui = run_gimp_gui(defines, ["undo", "interactive-cancel"],
+        # Then the dialog's Preview (Alt+V), shown on the canvas (the dialog moved off it), and
+        # Cancel; one Ctrl+Z afterwards undoes the selection made before the dialog.
+        shot_off, shot_on = (os.path.join(tmp, "preview-screen-off.png"),
+                             os.path.join(tmp, "preview-screen-on.png"))
+        gui = run_gimp_gui(defines, ["undo", "interactive-cancel", "preview-cancel"],
                            [("file", os.path.join(tmp, "undo-ready.png"), ["ctrl+z"]),
                             ("window", "^Inpaint Selection$", ["Return"]),
-                            ("window", "^Inpainting$", ["Escape"])],
+                            ("window", "^Inpainting$", ["Escape"]),
+                            ("window", "^Inpaint Selection$",
+                             ["!move 613 0", "!sleep 2", "!shot " + shot_off, "alt+v",
+                              "!sleep 30", "!shot " + shot_on, "Escape"]),
+                            ("file", os.path.join(tmp, "preview-after.png"), ["ctrl+z"])],
                            {"GIMP_LDM_MODEL_DIR": builtin})
         if gui is None:
             check("GUI: # SKIP no Xvfb/xdotool", True)
         else:
             code, values, output, done = gui
             check("GUI: the driver saw the image, the dialog and the progress window",
-                  done == 3, f"{done} of 3")
-            check_scenarios_ran(values, ["undo", "interactive-cancel"])
+                  done >= 3, f"{done} of 3")
+            check_scenarios_ran(values, ["undo", "interactive-cancel", "preview-cancel"])
             check("undo: the run added one layer", one(values, "undo/layers-after-run") == "2")
             check("undo: one Ctrl+Z removes it", one(values, "undo/layers-after-undo") == "1",
                   one(values, "undo/layers-after-undo"))
@@ -637,6 +689,7 @@ def main():
                 same = False
                 output += f"\n{e!r}"
             check("interactive cancel: the image is bit for bit what it was", same)
+            check_preview(values, done, tmp, shot_off, shot_on)
 
         failed = [r for r in results if not r[1]]
         if failed or os.environ.get("LDM_KEEP_TEST_OUTPUT"):

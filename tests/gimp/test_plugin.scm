@@ -423,3 +423,27 @@
       (say "layers-after" (layer-count img))
       (export-visible img (out "cancel-after.png"))
       (gimp-image-clean-all img))))
+
+; -------------------------------------------------------- preview cancel
+; In the GUI: the dialog opens, the driver turns Preview on, waits, and cancels; then the image
+; as it is, and after the driver's one Ctrl+Z (the preview made no undo step: it undoes the
+; selection made before the dialog).
+(run-scenario 'preview-cancel
+  (lambda ()
+    (let* ((img (load-image PHOTO))
+           (base (first-layer img)))
+      (gimp-display-new img)
+      (gimp-image-select-ellipse img CHANNEL-OP-REPLACE 150 60 120 110)
+      (gimp-image-clean-all img)
+      (export-visible img (out "preview-before.png"))
+      (say "result" (plug-in-ldm-inpaint #:run-mode RUN-INTERACTIVE #:image img
+                                         #:drawables (vector base)))
+      (say "layers-after" (layer-count img))
+      (say "dirty-after" (if (gimp-image-is-dirty img) "yes" "no"))
+      (export-visible img (out "preview-after.png"))   ; tells the driver to press Ctrl+Z
+      (let wait ((i 0))
+        (if (and (< i 200000) (not (gimp-selection-is-empty img)))
+            (wait (+ i 1))))
+      (say "layers-after-undo" (layer-count img))
+      (say "selection-undone" (if (gimp-selection-is-empty img) "yes" "no"))
+      (gimp-image-clean-all img))))
