@@ -333,6 +333,7 @@ typedef struct {
 typedef struct DialogExtras DialogExtras;
 static DialogExtras *dialog_extras_new  (GimpProcedureDialog *dialog, GimpProcedureConfig *config,
                                          const char *builtin, const PreviewTarget *target);
+static void          dialog_extras_end  (DialogExtras *extras);
 static void          dialog_extras_free (DialogExtras *extras);
 
 /* TARGET: the inpaint dialog's preview (NULL: the upscale dialog). */
@@ -392,8 +393,9 @@ show_dialog (GimpProcedure *procedure, GimpProcedureConfig *config, const char *
                                                                  : LDM_BUILTIN_UPSCALE, target);
     gboolean run = gimp_procedure_dialog_run (d);
     /* the preview layer goes on OK too: the filter then runs as without it */
-    dialog_extras_free (extras);
+    dialog_extras_end (extras);
     gtk_widget_destroy (dialog);
+    dialog_extras_free (extras); /* may wait for a model still loading: the dialog is gone */
     if (run) {
         copy_property (config, "model-file", "model");
         copy_property (config, "sampler-choice", "sampler");
@@ -918,16 +920,22 @@ dialog_extras_new (GimpProcedureDialog *d, GimpProcedureConfig *config, const ch
     return x;
 }
 
-/* Before the dialog goes: the preview ends (its layer removed), the worker stops. */
+/* Before the dialog goes: the preview ends (its layer removed), no more settings. */
 static void
-dialog_extras_free (DialogExtras *x)
+dialog_extras_end (DialogExtras *x)
 {
     g_signal_handler_disconnect (x->config, x->notify);
     if (x->preview) {
         ldm_preview_end (x->preview);
-        ldm_preview_free (x->preview);
         ldm_gimp_preview_clear (&x->host);
     }
+}
+
+/* After the dialog: the worker stops (joined). */
+static void
+dialog_extras_free (DialogExtras *x)
+{
+    ldm_preview_free (x->preview);
     g_free (x);
 }
 
