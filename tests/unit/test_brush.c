@@ -155,19 +155,44 @@ square_job (const uint8_t *layer, int steps, uint64_t id)
     return job;
 }
 
+/* What the worker cases start from: the fixture, the layer and a worker on the fixture. */
+typedef struct {
+    char           *model_path;
+    uint8_t         layer[LW * LH * 4];
+    LdmBrushWorker *worker;
+} WorkerCase;
+
+/* FALSE (and the case skipped) without the fixture. */
+static gboolean
+worker_case_init (WorkerCase *w)
+{
+    w->model_path = tiny_model ();
+    if (!w->model_path)
+        return FALSE;
+    fill_layer (w->layer);
+    g_autoptr (GError) error = NULL;
+    w->worker = ldm_brush_worker_new (w->model_path, &error);
+    g_assert_no_error (error);
+    return TRUE;
+}
+
+static void
+worker_case_clear (WorkerCase *w)
+{
+    g_clear_pointer (&w->worker, ldm_brush_worker_free);
+    g_clear_pointer (&w->model_path, g_free);
+}
+
+G_DEFINE_AUTO_CLEANUP_CLEAR_FUNC (WorkerCase, worker_case_clear)
+
 static void
 test_worker_result (void)
 {
-    g_autofree char *model_path = tiny_model ();
-    if (!model_path)
+    g_auto (WorkerCase) w = { 0 };
+    if (!worker_case_init (&w))
         return;
-    g_autofree uint8_t *layer = g_malloc (LW * LH * 4);
-    fill_layer (layer);
-    g_autoptr (GError) error = NULL;
-    g_autoptr (LdmBrushWorker) worker = ldm_brush_worker_new (model_path, &error);
-    g_assert_no_error (error);
-    ldm_brush_worker_submit (worker, square_job (layer, 3, 1));
-    g_autoptr (LdmBrushJob) job = ldm_brush_worker_take (worker, -1);
+    ldm_brush_worker_submit (w.worker, square_job (w.layer, 3, 1));
+    g_autoptr (LdmBrushJob) job = ldm_brush_worker_take (w.worker, -1);
     g_assert_no_error (job->error);
     g_assert_true (job->ok && !job->empty);
     g_assert_cmpuint (job->id, ==, 1);
@@ -175,11 +200,12 @@ test_worker_result (void)
                    && job->last_step <= job->finished);
 
     /* the same crop through ldm_inpaint_region in this thread, with its own engine */
-    g_autoptr (LdmModel) model = ldm_model_load (model_path, &error);
+    g_autoptr (GError) error = NULL;
+    g_autoptr (LdmModel) model = ldm_model_load (w.model_path, &error);
     g_assert_no_error (error);
     g_autoptr (LdmEngine) engine = ldm_engine_new (model, &error);
     g_assert_no_error (error);
-    g_autoptr (LdmBrushJob) again = square_job (layer, 3, 2);
+    g_autoptr (LdmBrushJob) again = square_job (w.layer, 3, 2);
     LdmRegionResult want;
     g_assert_true (ldm_inpaint_region (engine, &again->image, again->selection, &again->region,
                                        &again->sample, &want, &error));
@@ -204,7 +230,7 @@ test_worker_result (void)
 
     LdmBrushStatus st;
     g_autofree char *message = NULL;
-    ldm_brush_worker_status (worker, &st, &message);
+    ldm_brush_worker_status (w.worker, &st, &message);
     g_assert_true (st.loaded && !st.failed && st.busy == 0);
     g_assert_null (message);
 }
@@ -212,20 +238,15 @@ test_worker_result (void)
 static void
 test_worker_empty (void)
 {
-    g_autofree char *model_path = tiny_model ();
-    if (!model_path)
+    g_auto (WorkerCase) w = { 0 };
+    if (!worker_case_init (&w))
         return;
-    g_autofree uint8_t *layer = g_malloc (LW * LH * 4);
-    fill_layer (layer);
-    g_autoptr (GError) error = NULL;
-    g_autoptr (LdmBrushWorker) worker = ldm_brush_worker_new (model_path, &error);
-    g_assert_no_error (error);
-    LdmBrushJob *job = square_job (layer, 3, 7);
+    LdmBrushJob *job = square_job (w.layer, 3, 7);
     /* the stroke erased to below half coverage: nothing to fill */
     for (int i = 0; i < job->crop.width * job->crop.height; i++)
         job->selection[i] *= 0.49f;
-    ldm_brush_worker_submit (worker, job);
-    g_autoptr (LdmBrushJob) done = ldm_brush_worker_take (worker, -1);
+    ldm_brush_worker_submit (w.worker, job);
+    g_autoptr (LdmBrushJob) done = ldm_brush_worker_take (w.worker, -1);
     g_assert_true (done->ok && done->empty);
     g_assert_cmpint (done->first_step, ==, 0); /* the model did not run */
     size_t n = (size_t) done->inner.width * done->inner.height * 4, nonzero = 0;
@@ -237,45 +258,40 @@ test_worker_empty (void)
 static void
 test_worker_cancel (void)
 {
-    g_autofree char *model_path = tiny_model ();
-    if (!model_path)
+    g_auto (WorkerCase) w = { 0 };
+    if (!worker_case_init (&w))
         return;
-    g_autofree uint8_t *layer = g_malloc (LW * LH * 4);
-    fill_layer (layer);
-    g_autoptr (GError) error = NULL;
-    g_autoptr (LdmBrushWorker) worker = ldm_brush_worker_new (model_path, &error);
-    g_assert_no_error (error);
-    ldm_brush_worker_submit (worker, square_job (layer, 1000, 1));
-    ldm_brush_worker_submit (worker, square_job (layer, 3, 2));
+    ldm_brush_worker_submit (w.worker, square_job (w.layer, 1000, 1));
+    ldm_brush_worker_submit (w.worker, square_job (w.layer, 3, 2));
     LdmBrushStatus st = { 0 };
     for (int i = 0; i < 60000 && st.step < 1; i++) { /* wait for the first step (60 s max) */
         g_usleep (1000);
-        ldm_brush_worker_status (worker, &st, NULL);
+        ldm_brush_worker_status (w.worker, &st, NULL);
     }
     g_assert_cmpint (st.step, >=, 1);
     g_assert_cmpint (st.steps, >, 900); /* DDIM: 999 distinct timesteps of 1000 */
     g_assert_cmpuint (st.running_id, ==, 1);
     g_assert_cmpint (st.busy, ==, 2);
-    ldm_brush_worker_cancel (worker);
+    ldm_brush_worker_cancel (w.worker);
     /* the queued one comes back first (cancelled at once), then the running one */
-    g_autoptr (LdmBrushJob) queued = ldm_brush_worker_take (worker, -1);
-    g_autoptr (LdmBrushJob) running = ldm_brush_worker_take (worker, -1);
+    g_autoptr (LdmBrushJob) queued = ldm_brush_worker_take (w.worker, -1);
+    g_autoptr (LdmBrushJob) running = ldm_brush_worker_take (w.worker, -1);
     g_assert_cmpuint (queued->id, ==, 2);
     g_assert_error (queued->error, LDM_ERROR, LDM_ERROR_CANCELLED);
     g_assert_cmpuint (running->id, ==, 1);
     g_assert_error (running->error, LDM_ERROR, LDM_ERROR_CANCELLED);
     g_assert_false (running->ok);
     /* the worker goes on with the next job */
-    ldm_brush_worker_submit (worker, square_job (layer, 2, 3));
-    g_autoptr (LdmBrushJob) next = ldm_brush_worker_take (worker, -1);
+    ldm_brush_worker_submit (w.worker, square_job (w.layer, 2, 3));
+    g_autoptr (LdmBrushJob) next = ldm_brush_worker_take (w.worker, -1);
     g_assert_no_error (next->error);
     g_assert_true (next->ok);
     /* nothing more: take with a timeout returns NULL */
-    g_assert_null (ldm_brush_worker_take (worker, 1000));
+    g_assert_null (ldm_brush_worker_take (w.worker, 1000));
     /* freeing a worker in the middle of a long job stops it */
-    ldm_brush_worker_submit (worker, square_job (layer, 100000, 4));
+    ldm_brush_worker_submit (w.worker, square_job (w.layer, 100000, 4));
     gint64 t0 = g_get_monotonic_time ();
-    ldm_brush_worker_free (g_steal_pointer (&worker));
+    ldm_brush_worker_free (g_steal_pointer (&w.worker));
     g_assert_cmpint (g_get_monotonic_time () - t0, <, 60 * G_USEC_PER_SEC);
 }
 

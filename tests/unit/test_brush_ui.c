@@ -8,6 +8,7 @@
  * Without a display (no Xvfb) every case is skipped. */
 #include <gtk/gtk.h>
 
+#include "fake_host.h"
 #include "ldm-brush.h"
 
 #include <string.h>
@@ -44,11 +45,7 @@ static gboolean
 fake_read_original (void *host, LdmRect r, LdmImage *out, GError **error)
 {
     (void) error;
-    FakeGimp *g = host;
-    *out = (LdmImage) { r.width, r.height, 4, g_malloc ((size_t) r.width * r.height * 4) };
-    for (int y = 0; y < r.height; y++)
-        memcpy (out->pixels + (size_t) y * r.width * 4,
-                g->original + ((size_t) (r.y + y) * W + r.x) * 4, (size_t) r.width * 4);
+    fake_image_read (((FakeGimp *) host)->original, W, H, r, out);
     return TRUE;
 }
 
@@ -57,10 +54,7 @@ fake_write_result (void *host, LdmRect r, const uint8_t *rgba, GError **error)
 {
     (void) error;
     FakeGimp *g = host;
-    g_assert_true (r.x >= 0 && r.y >= 0 && r.x + r.width <= W && r.y + r.height <= H);
-    for (int y = 0; y < r.height; y++)
-        memcpy (g->result + ((size_t) (r.y + y) * W + r.x) * 4,
-                rgba + (size_t) y * r.width * 4, (size_t) r.width * 4);
+    fake_image_write (g->result, W, H, r, rgba);
     g->writes++;
     return TRUE;
 }
@@ -108,15 +102,7 @@ static FakeGimp *
 fake_new (void)
 {
     FakeGimp *g = g_new0 (FakeGimp, 1);
-    for (int y = 0; y < H; y++)
-        for (int x = 0; x < W; x++) {
-            uint8_t *p = g->original + (y * W + x) * 4;
-            gboolean object = x >= 40 && x < 52 && y >= 30 && y < 42;
-            p[0] = object ? 250 : (uint8_t) (x * 2);
-            p[1] = object ? 250 : (uint8_t) (y * 3);
-            p[2] = object ? 240 : 90;
-            p[3] = 255;
-        }
+    fake_image_fill (g->original, W, H, (LdmRect) { 40, 30, 12, 12 });
     return g;
 }
 
@@ -128,52 +114,10 @@ paint_square (FakeGimp *g, uint8_t value)
         memset (g->strokes + y * W + 39, value, 14);
 }
 
-static char *
-model_path (void)
-{
-    const char *shared = g_getenv ("LDM_SHARED_DIR");
-    return g_build_filename (shared ? shared : "../shared", "fixtures", "ldm-inpaint-tiny",
-                             "model.ckpt", NULL);
-}
-
-static gboolean have_display;
-
-/* FALSE (and the case skipped) without a display or the fixture. */
-static gboolean
-can_run (void)
-{
-    if (!have_display) {
-        g_test_skip ("no display (run under xvfb-run)");
-        return FALSE;
-    }
-    g_autofree char *path = model_path ();
-    if (!g_file_test (path, G_FILE_TEST_EXISTS)) {
-        g_test_skip ("no ldm-inpaint-tiny fixture");
-        return FALSE;
-    }
-    return TRUE;
-}
-
-static GtkWidget *
-find (GtkWidget *root, const char *name)
-{
-    if (g_strcmp0 (gtk_widget_get_name (root), name) == 0)
-        return root;
-    if (!GTK_IS_CONTAINER (root))
-        return NULL;
-    GList *children = gtk_container_get_children (GTK_CONTAINER (root));
-    GtkWidget *found = NULL;
-    for (GList *l = children; l && !found; l = l->next)
-        found = find (l->data, name);
-    g_list_free (children);
-    g_assert_true (found || root != NULL);
-    return found;
-}
-
 static const char *
 label_of (GtkWidget *window)
 {
-    return gtk_label_get_text (GTK_LABEL (find (window, "state")));
+    return gtk_label_get_text (GTK_LABEL (fake_find (window, "state")));
 }
 
 typedef gboolean (*Predicate) (LdmBrushSession *s, FakeGimp *g);
@@ -183,17 +127,9 @@ static gboolean
 wait_for (LdmBrushSession *s, FakeGimp *g, Predicate want)
 {
     gint64 end = g_get_monotonic_time () + 60 * G_USEC_PER_SEC;
-    while (!want (s, g) && g_get_monotonic_time () < end) {
-        while (g_main_context_iteration (NULL, FALSE))
-            ;
-        g_usleep (2000);
-    }
-    /* the window's label follows within its 100 ms refresh */
-    for (int i = 0; i < 150; i++) {
-        while (g_main_context_iteration (NULL, FALSE))
-            ;
-        g_usleep (1000);
-    }
+    while (!want (s, g) && g_get_monotonic_time () < end)
+        fake_spin (2);
+    fake_spin (200); /* the window's label follows within its 100 ms refresh */
     return want (s, g);
 }
 
@@ -239,7 +175,7 @@ count_alpha (const FakeGimp *g, LdmRect r, int *outside, int *inside)
 static LdmBrushSession *
 new_session (FakeGimp *g, GtkWidget **window)
 {
-    g_autofree char *path = model_path ();
+    g_autofree char *path = fake_model_path ();
     g_autoptr (GError) error = NULL;
     LdmBrushSession *s = ldm_brush_session_new (&fake_host, g, W, H, path, 11, LDM_BRUSH_FAST,
                                                 &error);
@@ -249,29 +185,34 @@ new_session (FakeGimp *g, GtkWidget **window)
     return s;
 }
 
+/* A session computing region 1, the stroke over the object, with 1000 steps (long). */
+static LdmBrushSession *
+computing_session (FakeGimp *g, GtkWidget **window)
+{
+    LdmBrushSession *s = new_session (g, window);
+    ldm_brush_session_set_steps (s, 1000);
+    paint_square (g, 255);
+    g_assert_true (wait_for (s, g, is_computing_a_step));
+    return s;
+}
+
 static void
 test_paint_and_erase (void)
 {
-    if (!can_run ())
-        return;
     g_autofree FakeGimp *g = fake_new ();
     GtkWidget *window;
     LdmBrushSession *s = new_session (g, &window);
-    for (int i = 0; i < 30; i++) { /* a few polls of an empty layer */
-        while (g_main_context_iteration (NULL, FALSE))
-            ;
-        g_usleep (10000);
-    }
+    fake_spin (300); /* a few polls of an empty layer */
     g_assert_true (g_str_has_prefix (label_of (window), "Waiting for strokes"));
     g_assert_cmpint (g->writes, ==, 0);
-    g_assert_false (gtk_widget_get_sensitive (find (window, "cancel")));
+    g_assert_false (gtk_widget_get_sensitive (fake_find (window, "cancel")));
 
     paint_square (g, 255);
     want_writes = 1;
     g_assert_true (wait_for (s, g, is_done));
     g_assert_cmpstr (label_of (window), ==, "Done (regions inpainted: 1)");
     g_assert_cmpint (g->writes, ==, 1);
-    g_assert_true (gtk_widget_get_sensitive (find (window, "reroll")));
+    g_assert_true (gtk_widget_get_sensitive (fake_find (window, "reroll")));
     /* fast: grow 4 + blur 4 around the stroke's box 39,29 14x14 */
     int outside, inside;
     count_alpha (g, (LdmRect) { 31, 21, 30, 30 }, &outside, &inside);
@@ -282,7 +223,7 @@ test_paint_and_erase (void)
     /* Re-roll: the same region again with the next seed: other pixels, same place */
     g_autofree uint8_t *first = g_memdup2 (g->result, sizeof g->result);
     g_assert_cmpuint (ldm_brush_session_seed (s), ==, 11);
-    gtk_button_clicked (GTK_BUTTON (find (window, "reroll")));
+    gtk_button_clicked (GTK_BUTTON (fake_find (window, "reroll")));
     want_writes = 2;
     g_assert_true (wait_for (s, g, is_done));
     g_assert_cmpint (g->writes, ==, 2);
@@ -300,7 +241,7 @@ test_paint_and_erase (void)
     g_assert_cmpint (inside, ==, 0);
     g_assert_cmpstr (label_of (window), ==, "Done (regions inpainted: 3)");
 
-    gtk_button_clicked (GTK_BUTTON (find (window, "apply")));
+    gtk_button_clicked (GTK_BUTTON (fake_find (window, "apply")));
     g_assert_cmpint (g->applied, ==, 1);
     g_assert_cmpint (g->discarded, ==, 0);
     g_assert_cmpint (g->finished_calls, ==, 1);
@@ -313,24 +254,15 @@ test_paint_and_erase (void)
 static void
 test_cancel (void)
 {
-    if (!can_run ())
-        return;
     g_autofree FakeGimp *g = fake_new ();
     GtkWidget *window;
-    LdmBrushSession *s = new_session (g, &window);
-    ldm_brush_session_set_steps (s, 1000);
-    paint_square (g, 255);
-    g_assert_true (wait_for (s, g, is_computing_a_step));
+    LdmBrushSession *s = computing_session (g, &window);
     g_assert_true (g_str_has_prefix (label_of (window), "Computing region 1: step "));
-    GtkWidget *cancel = find (window, "cancel");
+    GtkWidget *cancel = fake_find (window, "cancel");
     g_assert_true (gtk_widget_get_sensitive (cancel));
     gtk_button_clicked (GTK_BUTTON (cancel));
     /* back to waiting, nothing written, and no more work */
-    for (int i = 0; i < 100; i++) {
-        while (g_main_context_iteration (NULL, FALSE))
-            ;
-        g_usleep (5000);
-    }
+    fake_spin (500);
     g_assert_cmpint (ldm_brush_session_state (s, NULL, NULL, NULL, NULL), ==,
                      LDM_BRUSH_STATE_WAITING);
     g_assert_true (g_str_has_prefix (label_of (window), "Waiting for strokes"));
@@ -338,15 +270,15 @@ test_cancel (void)
     g_assert_cmpint (g->writes, ==, 0);
 
     /* Show strokes and the mode reach the host and the session */
-    gtk_toggle_button_set_active (GTK_TOGGLE_BUTTON (find (window, "show-strokes")), FALSE);
+    gtk_toggle_button_set_active (GTK_TOGGLE_BUTTON (fake_find (window, "show-strokes")), FALSE);
     g_assert_cmpint (g->hidden, ==, 1);
-    gtk_toggle_button_set_active (GTK_TOGGLE_BUTTON (find (window, "show-strokes")), TRUE);
+    gtk_toggle_button_set_active (GTK_TOGGLE_BUTTON (fake_find (window, "show-strokes")), TRUE);
     g_assert_cmpint (g->shown, ==, 1);
     g_assert_cmpint (ldm_brush_session_mode (s), ==, LDM_BRUSH_FAST);
-    gtk_toggle_button_set_active (GTK_TOGGLE_BUTTON (find (window, "quality")), TRUE);
+    gtk_toggle_button_set_active (GTK_TOGGLE_BUTTON (fake_find (window, "quality")), TRUE);
     g_assert_cmpint (ldm_brush_session_mode (s), ==, LDM_BRUSH_QUALITY);
 
-    gtk_button_clicked (GTK_BUTTON (find (window, "discard")));
+    gtk_button_clicked (GTK_BUTTON (fake_find (window, "discard")));
     g_assert_cmpint (g->discarded, ==, 1);
     g_assert_cmpint (g->applied, ==, 0);
     g_assert_cmpint (g->outcome, ==, LDM_BRUSH_DISCARDED);
@@ -358,14 +290,9 @@ test_cancel (void)
 static void
 test_restart_and_queue (void)
 {
-    if (!can_run ())
-        return;
     g_autofree FakeGimp *g = fake_new ();
     GtkWidget *window;
-    LdmBrushSession *s = new_session (g, &window);
-    ldm_brush_session_set_steps (s, 1000);
-    paint_square (g, 255); /* 39,29 14x14 */
-    g_assert_true (wait_for (s, g, is_computing_a_step));
+    LdmBrushSession *s = computing_session (g, &window); /* 39,29 14x14 */
     int region = 0, queued = 0;
     ldm_brush_session_state (s, &region, &queued, NULL, NULL);
     g_assert_cmpint (region, ==, 1);
@@ -401,18 +328,11 @@ test_restart_and_queue (void)
 static void
 test_slow_layer (void)
 {
-    if (!can_run ())
-        return;
     g_autofree FakeGimp *g = fake_new ();
     g->read_delay_ms = 100;
     GtkWidget *window;
     LdmBrushSession *s = new_session (g, &window);
-    gint64 end = g_get_monotonic_time () + 2 * G_USEC_PER_SEC;
-    while (g_get_monotonic_time () < end) {
-        while (g_main_context_iteration (NULL, FALSE))
-            ;
-        g_usleep (2000);
-    }
+    fake_spin (2000);
     g_assert_cmpint (g->reads, >=, 1);
     g_assert_cmpint (g->reads, <, 7);
     /* still watching: a stroke is taken */
@@ -428,23 +348,14 @@ test_slow_layer (void)
 static void
 test_close_and_gone (void)
 {
-    if (!can_run ())
-        return;
     g_autofree FakeGimp *g = fake_new ();
     GtkWidget *window;
-    LdmBrushSession *s = new_session (g, &window);
     /* the layers go while a region computes: the region is cancelled, nothing written, and
      * the session says why it stopped (the cancelled region does not hide it) */
-    ldm_brush_session_set_steps (s, 1000);
-    paint_square (g, 255);
-    g_assert_true (wait_for (s, g, is_computing_a_step));
+    LdmBrushSession *s = computing_session (g, &window);
     g->gone = TRUE;
     g_assert_true (wait_for (s, g, is_failed));
-    for (int i = 0; i < 100; i++) {
-        while (g_main_context_iteration (NULL, FALSE))
-            ;
-        g_usleep (5000);
-    }
+    fake_spin (500);
     g_assert_cmpint (ldm_brush_session_state (s, NULL, NULL, NULL, NULL), ==,
                      LDM_BRUSH_STATE_FAILED);
     g_assert_cmpint (g->writes, ==, 0);
@@ -452,9 +363,7 @@ test_close_and_gone (void)
     g_assert_cmpstr (ldm_brush_session_message (s), ==, "the strokes layer is gone");
     /* closing the window: neither Apply nor Discard, the layers stay */
     gtk_window_close (GTK_WINDOW (window));
-    for (int i = 0; i < 20; i++)
-        while (g_main_context_iteration (NULL, FALSE))
-            ;
+    fake_spin (20);
     g_assert_cmpint (g->finished_calls, ==, 1);
     g_assert_cmpint (g->outcome, ==, LDM_BRUSH_CLOSED);
     g_assert_cmpint (g->applied + g->discarded, ==, 0);
@@ -464,12 +373,11 @@ test_close_and_gone (void)
 int
 main (int argc, char **argv)
 {
-    g_test_init (&argc, &argv, NULL);
-    have_display = gtk_init_check (&argc, &argv);
-    g_test_add_func ("/brush-ui/paint-reroll-erase-apply", test_paint_and_erase);
-    g_test_add_func ("/brush-ui/cancel-toggles-discard", test_cancel);
-    g_test_add_func ("/brush-ui/restart-and-queue", test_restart_and_queue);
-    g_test_add_func ("/brush-ui/slow-layer", test_slow_layer);
-    g_test_add_func ("/brush-ui/close-and-gone", test_close_and_gone);
+    fake_ui_init (&argc, &argv);
+    fake_add_ui_test ("/brush-ui/paint-reroll-erase-apply", test_paint_and_erase, TRUE);
+    fake_add_ui_test ("/brush-ui/cancel-toggles-discard", test_cancel, TRUE);
+    fake_add_ui_test ("/brush-ui/restart-and-queue", test_restart_and_queue, TRUE);
+    fake_add_ui_test ("/brush-ui/slow-layer", test_slow_layer, TRUE);
+    fake_add_ui_test ("/brush-ui/close-and-gone", test_close_and_gone, TRUE);
     return g_test_run ();
 }

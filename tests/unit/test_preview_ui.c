@@ -9,6 +9,7 @@
  * is skipped. */
 #include <gtk/gtk.h>
 
+#include "fake_host.h"
 #include "ldm-preview.h"
 
 #include <string.h>
@@ -30,12 +31,7 @@ static gboolean
 fake_read_original (void *host, LdmRect r, LdmImage *out, GError **error)
 {
     (void) error;
-    FakeGimp *g = host;
-    g_assert_true (r.x >= 0 && r.y >= 0 && r.x + r.width <= W && r.y + r.height <= H);
-    *out = (LdmImage) { r.width, r.height, 4, g_malloc ((size_t) r.width * r.height * 4) };
-    for (int y = 0; y < r.height; y++)
-        memcpy (out->pixels + (size_t) y * r.width * 4,
-                g->original + ((size_t) (r.y + y) * W + r.x) * 4, (size_t) r.width * 4);
+    fake_image_read (((FakeGimp *) host)->original, W, H, r, out);
     return TRUE;
 }
 
@@ -92,15 +88,7 @@ static FakeGimp *
 fake_new (void)
 {
     FakeGimp *g = g_new0 (FakeGimp, 1);
-    for (int y = 0; y < H; y++)
-        for (int x = 0; x < W; x++) {
-            uint8_t *p = g->original + (y * W + x) * 4;
-            gboolean object = x >= 42 && x < 50 && y >= 32 && y < 40;
-            p[0] = object ? 250 : (uint8_t) (x * 2);
-            p[1] = object ? 250 : (uint8_t) (y * 3);
-            p[2] = object ? 240 : 90;
-            p[3] = 255;
-        }
+    fake_image_fill (g->original, W, H, (LdmRect) { 42, 32, 8, 8 });
     return g;
 }
 
@@ -109,58 +97,6 @@ fake_free (FakeGimp *g)
 {
     g_free (g->preview);
     g_free (g);
-}
-
-static char *
-model_path (void)
-{
-    const char *shared = g_getenv ("LDM_SHARED_DIR");
-    return g_build_filename (shared ? shared : "../shared", "fixtures", "ldm-inpaint-tiny",
-                             "model.ckpt", NULL);
-}
-
-static gboolean have_display;
-
-static gboolean
-can_run (void)
-{
-    if (!have_display) {
-        g_test_skip ("no display (run under xvfb-run)");
-        return FALSE;
-    }
-    g_autofree char *path = model_path ();
-    if (!g_file_test (path, G_FILE_TEST_EXISTS)) {
-        g_test_skip ("no ldm-inpaint-tiny fixture");
-        return FALSE;
-    }
-    return TRUE;
-}
-
-static GtkWidget *
-find (GtkWidget *root, const char *name)
-{
-    if (g_strcmp0 (gtk_widget_get_name (root), name) == 0)
-        return root;
-    if (!GTK_IS_CONTAINER (root))
-        return NULL;
-    GList *children = gtk_container_get_children (GTK_CONTAINER (root));
-    GtkWidget *found = NULL;
-    for (GList *l = children; l && !found; l = l->next)
-        found = find (l->data, name);
-    g_list_free (children);
-    return found;
-}
-
-/* Runs the main loop for MS milliseconds. */
-static void
-spin (int ms)
-{
-    gint64 end = g_get_monotonic_time () + (gint64) ms * 1000;
-    while (g_get_monotonic_time () < end) {
-        while (g_main_context_iteration (NULL, FALSE))
-            ;
-        g_usleep (2000);
-    }
 }
 
 /* Runs the main loop until WRITES previews were written and none is coming (60 s at most),
@@ -172,8 +108,8 @@ wait_written (LdmPreview *p, int writes)
     gboolean running = TRUE;
     while ((ldm_preview_written (p, &running) < writes || running)
            && g_get_monotonic_time () < end)
-        spin (5);
-    spin (150);
+        fake_spin (5);
+    fake_spin (150);
     return ldm_preview_written (p, &running) == writes && !running;
 }
 
@@ -202,22 +138,20 @@ dialog_with (LdmPreview *p)
 static const char *
 state_of (GtkWidget *window)
 {
-    return gtk_label_get_text (GTK_LABEL (find (window, "preview-state")));
+    return gtk_label_get_text (GTK_LABEL (fake_find (window, "preview-state")));
 }
 
 static void
 test_toggle_and_cancel (void)
 {
-    if (!can_run ())
-        return;
     FakeGimp *g = fake_new ();
     g_autofree uint8_t *before = g_memdup2 (g->original, sizeof g->original);
-    g_autofree char *path = model_path ();
+    g_autofree char *path = fake_model_path ();
     LdmPreview *p = ldm_preview_new (&fake_host, g, W, H, SELECTION);
     dialog_settings (p, path, 7);
     GtkWidget *window = dialog_with (p);
-    GtkWidget *toggle = find (window, "preview");
-    spin (LDM_PREVIEW_DEBOUNCE_MS + 100); /* off: nothing runs */
+    GtkWidget *toggle = fake_find (window, "preview");
+    fake_spin (LDM_PREVIEW_DEBOUNCE_MS + 100); /* off: nothing runs */
     g_assert_cmpint (g->writes, ==, 0);
     g_assert_cmpstr (state_of (window), ==, "");
 
@@ -257,7 +191,7 @@ test_toggle_and_cancel (void)
     dialog_settings (p, path, 8);
     gtk_toggle_button_set_active (GTK_TOGGLE_BUTTON (toggle), FALSE);
     gtk_toggle_button_set_active (GTK_TOGGLE_BUTTON (toggle), TRUE);
-    spin (LDM_PREVIEW_DEBOUNCE_MS + 200);
+    fake_spin (LDM_PREVIEW_DEBOUNCE_MS + 200);
     g_assert_cmpint (g->writes, ==, 2);
     g_assert_false (g->has_preview);
     gtk_widget_destroy (window);
@@ -269,14 +203,12 @@ test_toggle_and_cancel (void)
 static void
 test_settings_debounced (void)
 {
-    if (!can_run ())
-        return;
     FakeGimp *g = fake_new ();
-    g_autofree char *path = model_path ();
+    g_autofree char *path = fake_model_path ();
     LdmPreview *p = ldm_preview_new (&fake_host, g, W, H, SELECTION);
     dialog_settings (p, path, 7);
     GtkWidget *window = dialog_with (p);
-    gtk_toggle_button_set_active (GTK_TOGGLE_BUTTON (find (window, "preview")), TRUE);
+    gtk_toggle_button_set_active (GTK_TOGGLE_BUTTON (fake_find (window, "preview")), TRUE);
     g_assert_true (wait_written (p, 1));
     size_t n = (size_t) g->preview_rect.width * g->preview_rect.height * 4;
     g_autofree uint8_t *seed7 = g_memdup2 (g->preview, n);
@@ -284,7 +216,7 @@ test_settings_debounced (void)
     /* five changes 50 ms apart (typing a prompt): one run, after the last */
     for (uint64_t seed = 20; seed < 25; seed++) {
         dialog_settings (p, path, seed);
-        spin (50);
+        fake_spin (50);
         g_assert_cmpint (g->writes, ==, 1);
     }
     g_assert_true (g_str_has_prefix (state_of (window), "Preview: "));
@@ -318,18 +250,16 @@ test_settings_debounced (void)
 static void
 test_no_model (void)
 {
-    if (!can_run ())
-        return;
     FakeGimp *g = fake_new ();
     LdmPreview *p = ldm_preview_new (&fake_host, g, W, H, SELECTION);
     dialog_settings (p, NULL, 7);
     GtkWidget *window = dialog_with (p);
-    gtk_toggle_button_set_active (GTK_TOGGLE_BUTTON (find (window, "preview")), TRUE);
-    spin (LDM_PREVIEW_DEBOUNCE_MS + 200);
+    gtk_toggle_button_set_active (GTK_TOGGLE_BUTTON (fake_find (window, "preview")), TRUE);
+    fake_spin (LDM_PREVIEW_DEBOUNCE_MS + 200);
     g_assert_cmpstr (state_of (window), ==, "Preview failed: no model here");
     g_assert_cmpint (g->writes, ==, 0);
     /* a model chosen: it runs */
-    g_autofree char *path = model_path ();
+    g_autofree char *path = fake_model_path ();
     dialog_settings (p, path, 7);
     g_assert_true (wait_written (p, 1));
     g_assert_cmpstr (state_of (window), ==, "Preview shown on the canvas");
@@ -375,10 +305,6 @@ test_fast_settings (void)
 static void
 test_model_note (void)
 {
-    if (!have_display) {
-        g_test_skip ("no display (run under xvfb-run)");
-        return;
-    }
     GtkWidget *window = gtk_window_new (GTK_WINDOW_TOPLEVEL);
     GtkWidget *note = ldm_model_note_new ();
     gtk_container_add (GTK_CONTAINER (window), note);
@@ -401,12 +327,11 @@ test_model_note (void)
 int
 main (int argc, char **argv)
 {
-    g_test_init (&argc, &argv, NULL);
-    have_display = gtk_init_check (&argc, &argv);
-    g_test_add_func ("/preview-ui/toggle-and-cancel", test_toggle_and_cancel);
-    g_test_add_func ("/preview-ui/settings-debounced", test_settings_debounced);
-    g_test_add_func ("/preview-ui/no-model", test_no_model);
+    fake_ui_init (&argc, &argv);
+    fake_add_ui_test ("/preview-ui/toggle-and-cancel", test_toggle_and_cancel, TRUE);
+    fake_add_ui_test ("/preview-ui/settings-debounced", test_settings_debounced, TRUE);
+    fake_add_ui_test ("/preview-ui/no-model", test_no_model, TRUE);
     g_test_add_func ("/preview-ui/fast-settings", test_fast_settings);
-    g_test_add_func ("/preview-ui/model-note", test_model_note);
+    fake_add_ui_test ("/preview-ui/model-note", test_model_note, FALSE);
     return g_test_run ();
 }
