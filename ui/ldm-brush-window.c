@@ -91,21 +91,15 @@ on_show_strokes (GtkToggleButton *button, gpointer data)
     ldm_brush_session_show_strokes (bw->session, gtk_toggle_button_get_active (button));
 }
 
+/* Cancel and Re-roll: the session acts, and the window shows its new state at once. */
 static void
-on_cancel (GtkButton *button, gpointer data)
+on_session_button (GtkButton *button, gpointer data)
 {
-    (void) button;
     BrushWindow *bw = data;
-    ldm_brush_session_cancel (bw->session);
-    refresh (bw);
-}
-
-static void
-on_reroll (GtkButton *button, gpointer data)
-{
-    (void) button;
-    BrushWindow *bw = data;
-    ldm_brush_session_reroll (bw->session);
+    if (GTK_WIDGET (button) == bw->cancel)
+        ldm_brush_session_cancel (bw->session);
+    else
+        ldm_brush_session_reroll (bw->session);
     refresh (bw);
 }
 
@@ -223,8 +217,8 @@ ldm_brush_window_new (LdmBrushSession *session,
 
     g_signal_connect (bw->fast, "toggled", G_CALLBACK (on_mode), bw);
     g_signal_connect (show, "toggled", G_CALLBACK (on_show_strokes), bw);
-    g_signal_connect (bw->cancel, "clicked", G_CALLBACK (on_cancel), bw);
-    g_signal_connect (bw->reroll, "clicked", G_CALLBACK (on_reroll), bw);
+    g_signal_connect (bw->cancel, "clicked", G_CALLBACK (on_session_button), bw);
+    g_signal_connect (bw->reroll, "clicked", G_CALLBACK (on_session_button), bw);
     g_signal_connect (bw->discard, "clicked", G_CALLBACK (on_discard), bw);
     g_signal_connect (bw->apply, "clicked", G_CALLBACK (on_apply), bw);
     g_signal_connect (bw->window, "delete-event", G_CALLBACK (on_delete), bw);
