@@ -273,12 +273,7 @@ ldm_brush_procedure_new (GimpPlugIn *plug_in, const char *name)
           "leaves the image as it was. Without a window (scripts), the action argument does "
           "one part at a time."),
         name);
-    g_autofree char *model_blurb = g_strdup_printf (
-        _("Model checkpoint (.ckpt or .safetensors); none = the built-in model %s"),
-        LDM_BUILTIN_INPAINT);
-    gimp_procedure_add_file_argument (procedure, "model", _("_Model"), model_blurb,
-                                      GIMP_FILE_CHOOSER_ACTION_ANY, TRUE, NULL,
-                                      G_PARAM_READWRITE);
+    ldm_plugin_add_model_argument (procedure, LDM_BUILTIN_INPAINT);
     gimp_procedure_add_int_argument (procedure, "seed", _("S_eed"),
                                      _("Seed of the first region; -1 picks one at random"),
                                      -1, G_MAXINT, -1, G_PARAM_READWRITE);

@@ -73,6 +73,19 @@ ldm_query_procedures (GimpPlugIn *plug_in)
 
 /* ------------------------------------------------------------ arguments */
 
+void
+ldm_plugin_add_model_argument (GimpProcedure *procedure, const char *builtin)
+{
+    g_autofree char *blurb = g_strdup_printf (
+        _("Model checkpoint (.ckpt or .safetensors); none = the built-in model %s"), builtin);
+    /* ACTION_ANY: GIMP itself would refuse a missing file or a folder before the plug-in
+     * runs, with a message that names neither ("<not transformable to string> ... out of
+     * range"); ldm_plugin_model_path() checks it and says which file is wrong. */
+    gimp_procedure_add_file_argument (procedure, "model", _("_Model"), blurb,
+                                      GIMP_FILE_CHOOSER_ACTION_ANY, TRUE, NULL,
+                                      G_PARAM_READWRITE);
+}
+
 /* model, steps, seed, sampler, eta: what both procedures share; the defaults are core's
  * (ldm_sample_params_init), as for the `ldm` program. */
 static void
@@ -81,15 +94,11 @@ add_sampling_arguments (GimpProcedure *procedure, const char *builtin,
 {
     int steps = defaults->steps;
     double eta = defaults->eta;
-    g_autofree char *model_blurb = g_strdup_printf (
-        _("Model checkpoint (.ckpt or .safetensors); none = the built-in model %s"), builtin);
-    /* ACTION_ANY: GIMP itself would refuse a missing file or a folder before the plug-in
-     * runs, with a message that names neither ("<not transformable to string> ... out of
-     * range"); model_path() checks it and says which file is wrong. The dialog edits the
-     * auxiliary "model-file" (an open-file chooser, which ACTION_ANY cannot have). */
-    gimp_procedure_add_file_argument (procedure, "model", _("_Model"), model_blurb,
-                                      GIMP_FILE_CHOOSER_ACTION_ANY, TRUE, NULL,
-                                      G_PARAM_READWRITE);
+    ldm_plugin_add_model_argument (procedure, builtin);
+    /* The dialog edits the auxiliary "model-file" (an open-file chooser, which ACTION_ANY
+     * cannot have). */
+    const char *model_blurb = g_param_spec_get_blurb (gimp_procedure_find_argument (procedure,
+                                                                                     "model"));
     gimp_procedure_add_file_aux_argument (procedure, "model-file", _("_Model"), model_blurb,
                                           GIMP_FILE_CHOOSER_ACTION_OPEN, TRUE, NULL,
                                           G_PARAM_READWRITE);
