@@ -6,20 +6,19 @@ image is the original's, bit for bit; an erased stroke gives the original pixels
 an unchanged layer inpaints nothing; Discard leaves the image bit for bit as before; with no
 model the built-in one runs, and Apply leaves the result layer alone. Prints TAP.
 
-Uses test_plugin.py's GIMP helpers with its own GIMP folder (tests/gimp-home-brush)."""
+Uses gimp_harness.py with its own GIMP folder (tests/gimp-home-brush)."""
 import os
 import shutil
-import subprocess
 import sys
 import tempfile
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import test_plugin as tp  # noqa: E402
+import gimp_harness as gh  # noqa: E402
 
-tp.HOME = os.environ.get("LDM_GIMP_HOME") or os.path.join(tp.BUILD, "tests", "gimp-home-brush")
-tp.SCM = os.path.join(tp.SOURCE, "tests", "gimp", "test_brush.scm")
-check, one, pixels, px = tp.check, tp.one, tp.pixels, tp.px
+gh.HOME = os.environ.get("LDM_GIMP_HOME") or os.path.join(gh.BUILD, "tests", "gimp-home-brush")
+gh.SCM = os.path.join(gh.SOURCE, "tests", "gimp", "test_brush.scm")
+check, one, pixels, px = gh.check, gh.one, gh.pixels, gh.px
 
 REACH = 8  # fast mode: mask grow 4 + blur 4 (ldm_brush_params_init)
 A = (30, 30, 14, 14)    # x, y, w, h of the strokes (image = layer coordinates)
@@ -121,7 +120,7 @@ def check_builtin(values, out):
 def check_offset_grey(values, out):
     v = lambda k: one(values, "offset-grey/" + k)  # noqa: E731
     check("offset layer: the brush's layers at the layer's offsets",
-          tp.ints(v("offsets")) == [10, 5, 10, 5], v("offsets"))
+          gh.ints(v("offsets")) == [10, 5, 10, 5], v("offsets"))
     check("grey image: the result layer is grey with alpha", v("grey") == "yes")
     check("offset grey: one region", v("regions") == "1", v("regions"))
     r = pixels(os.path.join(out, "grey-result.png"))
@@ -155,48 +154,21 @@ def run_gui(defines):
     stroke across the canvas's middle with the paintbrush (xdotool), waits for the region,
     undoes the stroke (Ctrl+Z), waits, and clicks Apply (the window's right-most button). Returns (exit code, values, output, what the
     driver did), or None without Xvfb, xdotool or GIMP's GUI."""
-    if not (shutil.which("Xvfb") and shutil.which("xdotool") and tp.GIMP_GUI):
+    if not gh.can_run_gui():
         return None
-    prelude = "".join("(define %s %s)\n" % (k, tp.scheme_string(v)) for k, v in defines.items())
-    prelude += "(define SCENARIOS '(gui))\n(load %s)\n" % tp.scheme_string(tp.SCM)
-    r, w = os.pipe()
-    xvfb = subprocess.Popen(["Xvfb", "-displayfd", str(w), "-screen", "0", "1280x960x24",
-                             "-nolisten", "tcp"], pass_fds=(w,), stderr=subprocess.DEVNULL)
-    os.close(w)
-    with os.fdopen(r) as f:
-        display = ":" + f.readline().strip()
-    env = dict(os.environ, DISPLAY=display, GIMP3_DIRECTORY=tp.HOME,
-               XDG_CACHE_HOME=os.path.join(tp.HOME, "xdg-cache"),
-               XDG_DATA_HOME=os.path.join(tp.HOME, "xdg-data"),
-               XDG_CONFIG_HOME=os.path.join(tp.HOME, "xdg-config"),
-               ASAN_OPTIONS="detect_leaks=0", LANGUAGE="", LC_ALL="C.UTF-8")
-
-    def xdo(*args):
-        return subprocess.run(["xdotool", *map(str, args)], env=env, capture_output=True,
-                              text=True, timeout=30).stdout.split()
-
-    def geometry(wid):
-        g = dict(kv.split("=") for kv in xdo("getwindowgeometry", "--shell", wid) if "=" in kv)
-        return int(g["X"]), int(g["Y"]), int(g["WIDTH"]), int(g["HEIGHT"])
-
-    gimp = subprocess.Popen([tp.GIMP_GUI, "-n", "-s", "-f", "-c",
-                             "--batch-interpreter=plug-in-script-fu-eval", "-b", prelude,
-                             "--quit"], env=env, stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, text=True)
     did = []
-    try:
-        deadline = time.monotonic() + 300
+    with gh.gimp_gui(defines, ["gui"], 300) as gui:
+        xdo = gui.xdo
         brush = None
-        while not brush and gimp.poll() is None and time.monotonic() < deadline:
+        while not brush and gui.running():
             found = xdo("search", "--onlyvisible", "--name", "^Inpainting Brush$")
             brush = found[0] if found else None
             time.sleep(0.3)
         if brush:
             did.append("window")
             time.sleep(1.5)
-            windows = xdo("search", "--onlyvisible", "--name", "GIMP")
-            image = max(windows, key=lambda wid: geometry(wid)[2] * geometry(wid)[3])
-            x, y, width, height = geometry(image)
+            image = gui.largest(xdo("search", "--onlyvisible", "--name", "GIMP"))
+            x, y, width, height = gui.geometry(image)
             # no window manager: the brush window beside GIMP's, off the canvas
             xdo("windowmove", brush, x + width + 4, y)
             cx, cy = x + width // 2 - 100, y + height // 2
@@ -218,22 +190,10 @@ def run_gui(defines):
             xdo("key", "ctrl+z")
             did.append("undo")
             time.sleep(20)
-            bx, by, bw, bh = geometry(brush)
+            bx, by, bw, bh = gui.geometry(brush)
             xdo("mousemove", bx + bw - 60, by + bh - 28, "click", 1)  # Apply
             did.append("apply")
-        out, _ = gimp.communicate(timeout=max(deadline - time.monotonic(), 30))
-    except subprocess.TimeoutExpired:
-        gimp.kill()
-        out, _ = gimp.communicate()
-    finally:
-        xvfb.terminate()
-        xvfb.wait()
-    values = {}
-    for line in out.splitlines():
-        if line.startswith("LDM: "):
-            key, _, rest = line[5:].partition(" ")
-            values.setdefault("gui/" + key, []).append(rest)
-    return gimp.returncode, values, out, did
+    return gui.gimp.returncode, gh.parse_values(gui.output), gui.output, did
 
 
 def check_gui(result, out):
@@ -260,23 +220,23 @@ def check_gui(result, out):
 
 
 def main():
-    if not tp.GIMP_CONSOLE:
+    if not gh.GIMP_CONSOLE:
         print("1..0 # SKIP gimp-console-3 is not installed")
         return 0
-    tp.setup_home()
+    gh.setup_home()
     tmp = tempfile.mkdtemp(prefix="gimp-ldm-brush-")
     output = ""
     try:
         defines = {
             "OUT": tmp,
-            "PHOTO": os.path.join(tp.SOURCE, "data", "samples", "chelsea.png"),
-            "INPAINT-MODEL": tp.INPAINT_MODEL,
-            "PLUGIN-SCM": os.path.join(tp.SOURCE, "tests", "gimp", "test_plugin.scm"),
+            "PHOTO": os.path.join(gh.SOURCE, "data", "samples", "chelsea.png"),
+            "INPAINT-MODEL": gh.INPAINT_MODEL,
+            "PLUGIN-SCM": os.path.join(gh.SOURCE, "tests", "gimp", "test_plugin.scm"),
         }
         scenarios = ["brush", "builtin", "offset-grey", "refused"]
-        code, values, output = tp.run_gimp(defines, scenarios)
+        code, values, output = gh.run_gimp(defines, scenarios)
         check("GIMP exits 0", code == 0, f"exit code {code}")
-        tp.check_scenarios_ran(values, scenarios)
+        gh.check_scenarios_ran(values, scenarios)
         for name, fn in (("brush", lambda: check_brush(values, tmp)),
                          ("builtin", lambda: check_builtin(values, tmp)),
                          ("offset-grey", lambda: check_offset_grey(values, tmp)),
@@ -292,7 +252,7 @@ def main():
             check("gui: checks could run", False, repr(e))
             gui_output = gui[2] if gui else ""
         output += "\n# --- GUI run:\n" + (gui_output or "")
-        if any(not r[1] for r in tp.results) or os.environ.get("LDM_KEEP_TEST_OUTPUT"):
+        if any(not r[1] for r in gh.results) or os.environ.get("LDM_KEEP_TEST_OUTPUT"):
             print("# GIMP output:\n" + "\n".join("# " + line
                                                   for line in output.splitlines()[-60:]))
     finally:
@@ -300,11 +260,7 @@ def main():
             print(f"# exports kept in {tmp}")
         else:
             shutil.rmtree(tmp, ignore_errors=True)
-    print(f"1..{len(tp.results)}")
-    for i, (name, ok, detail) in enumerate(tp.results, 1):
-        print(f"{'ok' if ok else 'not ok'} {i} {name}"
-              + ("" if ok or not detail else f" # {detail}"))
-    return 0 if all(ok for _, ok, _ in tp.results) else 1
+    return gh.report()
 
 
 if __name__ == "__main__":

@@ -5,103 +5,26 @@ costs GIMP 10-20 s to set up), whose plug-in folder holds a link to the built pl
 GIMP runs: one for the main scenarios, one for cancel + last values. Exports go to a temp
 folder. Prints TAP."""
 import os
-import re
 import shutil
 import subprocess
 import sys
 import tempfile
 import time
 
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib"))
-from pngutil import read_png, write_png_grey  # noqa: E402
-
-BUILD = os.environ["LDM_BUILD_DIR"]
-SOURCE = os.environ["LDM_SOURCE_DIR"]
-SHARED = os.environ["LDM_SHARED_DIR"]
-LDM = os.environ["LDM_EXE"]
-PLUGIN = os.environ["LDM_PLUGIN"]
-# LDM_GIMP_HOME: another GIMP folder (a plug-in built elsewhere, run in this build's GIMP)
-HOME = os.environ.get("LDM_GIMP_HOME") or os.path.join(BUILD, "tests", "gimp-home")
-SCM = os.path.join(SOURCE, "tests", "gimp", "test_plugin.scm")
-FIX = os.path.join(SHARED, "fixtures")
-INPAINT_MODEL = os.path.join(FIX, "ldm-inpaint-tiny", "model.ckpt")
-SR_MODEL = os.path.join(FIX, "ldm-sr-tiny", "model.ckpt")
-
-results = []
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from gimp_harness import (FIX, GIMP_CONSOLE, HOME, INPAINT_MODEL, LDM, SOURCE,  # noqa: E402
+                          SR_MODEL, can_run_gui, check, check_scenarios_ran, gimp_gui, ints,
+                          one, parse_values, pixels, px, report, results, run_gimp,
+                          setup_home)
+from pngutil import write_png_grey  # noqa: E402  (tests/lib, on the path gimp_harness set)
 
 
-def gimp_program(kind):
-    """GIMP 3's `gimp-console` or `gimp` (kind): gimp-console-3 where the distribution has the
-    major version's name (Debian), else the minor version's (GIMP 3.0 is gimp-console-3.0,
-    3.2 is gimp-console-3.2). None when GIMP 3 is not installed."""
-    for name in (f"{kind}-3", f"{kind}-3.2", f"{kind}-3.0"):
-        path = shutil.which(name)
-        if path:
-            return path
-    return None
-
-
-GIMP_CONSOLE = gimp_program("gimp-console")
-GIMP_GUI = gimp_program("gimp")
-
-
-def check(name, ok, detail=""):
-    results.append((name, bool(ok), detail))
-
-
-def setup_home():
-    """The private GIMP folder: plug-ins/gimp-ldm/{gimp-ldm, locale} link to the build."""
-    folder = os.path.join(HOME, "plug-ins", "gimp-ldm")
-    os.makedirs(folder, exist_ok=True)
-    for name, target in (("gimp-ldm", PLUGIN), ("locale", os.path.join(BUILD, "po"))):
-        link = os.path.join(folder, name)
-        if os.path.islink(link) and os.readlink(link) == target:
-            continue
-        if os.path.lexists(link):
-            os.remove(link)
-        os.symlink(target, link)
-    gimprc = os.path.join(HOME, "gimprc")
-    if not os.path.exists(gimprc):  # GIMP rewrites it; rewriting it re-queries all plug-ins
-        with open(gimprc, "w") as f:
-            f.write('(plug-in-path "%s:${gimp_plug_in_dir}/plug-ins")\n'
-                    % os.path.join(HOME, "plug-ins"))
-    # a crash leaves backups that make the next GUI start wait on a dialog
-    shutil.rmtree(os.path.join(HOME, "backups"), ignore_errors=True)
-
-
-def scheme_string(s):
-    return '"' + s.replace("\\", "\\\\").replace('"', '\\"') + '"'
-
-
-def run_gimp(defines, scenarios, env_extra=None):
-    """Runs the scenarios in one GIMP; returns (exit code, {key: [values]}, output)."""
-    prelude = "".join("(define %s %s)\n" % (k, scheme_string(v)) for k, v in defines.items())
-    prelude += "(define SCENARIOS '(%s))\n" % " ".join(scenarios)
-    prelude += "(load %s)\n" % scheme_string(SCM)
-    env = dict(os.environ)
-    env.update(GIMP3_DIRECTORY=HOME, XDG_CACHE_HOME=os.path.join(HOME, "xdg-cache"),
-               XDG_DATA_HOME=os.path.join(HOME, "xdg-data"),
-               XDG_CONFIG_HOME=os.path.join(HOME, "xdg-config"),
-               # GIMP's own libraries leak at exit; that is not the plug-in's business
-               ASAN_OPTIONS="detect_leaks=0", LANGUAGE="", LC_ALL="C.UTF-8")
-    env.pop("DISPLAY", None)
-    env.update(env_extra or {})
-    cmd = [GIMP_CONSOLE, "-i", "-d", "-f", "--no-splash", "-c",
-           "--batch-interpreter=plug-in-script-fu-eval", "-b", prelude, "--quit"]
-    p = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=900)
-    output = p.stdout + p.stderr
-    values = {}
-    scenario, last = "", None
-    for line in p.stdout.splitlines():
-        if line.startswith("LDM: "):
-            key, _, rest = line[5:].partition(" ")
-            if key == "scenario":
-                scenario = rest
-            last = f"{scenario}/{key}" if key != "scenario" else key
-            values.setdefault(last, []).append(rest)
-        elif last and last.endswith("parasite"):  # the parameters' text has several lines
-            values[last][-1] += "\n" + line
-    return p.returncode, values, output
+def same_pixels(a, b):
+    """(whether the PNGs A and B hold the same pixels, why not when one cannot be read)"""
+    try:
+        return pixels(a) == pixels(b), ""
+    except (OSError, ValueError) as e:
+        return False, repr(e)
 
 
 def check_preview(values, done, tmp, shot_off, shot_on):
@@ -125,12 +48,9 @@ def check_preview(values, done, tmp, shot_off, shot_on):
     check("preview: after Cancel the image is still clean (nothing to save)",
           one(values, "preview-cancel/dirty-after") == "no",
           one(values, "preview-cancel/dirty-after"))
-    try:
-        same = (pixels(os.path.join(tmp, "preview-before.png"))
-                == pixels(os.path.join(tmp, "preview-after.png")))
-    except (OSError, ValueError):
-        same = False
-    check("preview: after Cancel the image is bit for bit what it was", same)
+    check("preview: after Cancel the image is bit for bit what it was",
+          *same_pixels(os.path.join(tmp, "preview-before.png"),
+                       os.path.join(tmp, "preview-after.png")))
     check("preview: the undo stack is as before: one Ctrl+Z undoes the selection, no layer "
           "comes back", one(values, "preview-cancel/selection-undone") == "yes"
           and one(values, "preview-cancel/layers-after-undo") == "1",
@@ -145,67 +65,35 @@ def run_gimp_gui(defines, scenarios, actions, env_extra=None, timeout=400):
     the keys to it. A key "!move X Y" moves the window there, "!sleep S" waits S seconds,
     "!shot PATH" saves a screenshot of the screen. Returns (exit code, values, output, actions done), or None when Xvfb or
     xdotool is missing."""
-    if not (shutil.which("Xvfb") and shutil.which("xdotool") and GIMP_GUI):
+    if not can_run_gui():
         return None
-    prelude = "".join("(define %s %s)\n" % (k, scheme_string(v)) for k, v in defines.items())
-    prelude += "(define SCENARIOS '(%s))\n(load %s)\n" % (" ".join(scenarios),
-                                                          scheme_string(SCM))
-    r, w = os.pipe()
-    xvfb = subprocess.Popen(["Xvfb", "-displayfd", str(w), "-screen", "0", "1280x960x24",
-                             "-nolisten", "tcp"], pass_fds=(w,), stderr=subprocess.DEVNULL)
-    os.close(w)
-    with os.fdopen(r) as f:
-        display = ":" + f.readline().strip()
-    env = dict(os.environ, DISPLAY=display, GIMP3_DIRECTORY=HOME,
-               XDG_CACHE_HOME=os.path.join(HOME, "xdg-cache"),
-               XDG_DATA_HOME=os.path.join(HOME, "xdg-data"),
-               XDG_CONFIG_HOME=os.path.join(HOME, "xdg-config"),
-               ASAN_OPTIONS="detect_leaks=0", LANGUAGE="", LC_ALL="C.UTF-8")
-    env.update(env_extra or {})
-
-    def xdo(*args):
-        return subprocess.run(["xdotool", *args], env=env, capture_output=True, text=True,
-                              timeout=30).stdout.split()
-
-    def largest(windows):
-        sizes = []
-        for wid in windows:
-            geo = dict(kv.split("=") for kv in xdo("getwindowgeometry", "--shell", wid)
-                       if "=" in kv)
-            sizes.append((int(geo.get("WIDTH", 0)) * int(geo.get("HEIGHT", 0)), wid))
-        return max(sizes)[1] if sizes else None
+    done = 0
 
     def send(wid, keys):
         # no window manager: focus follows the pointer
-        xdo("mousemove", "--window", wid, "20", "20")
-        xdo("windowfocus", "--sync", wid)
+        gui.xdo("mousemove", "--window", wid, "20", "20")
+        gui.xdo("windowfocus", "--sync", wid)
         for key in keys:
             command, _, arg = key.partition(" ")
             if command == "!move":
-                xdo("windowmove", "--sync", wid, *arg.split())
-                xdo("mousemove", "--window", wid, "20", "20")
+                gui.xdo("windowmove", "--sync", wid, *arg.split())
+                gui.xdo("mousemove", "--window", wid, "20", "20")
             elif command == "!sleep":
                 time.sleep(float(arg))
             elif command == "!shot":
-                subprocess.run(["import", "-window", "root", arg], env=env, timeout=60)
+                subprocess.run(["import", "-window", "root", arg], env=gui.env, timeout=60)
             else:
-                xdo("key", key)
+                gui.xdo("key", key)
 
-    gimp = subprocess.Popen([GIMP_GUI, "-n", "-s", "-f", "-c",
-                             "--batch-interpreter=plug-in-script-fu-eval", "-b", prelude,
-                             "--quit"], env=env, stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, text=True)
-    done = 0
-    try:
-        deadline = time.monotonic() + timeout
+    with gimp_gui(defines, scenarios, timeout, env_extra) as gui:
         for kind, target, keys in actions:
             wid = None
-            while gimp.poll() is None and time.monotonic() < deadline and not wid:
+            while gui.running() and not wid:
                 if kind == "file" and os.path.exists(target):
                     time.sleep(1.0)  # the export finishes; the display catches up
-                    wid = largest(xdo("search", "--onlyvisible", "--name", "GIMP"))
+                    wid = gui.largest(gui.xdo("search", "--onlyvisible", "--name", "GIMP"))
                 elif kind == "window":
-                    wid = largest(xdo("search", "--onlyvisible", "--name", target))
+                    wid = gui.largest(gui.xdo("search", "--onlyvisible", "--name", target))
                     if wid:
                         time.sleep(1.0)  # mapped and drawn
                 if not wid:
@@ -214,52 +102,10 @@ def run_gimp_gui(defines, scenarios, actions, env_extra=None, timeout=400):
                 break
             send(wid, keys)
             done += 1
-        out, _ = gimp.communicate(timeout=max(deadline - time.monotonic(), 30))
-    except subprocess.TimeoutExpired:
-        gimp.kill()
-        out, _ = gimp.communicate()
-    finally:
-        xvfb.terminate()
-        xvfb.wait()
-    values = {}
-    scenario_name = ""
-    for line in out.splitlines():
-        if line.startswith("LDM: "):
-            key, _, rest = line[5:].partition(" ")
-            if key == "scenario":
-                scenario_name = rest
-            values.setdefault(f"{scenario_name}/{key}" if key != "scenario" else key,
-                              []).append(rest)
-    return gimp.returncode, values, out, done
-
-
-def one(values, key):
-    v = values.get(key)
-    return v[0] if v else None
-
-
-def ints(text):
-    return [int(x) for x in re.findall(r"-?\d+", text or "")]
-
-
-def pixels(path):
-    """(width, height, channels, rows, maxval)"""
-    return read_png(path)
-
-
-def px(img, x, y):
-    c, rows = img[2], img[3]
-    return rows[y][x * c:(x + 1) * c]
+    return gui.gimp.returncode, parse_values(gui.output), gui.output, done
 
 
 # ------------------------------------------------------------------ checks
-
-def check_scenarios_ran(values, names):
-    for name in names:
-        check(f"{name}: scenario ran to its end",
-              f"{name}/scenario-end" in values and f"{name}/scenario-error" not in values,
-              "see the GIMP output")
-
 
 def check_inpaint(values, out):
     v = lambda k: one(values, "inpaint/" + k)  # noqa: E731
@@ -670,25 +516,17 @@ def main():
                   one(values, "undo/layers-after-undo"))
             check("undo: the selection made before the run is still there",
                   one(values, "undo/selection-kept") == "yes")
-            try:
-                same = (pixels(os.path.join(tmp, "undo-before.png"))
-                        == pixels(os.path.join(tmp, "undo-after.png")))
-            except (OSError, ValueError) as e:
-                same = False
-                output += f"\n{e!r}"
-            check("undo: after one undo the image is bit for bit what it was", same)
+            check("undo: after one undo the image is bit for bit what it was",
+                  *same_pixels(os.path.join(tmp, "undo-before.png"),
+                               os.path.join(tmp, "undo-after.png")))
             check("interactive cancel: the run ends cancelled, with no layer",
                   one(values, "interactive-cancel/result") == "(#f)",
                   one(values, "interactive-cancel/result"))
             check("interactive cancel: the image keeps its one layer",
                   one(values, "interactive-cancel/layers-after") == "1")
-            try:
-                same = (pixels(os.path.join(tmp, "cancel-before.png"))
-                        == pixels(os.path.join(tmp, "cancel-after.png")))
-            except (OSError, ValueError) as e:
-                same = False
-                output += f"\n{e!r}"
-            check("interactive cancel: the image is bit for bit what it was", same)
+            check("interactive cancel: the image is bit for bit what it was",
+                  *same_pixels(os.path.join(tmp, "cancel-before.png"),
+                               os.path.join(tmp, "cancel-after.png")))
             check_preview(values, done, tmp, shot_off, shot_on)
 
         failed = [r for r in results if not r[1]]
@@ -701,10 +539,7 @@ def main():
         else:
             shutil.rmtree(tmp, ignore_errors=True)
 
-    print(f"1..{len(results)}")
-    for i, (name, ok, detail) in enumerate(results, 1):
-        print(f"{'ok' if ok else 'not ok'} {i} {name}" + ("" if ok or not detail else f" # {detail}"))
-    return 0 if all(ok for _, ok, _ in results) else 1
+    return report()
 
 
 if __name__ == "__main__":
