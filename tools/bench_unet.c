@@ -13,12 +13,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 
-static const LdmTensor *
-lookup (const void *owner, const char *name)
-{
-    return model_unet_tensor (owner, name);
-}
-
 int
 main (int argc, char **argv)
 {
@@ -35,7 +29,7 @@ main (int argc, char **argv)
     }
     const LdmModelConfig *cfg = model_config (model);
     Dnn *dnn = dnn_new (&error);
-    Weights w = { lookup, model, "U-Net" };
+    Weights w = { model_unet_tensor, model, "U-Net" };
     gint64 t0 = g_get_monotonic_time ();
     Unet *unet = dnn ? unet_new (dnn, &cfg->unet, &w, &error) : NULL;
     if (!unet) {

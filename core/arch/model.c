@@ -60,15 +60,15 @@ ldm_model_kind (const LdmModel *model)
 }
 
 const LdmTensor *
-model_unet_tensor (const LdmModel *model, const char *name)
+model_unet_tensor (const void *model, const char *name)
 {
-    return g_hash_table_lookup (model->unet, name);
+    return g_hash_table_lookup (((const LdmModel *) model)->unet, name);
 }
 
 const LdmTensor *
-model_first_stage_tensor (const LdmModel *model, const char *name)
+model_first_stage_tensor (const void *model, const char *name)
 {
-    return g_hash_table_lookup (model->first_stage, name);
+    return g_hash_table_lookup (((const LdmModel *) model)->first_stage, name);
 }
 
 const LdmTensor *

@@ -21,11 +21,13 @@ struct LdmModel {
 };
 
 /* A U-Net parameter by its UNetModel name ("input_blocks.1.0.in_layers.2.weight"), resolved
- * to the EMA copy when the model uses EMA weights. NULL for a name the architecture lacks. */
-const LdmTensor *model_unet_tensor (const LdmModel *model, const char *name);
+ * to the EMA copy when the model uses EMA weights. NULL for a name the architecture lacks.
+ * `model` is a const LdmModel *: the signature is a Weights lookup's (nn/weights.h). */
+const LdmTensor *model_unet_tensor (const void *model, const char *name);
 
-/* A first-stage parameter by its autoencoder name ("decoder.conv_in.weight"). */
-const LdmTensor *model_first_stage_tensor (const LdmModel *model, const char *name);
+/* A first-stage parameter by its autoencoder name ("decoder.conv_in.weight"); a Weights
+ * lookup like model_unet_tensor. */
+const LdmTensor *model_first_stage_tensor (const void *model, const char *name);
 
 /* A conditioning-stage tensor by its name under cond_stage_model. (not checked at load). */
 const LdmTensor *model_cond_stage_tensor (const LdmModel *model, const char *name);

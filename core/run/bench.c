@@ -74,18 +74,6 @@ fill_sine (Act *a)
                         = sinf (0.001f * (float) (((size_t) c * a->h + y) * a->w + x));
 }
 
-static const LdmTensor *
-unet_lookup (const void *owner, const char *name)
-{
-    return model_unet_tensor (owner, name);
-}
-
-static const LdmTensor *
-first_stage_lookup (const void *owner, const char *name)
-{
-    return model_first_stage_tensor (owner, name);
-}
-
 static gboolean
 run_part (Bench *b, LdmBenchPart part, GError **error)
 {
@@ -239,8 +227,8 @@ ldm_model_bench (const LdmModel *model, const LdmBenchParams *params, LdmBenchRe
     r->context_tokens = b.tokens;
     g_autofree char *unet_what = g_strdup_printf ("%s (U-Net)", path);
     g_autofree char *ae_what = g_strdup_printf ("%s (first stage)", path);
-    Weights unet_w = { unet_lookup, model, unet_what };
-    Weights ae_w = { first_stage_lookup, model, ae_what };
+    Weights unet_w = { model_unet_tensor, model, unet_what };
+    Weights ae_w = { model_first_stage_tensor, model, ae_what };
     gint64 start = g_get_monotonic_time ();
     gboolean ok = (b.dnn = dnn_new (error)) && (b.unet = unet_new (b.dnn, u, &unet_w, error))
                   && (b.ae = autoencoder_new (b.dnn, &cfg->first_stage, &ae_w, error));

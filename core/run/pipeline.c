@@ -123,18 +123,6 @@ ldm_sampler_for_model (LdmSampler sampler, LdmModelKind kind)
                                                                  : LDM_SAMPLER_DDIM;
 }
 
-static const LdmTensor *
-unet_lookup (const void *owner, const char *name)
-{
-    return model_unet_tensor (owner, name);
-}
-
-static const LdmTensor *
-first_stage_lookup (const void *owner, const char *name)
-{
-    return model_first_stage_tensor (owner, name);
-}
-
 LdmEngine *
 ldm_engine_new (const LdmModel *model, GError **error)
 {
@@ -158,8 +146,8 @@ ldm_engine_new (const LdmModel *model, GError **error)
     e->path = g_strdup (path);
     g_autofree char *unet_what = g_strdup_printf ("%s (U-Net)", path);
     g_autofree char *ae_what = g_strdup_printf ("%s (first stage)", path);
-    Weights unet_w = { unet_lookup, model, unet_what };
-    Weights ae_w = { first_stage_lookup, model, ae_what };
+    Weights unet_w = { model_unet_tensor, model, unet_what };
+    Weights ae_w = { model_first_stage_tensor, model, ae_what };
     if (!schedule_init (&e->schedule, config->beta_schedule, config->linear_start,
                         config->linear_end, config->timesteps, error)
         || !(e->dnn = dnn_new (error))

@@ -27,8 +27,9 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."
 # test_memory_limit (tests/scripts) makes the full-size model both memory tests use
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "scripts"))
 from pngutil import read_png  # noqa: E402
-from test_memory_limit import CONFIG, big_model, sanitized, write_images  # noqa: E402
-from test_plugin import GIMP_CONSOLE, SCM, scheme_string  # noqa: E402
+from checks import sanitized  # noqa: E402
+from gimp_harness import GIMP_CONSOLE, SCM, scheme_string  # noqa: E402
+from test_memory_limit import CONFIG, big_model, write_images  # noqa: E402
 
 BUILD = os.environ["LDM_BUILD_DIR"]
 PLUGIN = os.environ["LDM_PLUGIN"]
@@ -188,7 +189,7 @@ def main():
     if not GIMP_CONSOLE:
         print("1..0 # SKIP gimp-console-3 is not installed")
         return 0
-    if sanitized():
+    if sanitized(BUILD):
         print("1..0 # SKIP a sanitizer build reserves far more address space than any limit")
         return 0
     if not os.path.exists(CONFIG):

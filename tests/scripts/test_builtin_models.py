@@ -15,6 +15,7 @@ import tempfile
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib"))
 import pngutil  # noqa: E402
+from checks import check, report, sanitized  # noqa: E402
 
 LDM = os.environ["LDM_EXE"]
 SOURCE = os.environ["LDM_SOURCE_DIR"]
@@ -23,14 +24,6 @@ SAMPLE = os.path.join(SOURCE, "data", "samples")
 BUILTIN = {"ldm-inpaint-builtin": "LDM inpainting", "ldm-sr-builtin": "LDM super-resolution"}
 COLOUR_TOLERANCE = 30
 UPSCALE_MIN_PSNR = 22
-
-results = []
-
-
-def check(name, ok, detail=""):
-    results.append(bool(ok))
-    print(f"{'ok' if ok else 'FAIL'}: {name}{': ' + str(detail) if detail and not ok else ''}")
-
 
 def ldm(*args):
     env = {k: v for k, v in os.environ.items() if k != "GIMP_LDM_MODEL_DIR"}
@@ -182,9 +175,7 @@ def main():
         check_inpaint(tmp)
         check_upscale(tmp)
         check_engine_against_pytorch(tmp)
-    failed = results.count(False)
-    print(f"{len(results) - failed} passed, {failed} failed")
-    return 1 if failed else 0
+    return report()
 
 
 if __name__ == "__main__":

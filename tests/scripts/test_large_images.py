@@ -16,35 +16,13 @@ import tempfile
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib"))
 import pngutil  # noqa: E402
+from checks import check, report, sanitized  # noqa: E402
 
 LDM = os.environ["LDM_EXE"]
 SOURCE = os.environ.get("LDM_SOURCE_DIR",
                         os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", ".."))
 SR_MODEL = os.path.join(SOURCE, "data", "models", "ldm-sr-builtin.safetensors")
 PHOTO = os.path.join(SOURCE, "data", "samples", "chelsea.png")
-
-results = []
-
-
-def check(name, ok, detail=""):
-    results.append(bool(ok))
-    print(f"{'ok' if ok else 'FAIL'}: {name}{': ' + detail if detail and not ok else ''}",
-          flush=True)
-
-
-def sanitized():
-    """Whether this build folder was configured with -Db_sanitize (ASan's shadow memory
-    makes RSS figures meaningless)."""
-    import json
-    path = os.path.join(os.environ.get("LDM_BUILD_DIR", ""), "meson-info",
-                        "intro-buildoptions.json")
-    try:
-        with open(path) as f:
-            options = {o["name"]: o["value"] for o in json.load(f)}
-    except OSError:
-        return False
-    return options.get("b_sanitize", "none") not in ("none", "", [])
-
 
 def run_measured(*args, timeout=900):
     """ldm with its own peak RSS (os.wait4: this child only), in MB: (exit, stderr, MB)."""
@@ -66,7 +44,7 @@ def refusal(tmp):
     check("the refusal names the limit and what would fit or is needed",
           "memory limit of 150 MB" in err and ("fits" in err or "raise the memory limit" in err),
           err)
-    if not sanitized():
+    if not sanitized(os.environ.get("LDM_BUILD_DIR", "")):
         check("the refusal comes before the work: peak RSS under 200 MB", rss < 200,
               f"{rss:.0f} MB")
 
@@ -179,9 +157,7 @@ def main():
             sub = os.path.join(tmp, part.__name__)
             os.makedirs(sub)
             part(sub)
-    failed = results.count(False)
-    print(f"{len(results) - failed} passed, {failed} failed")
-    return 1 if failed else 0
+    return report()
 
 
 if __name__ == "__main__":

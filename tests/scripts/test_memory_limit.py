@@ -12,7 +12,6 @@ succeeds or exits with "not enough memory for ...", never a GLib-ERROR, an abort
 Skipped in a sanitizer build (ASan reserves terabytes of address space). By hand:
 LDM_MEMORY_LIMITS_MB="1500 2000 ..." replaces the limits of part 1 and LDM_TINY_LIMITS_MB
 those of part 2."""
-import json
 import os
 import resource
 import subprocess
@@ -21,6 +20,7 @@ import tempfile
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib"))
 import pngutil  # noqa: E402
+from checks import check, report, sanitized  # noqa: E402
 
 LDM = os.environ["LDM_EXE"]
 MAKE_RANDOM_MODEL = os.environ["LDM_MAKE_RANDOM_MODEL"]
@@ -28,23 +28,6 @@ BUILD = os.environ["LDM_BUILD_DIR"]
 SHARED = os.environ.get("LDM_SHARED_DIR", "")
 CONFIG = os.path.join(SHARED, "model-configs", "ldm_inpainting_big.yaml")
 TINY = os.path.join(SHARED, "fixtures", "ldm-inpaint-tiny", "model.safetensors")
-
-results = []
-
-
-def check(name, ok, detail=""):
-    results.append(bool(ok))
-    print(f"{'ok' if ok else 'FAIL'}: {name}{': ' + detail if detail and not ok else ''}",
-          flush=True)
-
-
-def sanitized():
-    """Whether this build folder was configured with -Db_sanitize."""
-    path = os.path.join(BUILD, "meson-info", "intro-buildoptions.json")
-    with open(path) as f:
-        options = {o["name"]: o["value"] for o in json.load(f)}
-    return options.get("b_sanitize", "none") not in ("none", "", [])
-
 
 def write_images(folder, size):
     """An RGB gradient and a mask with a white square in the middle."""
@@ -116,7 +99,7 @@ def big_model():
 
 
 def main():
-    if sanitized():
+    if sanitized(BUILD):
         print("skipped: a sanitizer build reserves far more address space than any limit")
         return 77
     if not os.path.exists(CONFIG) or not os.path.exists(TINY):
@@ -137,8 +120,7 @@ def main():
         check_limits("tiny model, 512x512",
                      limits_from("LDM_TINY_LIMITS_MB", [200, 300, 500, 700]), TINY, image, mask,
                      output)
-    print(f"{sum(results)}/{len(results)} passed")
-    return 0 if all(results) else 1
+    return report()
 
 
 if __name__ == "__main__":
