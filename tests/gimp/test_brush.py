@@ -125,7 +125,7 @@ def check_offset_grey(values, out):
     check("offset grey: one region", v("regions") == "1", v("regions"))
     r = pixels(os.path.join(out, "grey-result.png"))
     check("offset grey: the result layer exports as grey + alpha", r[2] == 2, str(r[2]))
-    # the export (copy, paste as new image) is the canvas's view of the layer: image coordinates
+    # export-layer-on-canvas: the canvas's view of the layer, in image coordinates
     o, i = alpha_outside(r, [grown((40, 30, 12, 12), REACH)])
     check("offset grey: the result only within the stroke's reach",
           o == 0 and i >= 12 * 12, f"{o} outside, {i} inside")

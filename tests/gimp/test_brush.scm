@@ -22,6 +22,20 @@
   (gimp-selection-none img))
 
 ; The visible image without the strokes layer (its paint covers the result).
+;; One layer as the canvas shows it, in image coordinates (a layer larger than the canvas and
+;; moved is clipped to it). edit-copy + paste-as-new-image does not do that the same way in
+;; GIMP 3.0 (clipped to the canvas) and 3.2 (the whole layer).
+(define (export-layer-on-canvas img layer path)
+  (let* ((tmp (gimp-image-new (gimp-image-get-width img) (gimp-image-get-height img)
+                              (gimp-image-get-base-type img)))
+         (copy (gimp-layer-new-from-drawable layer tmp))
+         (offsets (gimp-drawable-get-offsets layer)))
+    (gimp-image-insert-layer tmp copy 0 0)
+    (gimp-layer-set-offsets copy (car offsets) (cadr offsets))
+    (gimp-layer-resize-to-image-size copy)
+    (gimp-file-save RUN-NONINTERACTIVE tmp path -1)
+    (gimp-image-delete tmp)))
+
 (define (export-without-strokes img strokes path)
   (gimp-item-set-visible strokes FALSE)
   (export-visible img path)
@@ -126,7 +140,7 @@
         (paint img strokes 40 30 12 12)
         (say "regions" (caddr (brush img base "update" #:model INPAINT-MODEL #:seed 2
                                      #:steps 2)))
-        (export-drawable img result (out "grey-result.png"))
+        (export-layer-on-canvas img result (out "grey-result.png"))
         (export-without-strokes img strokes (out "grey-visible.png")))
       (gimp-image-delete img))))
 
