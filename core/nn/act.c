@@ -15,7 +15,7 @@ act_alloc (Act *a, int n, int h, int w, int c, GError **error)
 {
     size_t count = (size_t) n * h * w * c;
     *a = (Act) { .n = n, .h = h, .w = w, .c = c };
-    a->data = g_try_malloc_n (count ? count : 1, sizeof (float));
+    a->data = ldm_try_alloc_floats (count, NULL, NULL); /* zeroed tail for oneDNN */
     if (!a->data) {
         g_autofree char *what = g_strdup_printf ("a %dx%dx%dx%d activation", n, h, w, c);
         return ldm_no_memory (error, what, count, sizeof (float));

@@ -5,7 +5,8 @@
 
 #include "nn/dnn.h"
 
-/* Allocates an n x h x w x c activation; FALSE (and a GError) when memory runs out. */
+/* Allocates an n x h x w x c activation, followed by a zeroed tail that oneDNN's kernels may
+ * read past the end (LDM_DNN_TAIL_FLOATS, alloc.h); FALSE (and a GError) when memory runs out. */
 gboolean act_alloc (Act *a, int n, int h, int w, int c, GError **error);
 void     act_free  (Act *a);  /* frees a->data and clears it; safe on a cleared Act */
 

@@ -388,10 +388,10 @@ attn_forward (Autoencoder *ae, const AttnBlock *a, Act *x, GError **error)
     int c = a->c, tokens = x->h * x->w;
     size_t rows = (size_t) x->n * tokens;
     Act t = { 0 };
-    float *q = g_try_malloc_n (rows * c, sizeof (float));
-    float *k = g_try_malloc_n (rows * c, sizeof (float));
-    float *v = g_try_malloc_n (rows * c, sizeof (float));
-    float *mixed = g_try_malloc_n (rows * c, sizeof (float));
+    float *q = ldm_try_alloc_floats (rows * c, NULL, NULL);
+    float *k = ldm_try_alloc_floats (rows * c, NULL, NULL);
+    float *v = ldm_try_alloc_floats (rows * c, NULL, NULL);
+    float *mixed = ldm_try_alloc_floats (rows * c, NULL, NULL);
     if (!q || !k || !v || !mixed) {
         ldm_no_memory (error, "the first stage's attention", 4 * rows * c, sizeof (float));
         goto done;

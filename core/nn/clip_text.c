@@ -335,11 +335,11 @@ ldm_clip_text_forward (LdmClipText *clip, const int32_t *ids, int batch, float *
             return FALSE;
         }
     size_t bytes_per_row = (5 * width + (size_t) c->mlp) * sizeof (float);
-    g_autofree float *x = g_try_malloc_n (rows, width * sizeof (float));
-    g_autofree float *normed = g_try_malloc_n (rows, width * sizeof (float));
-    g_autofree float *qkv = g_try_malloc_n (rows, 3 * width * sizeof (float));
-    g_autofree float *mixed = g_try_malloc_n (rows, width * sizeof (float));
-    g_autofree float *hidden = g_try_malloc_n (rows, (size_t) c->mlp * sizeof (float));
+    g_autofree float *x = ldm_try_alloc_floats ((size_t) rows * width, NULL, NULL);
+    g_autofree float *normed = ldm_try_alloc_floats ((size_t) rows * width, NULL, NULL);
+    g_autofree float *qkv = ldm_try_alloc_floats ((size_t) rows * 3 * width, NULL, NULL);
+    g_autofree float *mixed = ldm_try_alloc_floats ((size_t) rows * width, NULL, NULL);
+    g_autofree float *hidden = ldm_try_alloc_floats ((size_t) rows * (size_t) c->mlp, NULL, NULL);
     if (!x || !normed || !qkv || !mixed || !hidden) {
         ldm_no_memory (error, "the text encoder", rows, bytes_per_row);
         return FALSE;

@@ -416,11 +416,10 @@ static gboolean
 time_mlp (Unet *u, const float *t, int n, float *emb, GError **error)
 {
     int mc = u->config.model_channels;
-    g_autofree float *sinusoid = ldm_try_alloc_n ((size_t) n * mc, sizeof (float),
-                                                  "the timestep embedding", error);
-    g_autofree float *hidden = sinusoid ? ldm_try_alloc_n ((size_t) n * u->time_dim,
-                                                           sizeof (float),
-                                                           "the timestep embedding", error)
+    g_autofree float *sinusoid = ldm_try_alloc_floats ((size_t) n * mc, "the timestep embedding",
+                                                       error);
+    g_autofree float *hidden = sinusoid ? ldm_try_alloc_floats ((size_t) n * u->time_dim,
+                                                                "the timestep embedding", error)
                                         : NULL;
     if (!hidden)
         return FALSE;
@@ -444,9 +443,8 @@ resblock_forward (Unet *u, const ResBlock *r, const Act *x, const float *emb_sil
     gboolean ok = FALSE;
     int n = x->n, h = x->h, w = x->w;
     Act t = { 0 }, t_resampled = { 0 }, x_resampled = { 0 }, h1 = { 0 }, t2 = { 0 };
-    g_autofree float *emb_out = ldm_try_alloc_n ((size_t) n * (r->scale_shift ? 2 : 1) * r->out_c,
-                                                 sizeof (float), "a time embedding projection",
-                                                 error);
+    size_t emb_n = (size_t) n * (r->scale_shift ? 2 : 1) * r->out_c;
+    g_autofree float *emb_out = ldm_try_alloc_floats (emb_n, "a time embedding projection", error);
     const Act *x_in = x, *t_in = &t;
 
     if (!emb_out || !act_alloc (&t, n, h, w, r->in_c, error)
@@ -525,8 +523,8 @@ attention_forward (Unet *u, const AttentionBlock *a, Act *x, GError **error)
     int c = a->c, d = c / a->heads, tokens = x->h * x->w;
     size_t rows = (size_t) x->n * tokens;
     Act t = { 0 };
-    float *qkv = ldm_try_alloc_n (rows * 3 * c, sizeof (float), "attention", error);
-    float *mixed = qkv ? ldm_try_alloc_n (rows * c, sizeof (float), "attention", error) : NULL;
+    float *qkv = ldm_try_alloc_floats (rows * 3 * c, "attention", error);
+    float *mixed = qkv ? ldm_try_alloc_floats (rows * c, "attention", error) : NULL;
     if (!qkv || !mixed)
         goto done;
     if (!act_alloc (&t, x->n, x->h, x->w, c, error) || !norm_group (u->dnn, &a->norm, x, &t, false, error)
@@ -558,14 +556,14 @@ transformer_forward (Unet *u, const SpatialTransformer *st, Act *x, const float 
     size_t rows = (size_t) x->n * tokens, ctx_rows = (size_t) x->n * context_tokens;
     size_t kv_rows = MAX (rows, ctx_rows);
     Act t = { 0 };
-    float *hidden = g_try_malloc_n (rows * inner, sizeof (float));
-    float *normed = g_try_malloc_n (rows * inner, sizeof (float));
-    float *q = g_try_malloc_n (rows * inner, sizeof (float));
-    float *k = g_try_malloc_n (kv_rows * inner, sizeof (float));
-    float *v = g_try_malloc_n (kv_rows * inner, sizeof (float));
-    float *mixed = g_try_malloc_n (rows * inner, sizeof (float));
-    float *ff = g_try_malloc_n (rows * 8 * inner, sizeof (float));
-    float *gated = g_try_malloc_n (rows * 4 * inner, sizeof (float));
+    float *hidden = ldm_try_alloc_floats (rows * inner, NULL, NULL);
+    float *normed = ldm_try_alloc_floats (rows * inner, NULL, NULL);
+    float *q = ldm_try_alloc_floats (rows * inner, NULL, NULL);
+    float *k = ldm_try_alloc_floats (kv_rows * inner, NULL, NULL);
+    float *v = ldm_try_alloc_floats (kv_rows * inner, NULL, NULL);
+    float *mixed = ldm_try_alloc_floats (rows * inner, NULL, NULL);
+    float *ff = ldm_try_alloc_floats (rows * 8 * inner, NULL, NULL);
+    float *gated = ldm_try_alloc_floats (rows * 4 * inner, NULL, NULL);
     float scale = 1.0f / sqrtf ((float) d);
     if (!hidden || !normed || !q || !k || !v || !mixed || !ff || !gated) {
         ldm_no_memory (error, "a spatial transformer", (16 * rows + 2 * kv_rows) * inner,
@@ -733,8 +731,8 @@ unet_forward (Unet *u, const Act *x, const float *t, const float *context, int c
     Act *skips = g_new0 (Act, n_in); /* a few bytes per block */
     Act h = { 0 }, cat = { 0 };
     int n_skips = 0;
-    float *emb = ldm_try_alloc_n ((size_t) x->n * u->time_dim, sizeof (float),
-                                  "the time embedding", error);
+    float *emb = ldm_try_alloc_floats ((size_t) x->n * u->time_dim, "the time embedding",
+                                       error);
     if (!emb || !time_mlp (u, t, x->n, emb, error)
         || !dnn_eltwise (u->dnn, DNN_SILU, emb, emb, (int64_t) x->n * u->time_dim, error))
         goto done;
