@@ -56,11 +56,8 @@ ldm_preview_new (const LdmPreviewHost *host, void *host_data, int width, int hei
 static void
 stop_timers (LdmPreview *p)
 {
-    if (p->run_timer)
-        g_source_remove (p->run_timer);
-    if (p->take_timer)
-        g_source_remove (p->take_timer);
-    p->run_timer = p->take_timer = 0;
+    g_clear_handle_id (&p->run_timer, g_source_remove);
+    g_clear_handle_id (&p->take_timer, g_source_remove);
 }
 
 void
