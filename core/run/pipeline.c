@@ -743,12 +743,29 @@ image_latent (LdmEngine *e, const Act *image, Act *z, GError **error)
     return TRUE;
 }
 
+/* The picture with its hole filled by a membrane from around it, made once: init = fill and
+ * color_fix share it (`filled` stays as it is when already made). */
+static gboolean
+membrane_filled (const Act *img, const uint8_t *fill, Act *filled, GError **error)
+{
+    if (filled->data)
+        return TRUE;
+    if (!act_alloc (filled, 1, img->h, img->w, img->c, error))
+        return FALSE;
+    memcpy (filled->data, img->data, act_numel (img) * sizeof (float));
+    if (!fill_membrane (filled, fill, error)) {
+        act_free (filled);
+        return FALSE;
+    }
+    return TRUE;
+}
+
 /* The latent a start from an image begins from (start stays empty for init = noise): fill =
- * the picture with its hole filled by a membrane from around it, original = the picture
+ * the membrane-filled picture (membrane_filled, into `filled`), original = the picture
  * (image_z when the caller has encoded it already). */
 static gboolean
 inpaint_start (LdmEngine *e, const LdmSampleParams *p, const Act *img, const uint8_t *fill,
-               const Act *image_z, Act *start, GError **error)
+               const Act *image_z, Act *filled, Act *start, GError **error)
 {
     if (p->init == LDM_INIT_NOISE)
         return TRUE;
@@ -762,14 +779,9 @@ inpaint_start (LdmEngine *e, const LdmSampleParams *p, const Act *img, const uin
         memcpy (start->data, image_z->data, act_numel (image_z) * sizeof (float));
         return TRUE;
     }
-    Act picture = { 0 };
-    if (!act_alloc (&picture, 1, img->h, img->w, img->c, error))
-        return FALSE;
-    memcpy (picture.data, img->data, act_numel (img) * sizeof (float));
-    gboolean ok = (p->init != LDM_INIT_FILL || fill_membrane (&picture, fill, error))
-                  && image_latent (e, &picture, start, error);
-    act_free (&picture);
-    return ok;
+    if (p->init == LDM_INIT_FILL)
+        return membrane_filled (img, fill, filled, error) && image_latent (e, filled, start, error);
+    return image_latent (e, img, start, error);
 }
 
 /* Upscaling from an image: the latent of the input's bilinear enlargement (fill and original
@@ -837,23 +849,19 @@ match_fill_colors (Act *dec, const Act *img, const uint8_t *fill, int radius, in
 }
 
 /* color_fix (inpainting): the decoded fill keeps its detail finer than about 3/4 of a latent
- * cell and takes its smooth part from the input with the hole filled by a membrane. */
+ * cell and takes its smooth part from the input with the hole filled by a membrane (`filled`,
+ * made here unless the start made it). */
 static gboolean
-fill_color_fix (Act *dec, const Act *img, const uint8_t *fill, int f, GError **error)
+fill_color_fix (Act *dec, const Act *img, const uint8_t *fill, int f, Act *filled,
+                GError **error)
 {
     size_t n = (size_t) img->w * img->h, known = 0;
     for (size_t i = 0; i < n; i++)
         known += !fill[i];
     if (!known) /* nothing around the fill to take colours from (as match_colors) */
         return TRUE;
-    Act guide = { 0 };
-    if (!act_alloc (&guide, 1, img->h, img->w, img->c, error))
-        return FALSE;
-    memcpy (guide.data, img->data, act_numel (img) * sizeof (float));
-    gboolean ok = fill_membrane (&guide, fill, error)
-                  && color_fix_fill (dec, &guide, fill, img->w, 0.75f * (float) f, error);
-    act_free (&guide);
-    return ok;
+    return membrane_filled (img, fill, filled, error)
+           && color_fix_fill (dec, filled, fill, img->w, 0.75f * (float) f, error);
 }
 
 static uint8_t
@@ -907,6 +915,7 @@ ldm_inpaint (LdmEngine *e, const LdmImage *image, const LdmImage *mask,
     gboolean ok = FALSE;
     Act img = { 0 }, cond = { 0 }, x = { 0 }, quant = { 0 }, dec = { 0 }, start = { 0 };
     Act image_z = { 0 }; /* a text-to-image U-Net: the image's own latent, for the blending */
+    Act filled = { 0 };  /* the membrane-filled picture: init = fill and color_fix */
     g_autofree float *known = NULL;
     g_autofree uint8_t *keep = NULL;
     const Act *z = &x;
@@ -937,11 +946,14 @@ ldm_inpaint (LdmEngine *e, const LdmImage *image, const LdmImage *mask,
          && initial_latent (p, &rng, &x, error)
          && (!blend || known_latents (known_src, known_first, zc, fill, pw, f, &known, &keep,
                                       error))
-         && inpaint_start (e, p, &img, fill, &image_z, &start, error)
+         && inpaint_start (e, p, &img, fill, &image_z, &filled, &start, error)
          && sample (e, p, &cond, known, keep, start.data ? &start : NULL, &rng, &x, error)
          && check_finite (e, x.data, act_numel (&x), "the sampled latent", error);
     if (!ok)
         goto done;
+    gboolean fix = p->color_fix && kind == LDM_MODEL_LDM_INPAINT;
+    if (!fix) /* not needed after the start */
+        act_free (&filled);
     if (e->config.first_stage.kind == LDM_AUTOENCODER_VQ) {
         if (!(ok = autoencoder_quantize (e->ae, &x, &quant, NULL, error)))
             goto done;
@@ -957,8 +969,7 @@ ldm_inpaint (LdmEngine *e, const LdmImage *image, const LdmImage *mask,
     if (p->match_colors && !(ok = match_fill_colors (&dec, &img, fill, 4 * f, w, h, error)))
         goto done;
     /* not for Stable Diffusion: there the prompt, not the surroundings, decides what appears */
-    if (p->color_fix && kind == LDM_MODEL_LDM_INPAINT
-        && !(ok = fill_color_fix (&dec, &img, fill, f, error)))
+    if (fix && !(ok = fill_color_fix (&dec, &img, fill, f, &filled, error)))
         goto done;
 
     /* Composite: generated pixels inside the mask, the input's own bytes elsewhere. */
@@ -983,6 +994,7 @@ ldm_inpaint (LdmEngine *e, const LdmImage *image, const LdmImage *mask,
         }
 done:
     act_free (&start);
+    act_free (&filled);
     act_free (&image_z);
     act_free (&img);
     act_free (&cond);
