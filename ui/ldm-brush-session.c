@@ -9,11 +9,13 @@
  * writes them.
  *
  * $LDM_BRUSH_TIMINGS=FILE: a line per written region is appended to FILE, its time split into
- * crop (job made, original pixels and selection read), wait (until the worker took it: the model
+ * look (the look at the strokes layer that took its strokes: the layer read, compared and
+ * given to the tracker), crop (job made, original pixels and selection read), wait (until the worker took it: the model
  * loading, for the first region), encode (the worker's start to its first
  * step, less one step), steps, decode (last step to the end: decoding, composite), write (the
- * result layer) and total (from the crop's start to the written result), in ms; for
- * tools/bench-brush.
+ * result layer) and total (from the crop's start to the written result), in ms, and the
+ * watching's constants (poll, settle, take: LDM_BRUSH_*, see ldm-brush.h); for
+ * tools/bench-brush, which adds the waits those imply.
  */
 #include "ldm-brush.h"
 
@@ -22,7 +24,6 @@
 #include <string.h>
 
 #define QUEUE_MAX  64
-#define TAKE_MS    25
 
 struct LdmBrushSession {
     const LdmBrushHost *host;
@@ -56,6 +57,7 @@ struct LdmBrushSession {
     char               *message;
     FILE               *timings;  /* $LDM_BRUSH_TIMINGS */
     gint64              crop_start, crop_end; /* of the running region */
+    gint64              look_us;  /* the last look that took changes */
     guint               poll_timer, take_timer, ticks;
 };
 
@@ -230,14 +232,15 @@ log_timings (LdmBrushSession *s, const LdmBrushJob *job, gint64 write_start, gin
         decode = (double) (job->finished - job->started);
     }
     fprintf (s->timings,
-             "region %d crop %.1f wait %.1f encode %.1f steps %.1f decode %.1f write %.1f "
-             "total %.1f n_steps %d box %dx%d crop_size %dx%d model %dx%d empty %d\n",
-             (int) job->id, (double) (s->crop_end - s->crop_start) * ms,
+             "region %d look %.1f crop %.1f wait %.1f encode %.1f steps %.1f decode %.1f write %.1f "
+             "total %.1f n_steps %d box %dx%d crop_size %dx%d model %dx%d empty %d "
+             "poll %d settle %d take %d\n",
+             (int) job->id, (double) s->look_us * ms, (double) (s->crop_end - s->crop_start) * ms,
              (double) (job->started - s->crop_end) * ms, encode * ms,
              all_steps * ms, decode * ms, (double) (write_end - write_start) * ms,
              (double) (write_end - s->crop_start) * ms, steps, job->box.width, job->box.height,
              job->crop.width, job->crop.height, job->model_width, job->model_height,
-             job->empty);
+             job->empty, LDM_BRUSH_POLL_MS, LDM_BRUSH_SETTLE, LDM_BRUSH_TAKE_MS);
     fflush (s->timings);
 }
 
@@ -291,6 +294,7 @@ static gboolean
 look (LdmBrushSession *s)
 {
     GError *error = NULL;
+    gint64 start = g_get_monotonic_time ();
     size_t n = (size_t) s->width * s->height;
     if (!s->host->read_strokes (s->host_data, s->look, &error)) {
         /* the strokes layer is gone (undone, deleted): nothing more to watch */
@@ -308,7 +312,9 @@ look (LdmBrushSession *s)
         return TRUE;
     }
     if (++s->stable == LDM_BRUSH_SETTLE && memcmp (s->frame, s->seen, n) != 0) {
-        if (!take_changes (s, s->frame, &error) || !submit_next (s, &error)) {
+        gboolean ok = take_changes (s, s->frame, &error);
+        s->look_us = g_get_monotonic_time () - start;
+        if (!ok || !submit_next (s, &error)) {
             set_failed (s, error->message);
             g_error_free (error);
         }
@@ -339,7 +345,7 @@ ldm_brush_session_start (LdmBrushSession *s)
         return;
     s->state = LDM_BRUSH_STATE_WAITING;
     s->poll_timer = g_timeout_add (LDM_BRUSH_POLL_MS, poll_tick, s);
-    s->take_timer = g_timeout_add (TAKE_MS, take_tick, s);
+    s->take_timer = g_timeout_add (LDM_BRUSH_TAKE_MS, take_tick, s);
 }
 
 gboolean
@@ -348,9 +354,11 @@ ldm_brush_session_process (LdmBrushSession *s, int *regions, GError **error)
     int written = s->written;
     if (regions)
         *regions = 0;
+    gint64 start = g_get_monotonic_time ();
     if (!s->host->read_strokes (s->host_data, s->look, error)
         || !take_changes (s, s->look, error))
         return FALSE;
+    s->look_us = g_get_monotonic_time () - start;
     memcpy (s->frame, s->look, (size_t) s->width * s->height);
     while (s->queued || s->running) {
         if (!submit_next (s, error))

@@ -43,11 +43,15 @@ typedef enum {
 typedef struct LdmBrushSession LdmBrushSession;
 
 /* How the session watches: LDM_BRUSH_POLL_MS between looks at the strokes layer (or 4 times
- * the last look's duration when that is longer), and a change is
- * taken once the layer stayed the same for `settle` further looks (a stroke half painted is
- * not inpainted). */
-#define LDM_BRUSH_POLL_MS 100
-#define LDM_BRUSH_SETTLE  2
+ * the last look's duration when that is longer), and a change is taken once the layer stayed
+ * the same for LDM_BRUSH_SETTLE further looks: a stroke being painted changes the layer
+ * between two looks 50 ms apart (GIMP paints at each motion event), so a pause of about
+ * that long starts it, and painting on near it restarts it. The fill so starts
+ * 50-100 ms after the stroke ends. LDM_BRUSH_TAKE_MS: how often finished regions are taken
+ * and written. */
+#define LDM_BRUSH_POLL_MS 50
+#define LDM_BRUSH_SETTLE  1
+#define LDM_BRUSH_TAKE_MS 10
 
 /* A session for a width x height strokes layer; starts core's worker (the model loads in
  * its thread). seed: of the first region; a re-roll takes the next one. */

@@ -324,7 +324,8 @@ test_restart_and_queue (void)
 }
 
 /* A strokes layer that takes 100 ms to read is looked at every 500 ms (4 x 100 ms, then the
- * read), not every 200: fewer than 7 reads in 2 s (10 without the slow-down). */
+ * read), not every 150 (LDM_BRUSH_POLL_MS, then the read): fewer than 7 reads in 2 s (13
+ * without the slow-down). */
 static void
 test_slow_layer (void)
 {
