@@ -111,11 +111,8 @@ ldm_brush_session_new (const LdmBrushHost *host, void *host_data, int width, int
 static void
 stop_timers (LdmBrushSession *s)
 {
-    if (s->poll_timer)
-        g_source_remove (s->poll_timer);
-    if (s->take_timer)
-        g_source_remove (s->take_timer);
-    s->poll_timer = s->take_timer = 0;
+    g_clear_handle_id (&s->poll_timer, g_source_remove);
+    g_clear_handle_id (&s->take_timer, g_source_remove);
 }
 
 void
