@@ -56,8 +56,10 @@ def config_yaml(task, ck):
                   cond_stage_key="masked_image" if task == "inpaint" else "LR_image",
                   image_size=32, channels=3, concat_mode=True, use_ema=False,
                   scale_factor=1.0)
-    if spec.get("parameterization", "eps") != "eps":
-        params["parameterization"] = spec["parameterization"]
+    # the checkpoint's own target (a task's may have changed since it was written)
+    parameterization = ck.get("parameterization", "eps")
+    if parameterization != "eps":
+        params["parameterization"] = parameterization
     if task == "sr":
         params["cond_stage_trainable"] = False
     params["unet_config"] = dict(target="ldm.modules.diffusionmodules.openaimodel.UNetModel",

@@ -8,7 +8,7 @@ inpaint: U-Net input [x_t (3) | enc(masked image) (3) | mask (1)], masked pixels
          (as inpainting_big); linear betas 0.00085..0.012 and v-prediction with an L2 loss
          (SD 2's parameterization "v"): see TASKS for why not inpainting_big's eps and L1.
 sr:      U-Net input [x_t (3) | LR image in [-1, 1] (3)] at latent size = LR size;
-         linear betas 0.0015..0.0155, eps-prediction, L2 loss (as bsr_sr). LR = blur +
+         linear betas 0.0015..0.0155 (as bsr_sr), v-prediction (eps until step 8118), L2 loss. LR = blur +
          bicubic 4x + noise (degrade.py) of 128-px crops.
 Every --hires-every-th step trains on 256-px crops (64x64 latents) instead, batch / 4: a U-Net
 trained on 32x32 latents only drew speckled noise at 64x64 (sr too: 64-px LR images).
@@ -52,8 +52,11 @@ TASKS = {
     # at low t. L2, as SD 2 trains v.
     "inpaint": dict(in_channels=7, linear_start=0.00085, linear_end=0.012, loss="l2",
                     parameterization="v"),
+    # sr predicted eps (as bsr_sr) until step 8118: its own low frequencies stayed wrong (mean
+    # colour dE 19.9 from the photo without color-fix, docs/eval's 8 crops), the high-t
+    # weakness above; from 8118 on v, as inpaint.
     "sr": dict(in_channels=6, linear_start=0.0015, linear_end=0.0155, loss="l2",
-               parameterization="eps"),
+               parameterization="v"),
 }
 UNET_CONFIG = dict(out_channels=3, model_channels=64, channel_mult=(1, 2, 2), num_res_blocks=2,
                    attention_resolutions=(4,), num_heads=-1, num_head_channels=32)
