@@ -10,12 +10,15 @@
  *
  * $LDM_BRUSH_TIMINGS=FILE: a line per written region is appended to FILE, its time split into
  * look (the look at the strokes layer that took its strokes: the layer read, compared and
- * given to the tracker), crop (job made, original pixels and selection read), wait (until the worker took it: the model
+ * given to the tracker), crop (job made, original pixels and selection read; original: the
+ * original pixels' read alone, a part of crop), wait (until the worker took it: the model
  * loading, for the first region), encode (the worker's start to its first
  * step, less one step), steps, decode (last step to the end: decoding, composite), write (the
  * result layer) and total (from the crop's start to the written result), in ms, and the
- * watching's constants (poll, settle, take: LDM_BRUSH_*, see ldm-brush.h); for
- * tools/bench-brush, which adds the waits those imply.
+ * watching's constants (poll, settle, take: LDM_BRUSH_*, see ldm-brush.h), the box's place
+ * (box_at x,y) and the wall clock when the write returned (written_at, s since 1970:
+ * comparable with another process's clock); for tools/bench-brush, which adds the waits those
+ * imply, or (--live) measures them from the end of each stroke.
  */
 #include "ldm-brush.h"
 
@@ -58,6 +61,8 @@ struct LdmBrushSession {
     FILE               *timings;  /* $LDM_BRUSH_TIMINGS */
     gint64              crop_start, crop_end; /* of the running region */
     gint64              look_us;  /* the last look that took changes */
+    gint64              read_us;  /* the last look's read of the strokes layer */
+    gint64              original_us; /* the running region's read of the original pixels */
     guint               poll_timer, take_timer, ticks;
 };
 
@@ -202,8 +207,13 @@ submit_next (LdmBrushSession *s, GError **error)
     sample.seed = s->seed;
     g_autoptr (LdmBrushJob) job = ldm_brush_job_new (box, s->width, s->height, &sample, &region,
                                                      error);
-    if (!job || !s->host->read_original (s->host_data, job->crop, &job->image, error)
-        || !ldm_stroke_tracker_selection (s->tracker, job->crop, job->selection, error))
+    if (!job)
+        return FALSE;
+    gint64 read_start = g_get_monotonic_time ();
+    if (!s->host->read_original (s->host_data, job->crop, &job->image, error))
+        return FALSE;
+    s->original_us = g_get_monotonic_time () - read_start;
+    if (!ldm_stroke_tracker_selection (s->tracker, job->crop, job->selection, error))
         return FALSE;
     job->id = (uint64_t) ++s->regions;
     s->crop_end = g_get_monotonic_time ();
@@ -216,7 +226,8 @@ submit_next (LdmBrushSession *s, GError **error)
 }
 
 static void
-log_timings (LdmBrushSession *s, const LdmBrushJob *job, gint64 write_start, gint64 write_end)
+log_timings (LdmBrushSession *s, const LdmBrushJob *job, gint64 write_start, gint64 write_end,
+             gint64 written_at)
 {
     int steps = job->sample.steps;
     double ms = 1e-3, step = 0, encode = 0, all_steps = 0, decode;
@@ -229,15 +240,18 @@ log_timings (LdmBrushSession *s, const LdmBrushJob *job, gint64 write_start, gin
         decode = (double) (job->finished - job->started);
     }
     fprintf (s->timings,
-             "region %d look %.1f crop %.1f wait %.1f encode %.1f steps %.1f decode %.1f write %.1f "
-             "total %.1f n_steps %d box %dx%d crop_size %dx%d model %dx%d empty %d "
-             "poll %d settle %d take %d\n",
+             "region %d look %.1f crop %.1f original %.1f wait %.1f encode %.1f steps %.1f "
+             "decode %.1f write %.1f total %.1f n_steps %d box %dx%d box_at %d,%d "
+             "crop_size %dx%d model %dx%d empty %d poll %d settle %d take %d "
+             "written_at %.6f\n",
              (int) job->id, (double) s->look_us * ms, (double) (s->crop_end - s->crop_start) * ms,
+             (double) s->original_us * ms,
              (double) (job->started - s->crop_end) * ms, encode * ms,
              all_steps * ms, decode * ms, (double) (write_end - write_start) * ms,
              (double) (write_end - s->crop_start) * ms, steps, job->box.width, job->box.height,
-             job->crop.width, job->crop.height, job->model_width, job->model_height,
-             job->empty, LDM_BRUSH_POLL_MS, LDM_BRUSH_SETTLE, LDM_BRUSH_TAKE_MS);
+             job->box.x, job->box.y, job->crop.width, job->crop.height, job->model_width,
+             job->model_height, job->empty, LDM_BRUSH_POLL_MS, LDM_BRUSH_SETTLE,
+             LDM_BRUSH_TAKE_MS, (double) written_at * 1e-6);
     fflush (s->timings);
 }
 
@@ -260,7 +274,7 @@ finish_job (LdmBrushSession *s, LdmBrushJob *job, GError **error)
     if (!s->host->write_result (s->host_data, job->inner, job->rgba, error))
         return FALSE;
     if (s->timings)
-        log_timings (s, job, write_start, g_get_monotonic_time ());
+        log_timings (s, job, write_start, g_get_monotonic_time (), g_get_real_time ());
     s->written++;
     s->have_last = TRUE;
     s->last_box = job->box;
@@ -293,7 +307,9 @@ look (LdmBrushSession *s)
     GError *error = NULL;
     gint64 start = g_get_monotonic_time ();
     size_t n = (size_t) s->width * s->height;
-    if (!s->host->read_strokes (s->host_data, s->look, &error)) {
+    gboolean read = s->host->read_strokes (s->host_data, s->look, &error);
+    s->read_us = g_get_monotonic_time () - start;
+    if (!read) {
         /* the strokes layer is gone (undone, deleted): nothing more to watch */
         set_failed (s, error->message);
         g_error_free (error);
@@ -319,17 +335,18 @@ look (LdmBrushSession *s)
     return TRUE;
 }
 
-/* A look, then the next one after LDM_BRUSH_POLL_MS, or four times as long as this look took
- * when that is longer (a large layer: GIMP's main thread spends at most a fifth of its time
- * sending it). */
+/* A look, then the next one after LDM_BRUSH_POLL_MS, or four times as long as this look's
+ * read of the layer took when that is longer (a large layer: GIMP's main thread spends at
+ * most a fifth of its time sending it). The read only: a look that started a region also read
+ * its original pixels, up to a second for a session's first region, and waiting four times
+ * that delayed the next stroke's fill by seconds. */
 static gboolean
 poll_tick (gpointer data)
 {
     LdmBrushSession *s = data;
-    gint64 start = g_get_monotonic_time ();
     s->poll_timer = 0;
     if (look (s)) {
-        gint64 ms = (g_get_monotonic_time () - start) / 1000;
+        gint64 ms = s->read_us / 1000;
         s->poll_timer = g_timeout_add ((guint) MAX (LDM_BRUSH_POLL_MS, 4 * ms), poll_tick, s);
     }
     return G_SOURCE_REMOVE;

@@ -43,13 +43,13 @@ typedef enum {
 typedef struct LdmBrushSession LdmBrushSession;
 
 /* How the session watches: LDM_BRUSH_POLL_MS between looks at the strokes layer (or 4 times
- * the last look's duration when that is longer), and a change is taken once the layer stayed
- * the same for LDM_BRUSH_SETTLE further looks: a stroke being painted changes the layer at
- * each motion event, so a pause of about 100 ms starts it, and painting on near it restarts
- * it. One look (50 ms) split strokes whose motion events came 50-80 ms apart (a loaded
- * machine; the GUI test's stroke: three regions instead of two); the old 2 x 100 ms cost
- * 100 ms more. The fill so starts 100-150 ms after the stroke ends. LDM_BRUSH_TAKE_MS: how often finished regions are taken
- * and written. */
+ * the last look's read of the layer when that is longer), and a change is taken once the
+ * layer stayed the same for LDM_BRUSH_SETTLE further looks: a stroke being painted changes
+ * the layer at each motion event, so a pause of about 100 ms starts it, and painting on near
+ * it restarts it. One look (50 ms) split strokes whose motion events came 50-80 ms apart (a
+ * loaded machine; the GUI test's stroke: three regions instead of two); the old 2 x 100 ms
+ * cost 100 ms more. The fill so starts 100-150 ms after the stroke ends. LDM_BRUSH_TAKE_MS:
+ * how often finished regions are taken and written. */
 #define LDM_BRUSH_POLL_MS 50
 #define LDM_BRUSH_SETTLE  2
 #define LDM_BRUSH_TAKE_MS 10
