@@ -35,9 +35,10 @@ ldm_brush_params_init (LdmBrushMode mode, LdmSampleParams *sample, LdmRegionPara
     ldm_sample_params_init (sample, LDM_TASK_INPAINT);
     ldm_region_params_init (region);
     if (mode == LDM_BRUSH_FAST) {
-        /* a 64-pixel stroke: a 136-pixel crop instead of 216, a third of the steps */
-        sample->steps = 8;
-        region->context_padding = 32;
+        /* a 64-pixel stroke: a 128-pixel crop instead of 216, a quarter of the steps (8 steps
+         * and context 32 gave fills that looked the same, and took a third longer) */
+        sample->steps = 6;
+        region->context_padding = 24;
         region->working_size = 256;
         region->mask_blur = 4;
     }

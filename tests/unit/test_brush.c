@@ -31,8 +31,8 @@ test_modes (void)
     g_assert_cmpmem (&s, sizeof s, &want_s, sizeof want_s);
     g_assert_cmpmem (&r, sizeof r, &want_r, sizeof want_r);
     ldm_brush_params_init (LDM_BRUSH_FAST, &s, &r);
-    g_assert_cmpint (s.steps, ==, 8);
-    g_assert_cmpint (r.context_padding, ==, 32);
+    g_assert_cmpint (s.steps, ==, 6);
+    g_assert_cmpint (r.context_padding, ==, 24);
     g_assert_cmpint (r.working_size, ==, 256);
     g_assert_cmpint (r.mask_grow, ==, 4);
     g_assert_cmpint (r.mask_blur, ==, 4);
@@ -50,26 +50,26 @@ test_job_rects (void)
 {
     LdmSampleParams s;
     LdmRegionParams r;
-    ldm_brush_params_init (LDM_BRUSH_FAST, &s, &r); /* grow 4 + blur 4, context 32 */
+    ldm_brush_params_init (LDM_BRUSH_FAST, &s, &r); /* grow 4 + blur 4, context 24 */
     g_autoptr (GError) error = NULL;
-    /* box 50,40 10x6 on 200 x 100: inner = box +- 8 = 42,32 26x22; crop = box +- 40 =
-     * 10,0 (clamped from 0) .. 100,86 */
-    g_autoptr (LdmBrushJob) job = ldm_brush_job_new ((LdmRect) { 50, 40, 10, 6 }, 200, 100, &s,
+    /* box 50,20 10x6 on 200 x 100: inner = box +- 8 = 42,12 26x22; crop = box +- 32 =
+     * 18,0 (clamped from -12) .. 92,58 */
+    g_autoptr (LdmBrushJob) job = ldm_brush_job_new ((LdmRect) { 50, 20, 10, 6 }, 200, 100, &s,
                                                      &r, &error);
     g_assert_no_error (error);
     g_assert_cmpint (job->inner.x, ==, 42);
-    g_assert_cmpint (job->inner.y, ==, 32);
+    g_assert_cmpint (job->inner.y, ==, 12);
     g_assert_cmpint (job->inner.width, ==, 26);
     g_assert_cmpint (job->inner.height, ==, 22);
     LdmRect want;
     g_assert_true (ldm_stroke_region_crop (&r, job->box, 200, 100, &want));
     g_assert_cmpmem (&job->crop, sizeof want, &want, sizeof want);
-    g_assert_cmpint (job->crop.x, ==, 10);
+    g_assert_cmpint (job->crop.x, ==, 18);
     g_assert_cmpint (job->crop.y, ==, 0);
-    g_assert_cmpint (job->crop.width, ==, 90);
-    g_assert_cmpint (job->crop.height, ==, 86);
+    g_assert_cmpint (job->crop.width, ==, 74);
+    g_assert_cmpint (job->crop.height, ==, 58);
     g_assert_nonnull (job->selection);
-    g_assert_cmpint (job->sample.steps, ==, 8);
+    g_assert_cmpint (job->sample.steps, ==, 6);
     /* at the corner: the inner rectangle is clamped too (0,0 .. 3+8, 2+8) */
     g_autoptr (LdmBrushJob) corner = ldm_brush_job_new ((LdmRect) { 0, 0, 3, 2 }, 200, 100, &s,
                                                         &r, &error);
