@@ -11,6 +11,7 @@
  * low frequencies, and a small model's worst errors are there (patches of wrong colour): the
  * decoded fill keeps its fine detail and takes its smooth part from the guess. */
 #include "run/color_fix.h"
+#include "run/fill.h"
 #include "run/image_ops.h"
 
 #include "alloc.h"
@@ -160,4 +161,116 @@ color_fix_fill (Act *dec, const Act *guide, const uint8_t *fill, int stride, flo
             }
     }
     return TRUE;
+}
+
+/* plane = the normalised Gaussian blur of plane over the pixels whose weight is 1 (weight
+ * blurred alongside, into wblur); tmp holds w x h floats. */
+static gboolean
+blur_normalised (float *plane, const float *weight, float *wblur, float *tmp, int w, int h,
+                 float sigma)
+{
+    int r = MIN ((int) ceilf (3.0f * sigma), 64);
+    size_t n = (size_t) w * h;
+    for (size_t i = 0; i < n; i++) {
+        plane[i] *= weight[i];
+        wblur[i] = weight[i];
+    }
+    if (!image_blur_plane (plane, tmp, w, h, sigma, r)
+        || !image_blur_plane (wblur, tmp, w, h, sigma, r))
+        return FALSE;
+    for (size_t i = 0; i < n; i++)
+        plane[i] = wblur[i] > 1e-6f ? plane[i] / wblur[i] : 0.0f;
+    return TRUE;
+}
+
+static float
+grey_at (const Act *a, size_t i)
+{
+    const float *p = a->data + i * a->c;
+    return a->c >= 3 ? 0.299f * p[0] + 0.587f * p[1] + 0.114f * p[2] : p[0];
+}
+
+gboolean
+color_fix_grain (Act *dec, const Act *img, const uint8_t *fill, int stride, float sigma,
+                 float spread, float ceiling, GError **error)
+{
+    int w = dec->w, h = dec->h, c = dec->c;
+    g_return_val_if_fail (dec->n == 1 && img->w == w && img->h == h && img->c == c && c <= 8
+                          && sigma > 0.0f && spread > 0.0f, FALSE);
+    size_t n = (size_t) w * h;
+    int r = MIN ((int) ceilf (3.0f * sigma), 64), rs = MIN ((int) ceilf (3.0f * spread), 64);
+    Act target = { 0 };
+    g_autofree uint8_t *hole = ldm_try_alloc_n (n, 1, "the grain match", error);
+    g_autofree float *known = hole ? ldm_try_alloc_n (n, sizeof (float), "the grain match", error)
+                                   : NULL;
+    g_autofree float *lo = known ? ldm_try_alloc_n (n, sizeof (float), "the grain match", error)
+                                 : NULL;
+    g_autofree float *energy = lo ? ldm_try_alloc_n (n, sizeof (float), "the grain match", error)
+                                  : NULL;
+    g_autofree float *wblur = energy ? ldm_try_alloc_n (n, sizeof (float), "the grain match", error)
+                                     : NULL;
+    g_autofree float *tmp = wblur ? ldm_try_alloc_n (n, sizeof (float), "the grain match", error)
+                                  : NULL;
+    if (!tmp || !act_alloc (&target, 1, h, w, 1, error))
+        return FALSE;
+    gboolean ok = FALSE;
+    size_t n_known = 0;
+    for (int y = 0; y < h; y++)
+        for (int x = 0; x < w; x++) {
+            size_t i = (size_t) y * w + x;
+            hole[i] = fill[(size_t) y * stride + x] != 0;
+            known[i] = hole[i] ? 0.0f : 1.0f;
+            n_known += !hole[i];
+        }
+    if (!n_known) { /* no surroundings to take the grain from */
+        ok = TRUE;
+        goto done;
+    }
+    /* The surroundings' local detail energy: grey minus its smooth part (both over the known
+     * pixels only: the hole's own pixels are what goes), squared, spread; then carried into
+     * the hole as a membrane, so each part of the fill gets the grain of the edge nearest it. */
+    for (size_t i = 0; i < n; i++)
+        lo[i] = grey_at (img, i);
+    if (!blur_normalised (lo, known, wblur, tmp, w, h, sigma))
+        goto blur_failed;
+    for (size_t i = 0; i < n; i++) {
+        float d = grey_at (img, i) - lo[i];
+        target.data[i] = d * d;
+    }
+    if (!blur_normalised (target.data, known, wblur, tmp, w, h, spread))
+        goto blur_failed;
+    if (!fill_membrane (&target, hole, error))
+        goto done;
+    /* The fill's own local detail energy, the same way. */
+    for (size_t i = 0; i < n; i++)
+        lo[i] = grey_at (dec, i);
+    if (!image_blur_plane (lo, tmp, w, h, sigma, r))
+        goto blur_failed;
+    for (size_t i = 0; i < n; i++) {
+        float d = grey_at (dec, i) - lo[i];
+        energy[i] = d * d;
+    }
+    if (!image_blur_plane (energy, tmp, w, h, spread, rs))
+        goto blur_failed;
+    /* gain: 1, or less where the fill is grainier than `ceiling` times its surroundings */
+    for (size_t i = 0; i < n; i++) {
+        float allowed = ceiling * ceiling * target.data[i];
+        energy[i] = hole[i] && energy[i] > allowed ? sqrtf (allowed / energy[i]) : 1.0f;
+    }
+    for (int ch = 0; ch < c; ch++) {
+        for (size_t i = 0; i < n; i++)
+            lo[i] = dec->data[i * c + ch];
+        if (!image_blur_plane (lo, tmp, w, h, sigma, r))
+            goto blur_failed;
+        for (size_t i = 0; i < n; i++)
+            if (energy[i] < 1.0f)
+                dec->data[i * c + ch] = lo[i] + energy[i] * (dec->data[i * c + ch] - lo[i]);
+    }
+    ok = TRUE;
+    goto done;
+blur_failed:
+    ldm_no_memory (error, "the grain match", 2 * (size_t) MAX (r, rs) + 1, sizeof (float));
+done:
+    act_free (&target);
+    return ok;
 }

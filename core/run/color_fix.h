@@ -25,3 +25,13 @@ gboolean act_upsample_bilinear (const Act *src, int f, Act *dst, GError **error)
  * `fill` nothing changes. FALSE (and a GError) only when memory runs out. */
 gboolean color_fix_fill (Act *dec, const Act *guide, const uint8_t *fill, int stride,
                          float sigma, GError **error);
+
+/* Grain as around the hole: inside `fill`, where dec's detail finer than about sigma pixels
+ * (dec minus its Gaussian blur, on grey) carries more local energy (spread over `spread`
+ * pixels) than `ceiling` times that of img's known pixels nearest it (their energy carried
+ * into the hole by fill_membrane), the detail is scaled down to it: a small model draws the
+ * same grain into a smooth, out-of-focus background as into fur. Never scaled up; outside
+ * `fill` nothing changes; no known pixel: nothing to do. FALSE (and a GError) only when
+ * memory runs out. */
+gboolean color_fix_grain (Act *dec, const Act *img, const uint8_t *fill, int stride,
+                          float sigma, float spread, float ceiling, GError **error);

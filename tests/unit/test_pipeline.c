@@ -898,6 +898,80 @@ test_color_fix_fill (void)
     act_free (&dec);
 }
 
+/* mean |horizontal step| / 2 of channel 0 over the 4 x 4 pixels from (x, y): the amplitude of
+ * a 1-px checkerboard */
+static double
+checker_amplitude (const Act *a, int x, int y)
+{
+    double sum = 0;
+    for (int dy = 0; dy < 4; dy++)
+        for (int dx = 0; dx < 4; dx++) {
+            size_t i = ((size_t) (y + dy) * a->w + x + dx) * a->c;
+            sum += fabs (a->data[i] - a->data[i + a->c]) / 2;
+        }
+    return sum / 16;
+}
+
+/* Grain as around the hole: the surroundings are a 1-px checkerboard of amplitude 0.2 left of
+ * x = 40 and smooth right of it; the fill (the hole in img holds something else: it must not
+ * count) is all checkerboard. Near the smooth side its detail goes (less than a quarter left),
+ * near the textured side it stays (more than 0.15); outside the fill nothing changes; a fill
+ * that continues its surroundings' smooth ramp is not changed at all (never scaled up). */
+static void
+test_color_fix_grain (void)
+{
+    enum { W = 128, H = 64, C = 3, X0 = 16, X1 = 112, Y0 = 12, Y1 = 52, XT = 40 };
+    Act img = { 0 }, dec = { 0 };
+    g_autoptr (GError) error = NULL;
+    g_assert_true (act_alloc (&img, 1, H, W, C, &error));
+    g_assert_true (act_alloc (&dec, 1, H, W, C, &error));
+    uint8_t fill[W * H];
+    for (int y = 0; y < H; y++)
+        for (int x = 0; x < W; x++) {
+            gboolean in = x >= X0 && x < X1 && y >= Y0 && y < Y1;
+            fill[y * W + x] = in;
+            float checker = (x + y) % 2 ? 0.2f : -0.2f;
+            for (int k = 0; k < C; k++) {
+                size_t i = ((size_t) y * W + x) * C + k;
+                float smooth = -0.3f + 0.01f * (float) x + 0.1f * (float) k;
+                img.data[i] = in ? 0.9f * checker /* the object that goes */
+                                 : smooth + (x < XT ? checker : 0.0f);
+                dec.data[i] = in ? smooth + checker : img.data[i];
+            }
+        }
+    Act before = dec;
+    before.data = g_memdup2 (dec.data, act_numel (&dec) * sizeof (float));
+    g_assert_true (color_fix_grain (&dec, &img, fill, W, 1.5f, 8.0f, 1.5f, &error));
+    g_assert_no_error (error);
+    for (int y = 0; y < H; y++)
+        for (int x = 0; x < W; x++)
+            if (!fill[y * W + x])
+                for (int k = 0; k < C; k++) {
+                    size_t i = ((size_t) y * W + x) * C + k;
+                    g_assert_cmpfloat (dec.data[i], ==, before.data[i]);
+                }
+    double textured = checker_amplitude (&dec, X0 + 1, 30);
+    double smooth = checker_amplitude (&dec, X1 - 6, 30);
+    g_test_message ("checkerboard amplitude in the fill: by the textured side %.3f, by the "
+                    "smooth side %.3f (0.2 before)", textured, smooth);
+    g_assert_cmpfloat (textured, >, 0.15);
+    g_assert_cmpfloat (smooth, <, 0.05);
+
+    /* a smooth fill in the same surroundings: bit for bit as it was */
+    for (int y = Y0; y < Y1; y++)
+        for (int x = X0; x < X1; x++)
+            for (int k = 0; k < C; k++)
+                dec.data[((size_t) y * W + x) * C + k]
+                    = -0.3f + 0.01f * (float) x + 0.1f * (float) k;
+    memcpy (before.data, dec.data, act_numel (&dec) * sizeof (float));
+    g_assert_true (color_fix_grain (&dec, &img, fill, W, 1.5f, 8.0f, 1.5f, &error));
+    g_assert_cmpmem (dec.data, act_numel (&dec) * sizeof (float), before.data,
+                     act_numel (&dec) * sizeof (float));
+    act_free (&before);
+    act_free (&img);
+    act_free (&dec);
+}
+
 /* ------------------------------------------------ Stable Diffusion: 4 channels, init */
 
 /* A Stable Diffusion text-to-image model (v1-inference.yaml's layout: LatentDiffusion,
@@ -1285,5 +1359,6 @@ main (int argc, char **argv)
     g_test_add_func ("/pipeline/match-region-mean", test_match_region_mean);
     g_test_add_func ("/pipeline/color-fix", test_color_fix);
     g_test_add_func ("/pipeline/color-fix-fill", test_color_fix_fill);
+    g_test_add_func ("/pipeline/color-fix-grain", test_color_fix_grain);
     return g_test_run ();
 }
