@@ -252,10 +252,12 @@ color_fix_grain (Act *dec, const Act *img, const uint8_t *fill, int stride, floa
     }
     if (!image_blur_plane (energy, tmp, w, h, spread, rs))
         goto blur_failed;
-    /* gain: 1, or less where the fill is grainier than `ceiling` times its surroundings */
+    /* gain: 1, or less where the fill's detail is more than `ceiling` times as strong
+     * (amplitude; ceiling^2 in energy) as its surroundings' */
+    float *gain = energy; /* in place: each pixel's energy is read once, then its gain */
     for (size_t i = 0; i < n; i++) {
         float allowed = ceiling * ceiling * target.data[i];
-        energy[i] = hole[i] && energy[i] > allowed ? sqrtf (allowed / energy[i]) : 1.0f;
+        gain[i] = hole[i] && energy[i] > allowed ? sqrtf (allowed / energy[i]) : 1.0f;
     }
     for (int ch = 0; ch < c; ch++) {
         for (size_t i = 0; i < n; i++)
@@ -263,8 +265,8 @@ color_fix_grain (Act *dec, const Act *img, const uint8_t *fill, int stride, floa
         if (!image_blur_plane (lo, tmp, w, h, sigma, r))
             goto blur_failed;
         for (size_t i = 0; i < n; i++)
-            if (energy[i] < 1.0f)
-                dec->data[i * c + ch] = lo[i] + energy[i] * (dec->data[i * c + ch] - lo[i]);
+            if (gain[i] < 1.0f)
+                dec->data[i * c + ch] = lo[i] + gain[i] * (dec->data[i * c + ch] - lo[i]);
     }
     ok = TRUE;
     goto done;

@@ -27,9 +27,9 @@ gboolean color_fix_fill (Act *dec, const Act *guide, const uint8_t *fill, int st
                          float sigma, GError **error);
 
 /* Grain as around the hole: inside `fill`, where dec's detail finer than about sigma pixels
- * (dec minus its Gaussian blur, on grey) carries more local energy (spread over `spread`
- * pixels) than `ceiling` times that of img's known pixels nearest it (their energy carried
- * into the hole by fill_membrane), the detail is scaled down to it: a small model draws the
+ * (dec minus its Gaussian blur, on grey) is stronger than `ceiling` times that of img's known
+ * pixels nearest it (in amplitude: the root of the local energy, spread over `spread` pixels;
+ * their energy carried into the hole by fill_membrane), the detail is scaled down to it: a small model draws the
  * same grain into a smooth, out-of-focus background as into fur. Never scaled up; outside
  * `fill` nothing changes; no known pixel: nothing to do. FALSE (and a GError) only when
  * memory runs out. */

@@ -848,8 +848,8 @@ match_fill_colors (Act *dec, const Act *img, const uint8_t *fill, int radius, in
     return TRUE;
 }
 
-/* A fill's detail may carry this many times the local energy of its surroundings' (ground
- * truth in docs/eval's holes: 1.44 on average). */
+/* A fill's detail may be this many times as strong (amplitude; 2.25x in energy) as its
+ * surroundings' (ground truth in docs/eval's holes: energy 1.44x on average, amplitude 1.2x). */
 #define GRAIN_CEILING 1.5f
 
 /* color_fix (inpainting): the decoded fill keeps its detail finer than about 3/4 of a latent
@@ -864,8 +864,9 @@ fill_color_fix (Act *dec, const Act *img, const uint8_t *fill, int f, Act *fille
         known += !fill[i];
     if (!known) /* nothing around the fill to take colours from (as match_colors) */
         return TRUE;
-    /* The smooth part from the membrane fill, then the grain as around the hole, in two bands (finer than about 1.5 px for f = 4,
-     * then all the model's detail), each at most GRAIN_CEILING times the surroundings' energy.
+    /* The smooth part from the membrane fill, then the grain as around the hole, in two bands
+     * (finer than about 1.5 px for f = 4, then all the model's detail), each at most
+     * GRAIN_CEILING times as strong as the surroundings'.
      * Measured (docs/eval, 32 cases; 13 unseen photos, 52 cases): texture ratio 0.671 -> 0.609
      * and 2.65 -> 0.96 (fills of an out-of-focus background as grainy as of fur before),
      * PSNR 15.73 -> 15.76 and 17.50 -> 17.74 dB; a ceiling of 1.0 took docs/eval's to 0.51. */

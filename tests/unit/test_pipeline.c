@@ -965,6 +965,7 @@ test_color_fix_grain (void)
                     = -0.3f + 0.01f * (float) x + 0.1f * (float) k;
     memcpy (before.data, dec.data, act_numel (&dec) * sizeof (float));
     g_assert_true (color_fix_grain (&dec, &img, fill, W, 1.5f, 8.0f, 1.5f, &error));
+    g_assert_no_error (error);
     g_assert_cmpmem (dec.data, act_numel (&dec) * sizeof (float), before.data,
                      act_numel (&dec) * sizeof (float));
     act_free (&before);

@@ -50,13 +50,15 @@ def config_yaml(task, ck):
                     out_ch=3, ch=a["ch"], ch_mult=list(a["ch_mult"]),
                     num_res_blocks=a["num_res_blocks"], attn_resolutions=[], dropout=0.0,
                     attn_type="vanilla" if a["mid_attention"] else "none")
-    params = dict(linear_start=spec["linear_start"], linear_end=spec["linear_end"],
-                  log_every_t=100, timesteps=1000, loss_type=spec["loss"],
+    # the checkpoint's own schedule and target (a task's may have changed since it was
+    # written; checkpoints before session 8 do not store the schedule)
+    params = dict(linear_start=ck.get("linear_start", spec["linear_start"]),
+                  linear_end=ck.get("linear_end", spec["linear_end"]),
+                  log_every_t=100, timesteps=1000, loss_type=ck.get("loss", spec["loss"]),
                   first_stage_key="image",
                   cond_stage_key="masked_image" if task == "inpaint" else "LR_image",
                   image_size=32, channels=3, concat_mode=True, use_ema=False,
                   scale_factor=1.0)
-    # the checkpoint's own target (a task's may have changed since it was written)
     parameterization = ck.get("parameterization", "eps")
     if parameterization != "eps":
         params["parameterization"] = parameterization

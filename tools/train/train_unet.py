@@ -8,8 +8,8 @@ inpaint: U-Net input [x_t (3) | enc(masked image) (3) | mask (1)], masked pixels
          (as inpainting_big); linear betas 0.00085..0.012 and v-prediction with an L2 loss
          (SD 2's parameterization "v"): see TASKS for why not inpainting_big's eps and L1.
 sr:      U-Net input [x_t (3) | LR image in [-1, 1] (3)] at latent size = LR size;
-         linear betas 0.0015..0.0155 (as bsr_sr), v-prediction (eps until step 8118), L2 loss. LR = blur +
-         bicubic 4x + noise (degrade.py) of 128-px crops.
+         linear betas 0.0015..0.0155 (as bsr_sr), v-prediction (eps until step 8118), L2
+         loss. LR = blur + bicubic 4x + noise (degrade.py) of 128-px crops.
 Every --hires-every-th step trains on 256-px crops (64x64 latents) instead, batch / 4: a U-Net
 trained on 32x32 latents only drew speckled noise at 64x64 (sr too: 64-px LR images).
 Target latents: quant_conv(encoder(x)) unquantised (VQModelInterface.encode).
@@ -235,7 +235,8 @@ def main():
         base = dict(task=task, step=step, seconds=seconds, unet_config=unet.cfg,
                     ae_config=ae.cfg, ae_step=ae_step, latent_norm=norm,
                     ema_updates=ema.num_updates, parameterization=spec["parameterization"],
-                    phase_start=phase_start)
+                    linear_start=spec["linear_start"], linear_end=spec["linear_end"],
+                    loss=spec["loss"], phase_start=phase_start)
         common.atomic_save(dict(base, unet=unet.state_dict(), ema=ema.shadow,
                                 opt=opt.state_dict(), ae=ae.state_dict()),
                            os.path.join(common.CACHE, task + ".pt"))
@@ -245,6 +246,7 @@ def main():
                                os.path.join(common.COMMITTED, task + ".pt"))
         common.log(f"saved step {step}")
 
+    first_step = step
     t0 = time.time()
     t_save = t_last = time.time()
     acc, nacc = 0.0, 0
@@ -294,7 +296,8 @@ def main():
         if now - t_save > args.save_minutes * 60:
             save()
             t_save = now
-    save()
+    if step > first_step:  # a resume that switched targets and ran no step has nothing new
+        save()
 
 
 if __name__ == "__main__":
