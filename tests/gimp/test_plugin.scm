@@ -447,3 +447,47 @@
       (say "layers-after-undo" (layer-count img))
       (say "selection-undone" (if (gimp-selection-is-empty img) "yes" "no"))
       (gimp-image-clean-all img))))
+
+; ---------------------------------------------------------------- large
+; A 4096 x 4096 photo-sized image (test_plugin_large.py): inpainting a small selection at the
+; default region settings (working size 512) finishes, one new layer on the crop, the pixels
+; outside it as before (the driver compares a 512 x 512 area around it); a 4x upscale
+; (16384 x 16384) within MEMORY-MB is refused at once with the budget's message, in place
+; and as a new image: no layer, no image, no size changes. GIMP answers after each call.
+(define (export-area img x y w h path)
+  (let* ((dup (gimp-image-duplicate img)))
+    (gimp-image-merge-visible-layers dup CLIP-TO-IMAGE)
+    (gimp-image-crop dup w h x y)
+    (gimp-file-save RUN-NONINTERACTIVE dup path -1)
+    (gimp-image-delete dup)))
+
+(run-scenario 'large
+  (lambda ()
+    (let* ((img (load-image LARGE-IMAGE))
+           (base (first-layer img))
+           (upscale (lambda (in-place)
+                      (plug-in-ldm-upscale #:run-mode RUN-NONINTERACTIVE #:image img
+                                           #:drawables (vector base) #:in-place in-place
+                                           #:steps 2 #:memory-limit (string->number MEMORY-MB)))))
+      (say "size" (gimp-image-get-width img) (gimp-image-get-height img))
+      (gimp-context-set-antialias FALSE)
+      (gimp-context-set-feather FALSE)
+      (gimp-image-select-rectangle img CHANNEL-OP-REPLACE 2000 2000 96 96)
+      (export-area img 1792 1792 512 512 (out "large-before.png"))
+      (let* ((result (plug-in-ldm-inpaint #:run-mode RUN-NONINTERACTIVE #:image img
+                                          #:drawables (vector base) #:steps 2 #:seed 4))
+             (layer (car result)))
+        (say "inpaint-done" (layer-count img))
+        (say "offsets" (gimp-drawable-get-offsets layer))
+        (say "layer-size" (gimp-drawable-get-width layer) (gimp-drawable-get-height layer)))
+      (export-area img 1792 1792 512 512 (out "large-after.png"))
+      (say "layers-before-upscale" (layer-count img))
+      (say "images-before-upscale" (vector-length (gimp-get-images)))
+      (expect-error "upscale-new-image" img (lambda () (upscale FALSE)))
+      (say "upscale-done" "new-image")
+      (expect-error "upscale-in-place" img (lambda () (upscale TRUE)))
+      (say "upscale-done" "in-place")
+      (say "layers-after-upscale" (layer-count img))
+      (say "images-after-upscale" (vector-length (gimp-get-images)))
+      (say "size-after" (gimp-image-get-width img) (gimp-image-get-height img))
+      (gimp-image-delete img))))
