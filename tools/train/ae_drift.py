@@ -9,8 +9,9 @@ decoder (post_quant_conv + decoder.*) by the one of a train_decoder.py checkpoin
 weights). Crops: the 8 validation photos (never trained on), 8 random 128-px crops each (1-2x
 scale, fixed seed) and each photo's central square at 256 px (as tools/eval). Prints, per
 photo and over all: PSNR (8-bit), mean CIELAB dE (1976), the mean signed error per channel
-(R, G, B, in 8-bit levels), the mean |error| of 8x8 block means (low-frequency colour), and
-the mean signed G error on saturated reds (R > 150, R - G > 80, R - B > 60).
+(R, G, B, in 8-bit levels), the mean |error| of 8x8 block means (low-frequency colour), the
+mean signed G error on saturated reds (R > 150, R - G > 80, R - B > 60) and the texture ratio
+(detail energy of the round trip over the photo's, tools/eval's measure; mean over crops).
 """
 import argparse
 import json
@@ -92,6 +93,14 @@ def roundtrip(ae, u8):
     return ((y.permute(0, 2, 3, 1).numpy() + 1) * 127.5).round().astype(np.uint8)
 
 
+def detail_energy(u8):
+    """Mean squared detail of the grey picture (grey - GaussianBlur sigma 1.5): tools/eval's
+    texture measure."""
+    import cv2
+    g = cv2.cvtColor(u8, cv2.COLOR_RGB2GRAY).astype(np.float64)
+    return float(((g - cv2.GaussianBlur(g, (0, 0), 1.5)) ** 2).mean())
+
+
 def stats(x, y):
     """Sums over the pixels (to pool), for ground truth x and output y (uint8 N x H x W x 3)."""
     d = y.astype(np.float64) - x.astype(np.float64)
@@ -105,6 +114,8 @@ def stats(x, y):
                 blk=np.abs(bl).mean(-1).sum() * b * b, red=int(red.sum()),
                 red_g=d[..., 1][red].sum(), psnr_sum=sum(
                     10 * np.log10(255 ** 2 / max((d[i] ** 2).mean(), 1e-10)) for i in range(n)),
+                texture_sum=sum(detail_energy(y[i]) / max(detail_energy(x[i]), 1e-12)
+                                for i in range(n)),
                 n=n)
 
 
@@ -121,13 +132,14 @@ def summary(s):
     return dict(psnr=10 * np.log10(255 ** 2 / (s["sq"] / s["px"] / 3)),
                 psnr_mean=s["psnr_sum"] / s["n"], dE=s["de"] / s["px"],
                 err_rgb=[round(float(v), 2) for v in ch], block8=s["blk"] / s["px"],
+                texture=s["texture_sum"] / s["n"],
                 red_px=s["red"], red_g=(s["red_g"] / s["red"]) if s["red"] else float("nan"))
 
 
 def fmt(name, r):
     return (f"{name:18s} {r['psnr']:6.2f} {r['psnr_mean']:6.2f} {r['dE']:6.2f} "
             f"{r['err_rgb'][0]:+6.2f} {r['err_rgb'][1]:+6.2f} {r['err_rgb'][2]:+6.2f} "
-            f"{r['block8']:6.2f} {r['red_g']:+7.2f} ({r['red_px']})")
+            f"{r['block8']:6.2f} {r['red_g']:+7.2f} ({r['red_px']}) {r['texture']:6.3f}")
 
 
 def measure(ae, crops):
@@ -155,7 +167,7 @@ def main():
     ae = load_ae(args.model, args.decoder)
     res = measure(ae, val_crops())
     print(f"{args.model}" + (f" + decoder {args.decoder}" if args.decoder else ""))
-    print("photo / set          PSNR  mean   dE     R-err  G-err  B-err  blk8   red G-err (px)")
+    print("photo / set          PSNR  mean   dE     R-err  G-err  B-err  blk8   red G-err (px) texture")
     for k, r in res.items():
         print(fmt(k, r))
     if args.json:
