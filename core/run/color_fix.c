@@ -191,8 +191,8 @@ grey_at (const Act *a, size_t i)
 }
 
 gboolean
-color_fix_grain (Act *dec, const Act *img, const uint8_t *fill, int stride, float sigma,
-                 float spread, float ceiling, GError **error)
+color_fix_grain (Act *dec, const Act *img, const uint8_t *fill, int stride, int valid_w,
+                 int valid_h, float sigma, float spread, float ceiling, GError **error)
 {
     int w = dec->w, h = dec->h, c = dec->c;
     g_return_val_if_fail (dec->n == 1 && img->w == w && img->h == h && img->c == c && c <= 8
@@ -218,7 +218,11 @@ color_fix_grain (Act *dec, const Act *img, const uint8_t *fill, int stride, floa
     for (int y = 0; y < h; y++)
         for (int x = 0; x < w; x++) {
             size_t i = (size_t) y * w + x;
-            hole[i] = fill[(size_t) y * stride + x] != 0;
+            /* hole: what the membrane fills, the fill and the alignment padding (its repeated
+             * edge pixels have no detail of their own: counted as known, they made the fill
+             * near the right and bottom edges smoother than its surroundings) */
+            gboolean outside = x >= valid_w || y >= valid_h;
+            hole[i] = outside ? 2 : fill[(size_t) y * stride + x] != 0;
             known[i] = hole[i] ? 0.0f : 1.0f;
             n_known += !hole[i];
         }
@@ -257,7 +261,7 @@ color_fix_grain (Act *dec, const Act *img, const uint8_t *fill, int stride, floa
     float *gain = energy; /* in place: each pixel's energy is read once, then its gain */
     for (size_t i = 0; i < n; i++) {
         float allowed = ceiling * ceiling * target.data[i];
-        gain[i] = hole[i] && energy[i] > allowed ? sqrtf (allowed / energy[i]) : 1.0f;
+        gain[i] = hole[i] == 1 && energy[i] > allowed ? sqrtf (allowed / energy[i]) : 1.0f;
     }
     for (int ch = 0; ch < c; ch++) {
         for (size_t i = 0; i < n; i++)

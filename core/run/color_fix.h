@@ -31,7 +31,9 @@ gboolean color_fix_fill (Act *dec, const Act *guide, const uint8_t *fill, int st
  * pixels nearest it (in amplitude: the root of the local energy, spread over `spread` pixels;
  * their energy carried into the hole by fill_membrane), the detail is scaled down to it: a small model draws the
  * same grain into a smooth, out-of-focus background as into fur. Never scaled up; outside
- * `fill` nothing changes; no known pixel: nothing to do. FALSE (and a GError) only when
- * memory runs out. */
+ * `fill` nothing changes; no known pixel: nothing to do. Only the valid_w x valid_h corner is
+ * the picture: the rest (alignment padding) is neither known nor changed. FALSE (and a GError)
+ * only when memory runs out. */
 gboolean color_fix_grain (Act *dec, const Act *img, const uint8_t *fill, int stride,
-                          float sigma, float spread, float ceiling, GError **error);
+                          int valid_w, int valid_h, float sigma, float spread, float ceiling,
+                          GError **error);

@@ -856,8 +856,8 @@ match_fill_colors (Act *dec, const Act *img, const uint8_t *fill, int radius, in
  * cell and takes its smooth part from the input with the hole filled by a membrane (`filled`,
  * made here unless the start made it); its detail no grainier than around the hole. */
 static gboolean
-fill_color_fix (Act *dec, const Act *img, const uint8_t *fill, int f, Act *filled,
-                GError **error)
+fill_color_fix (Act *dec, const Act *img, const uint8_t *fill, int f, int w, int h,
+                Act *filled, GError **error)
 {
     size_t n = (size_t) img->w * img->h, known = 0;
     for (size_t i = 0; i < n; i++)
@@ -873,8 +873,10 @@ fill_color_fix (Act *dec, const Act *img, const uint8_t *fill, int f, Act *fille
     const float sigma = 0.75f * (float) f, spread = 2.0f * (float) f;
     return membrane_filled (img, fill, filled, error)
            && color_fix_fill (dec, filled, fill, img->w, sigma, error)
-           && color_fix_grain (dec, img, fill, img->w, 0.5f * sigma, spread, GRAIN_CEILING, error)
-           && color_fix_grain (dec, img, fill, img->w, sigma, spread, GRAIN_CEILING, error);
+           && color_fix_grain (dec, img, fill, img->w, w, h, 0.5f * sigma, spread,
+                               GRAIN_CEILING, error)
+           && color_fix_grain (dec, img, fill, img->w, w, h, sigma, spread, GRAIN_CEILING,
+                               error);
 }
 
 static uint8_t
@@ -982,7 +984,7 @@ ldm_inpaint (LdmEngine *e, const LdmImage *image, const LdmImage *mask,
     if (p->match_colors && !(ok = match_fill_colors (&dec, &img, fill, 4 * f, w, h, error)))
         goto done;
     /* not for Stable Diffusion: there the prompt, not the surroundings, decides what appears */
-    if (fix && !(ok = fill_color_fix (&dec, &img, fill, f, &filled, error)))
+    if (fix && !(ok = fill_color_fix (&dec, &img, fill, f, w, h, &filled, error)))
         goto done;
 
     /* Composite: generated pixels inside the mask, the input's own bytes elsewhere. */

@@ -941,7 +941,7 @@ test_color_fix_grain (void)
         }
     Act before = dec;
     before.data = g_memdup2 (dec.data, act_numel (&dec) * sizeof (float));
-    g_assert_true (color_fix_grain (&dec, &img, fill, W, 1.5f, 8.0f, 1.5f, &error));
+    g_assert_true (color_fix_grain (&dec, &img, fill, W, W, H, 1.5f, 8.0f, 1.5f, &error));
     g_assert_no_error (error);
     for (int y = 0; y < H; y++)
         for (int x = 0; x < W; x++)
@@ -964,10 +964,64 @@ test_color_fix_grain (void)
                 dec.data[((size_t) y * W + x) * C + k]
                     = -0.3f + 0.01f * (float) x + 0.1f * (float) k;
     memcpy (before.data, dec.data, act_numel (&dec) * sizeof (float));
-    g_assert_true (color_fix_grain (&dec, &img, fill, W, 1.5f, 8.0f, 1.5f, &error));
+    g_assert_true (color_fix_grain (&dec, &img, fill, W, W, H, 1.5f, 8.0f, 1.5f, &error));
     g_assert_no_error (error);
     g_assert_cmpmem (dec.data, act_numel (&dec) * sizeof (float), before.data,
                      act_numel (&dec) * sizeof (float));
+    act_free (&before);
+    act_free (&img);
+    act_free (&dec);
+}
+
+/* The alignment padding is not the picture: a tall hole at the right edge of a textured
+ * picture (a 1-px checkerboard of amplitude 0.2 all round) whose padding beyond VW is smooth
+ * in the input (as repeated edge pixels are; the decoder draws grain there as elsewhere) keeps
+ * the fill's checkerboard, as grainy as its surroundings, up to the edge; counted as known, the
+ * smooth padding took it down. Outside the fill (the padding too) nothing changes. */
+static void
+test_color_fix_grain_padding (void)
+{
+    enum { W = 96, H = 64, VW = 64, C = 3, X0 = 32, Y0 = 4, Y1 = 60 };
+    Act img = { 0 }, dec = { 0 };
+    g_autoptr (GError) error = NULL;
+    g_assert_true (act_alloc (&img, 1, H, W, C, &error));
+    g_assert_true (act_alloc (&dec, 1, H, W, C, &error));
+    uint8_t fill[W * H];
+    for (int y = 0; y < H; y++)
+        for (int x = 0; x < W; x++) {
+            gboolean in = x >= X0 && x < VW && y >= Y0 && y < Y1;
+            fill[y * W + x] = in;
+            float checker = (x + y) % 2 ? 0.2f : -0.2f;
+            for (int k = 0; k < C; k++) {
+                size_t i = ((size_t) y * W + x) * C + k;
+                float smooth = -0.2f + 0.1f * (float) k;
+                img.data[i] = x >= VW ? smooth : in ? 0.5f /* the object that goes */
+                                                     : smooth + checker;
+                dec.data[i] = smooth + checker;
+            }
+        }
+    Act before = dec;
+    before.data = g_memdup2 (dec.data, act_numel (&dec) * sizeof (float));
+    g_assert_true (color_fix_grain (&dec, &img, fill, W, VW, H, 1.5f, 8.0f, 1.5f, &error));
+    g_assert_no_error (error);
+    double edge = checker_amplitude (&dec, VW - 4, 30);
+    /* the same call with the padding taken as picture: the old behaviour, for contrast */
+    Act old = dec;
+    old.data = g_memdup2 (before.data, act_numel (&dec) * sizeof (float));
+    g_assert_true (color_fix_grain (&old, &img, fill, W, W, H, 1.5f, 8.0f, 1.5f, &error));
+    double edge_old = checker_amplitude (&old, VW - 4, 30);
+    g_test_message ("checkerboard amplitude at the picture's right edge: %.3f (0.2 before; "
+                    "%.3f with the padding counted as known)", edge, edge_old);
+    g_assert_cmpfloat (edge, >, 0.18);
+    g_assert_cmpfloat (edge_old, <, edge - 0.02);
+    for (int y = 0; y < H; y++)
+        for (int x = 0; x < W; x++)
+            if (!fill[y * W + x])
+                for (int k = 0; k < C; k++) {
+                    size_t i = ((size_t) y * W + x) * C + k;
+                    g_assert_cmpfloat (dec.data[i], ==, before.data[i]);
+                }
+    act_free (&old);
     act_free (&before);
     act_free (&img);
     act_free (&dec);
@@ -1361,5 +1415,6 @@ main (int argc, char **argv)
     g_test_add_func ("/pipeline/color-fix", test_color_fix);
     g_test_add_func ("/pipeline/color-fix-fill", test_color_fix_fill);
     g_test_add_func ("/pipeline/color-fix-grain", test_color_fix_grain);
+    g_test_add_func ("/pipeline/color-fix-grain-padding", test_color_fix_grain_padding);
     return g_test_run ();
 }
