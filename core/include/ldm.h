@@ -193,6 +193,11 @@ typedef gboolean (*LdmProgressFn) (void *data, int step, int steps);
  * does, within one U-Net call. */
 typedef gboolean (*LdmTileProgressFn) (void *data, int step, int steps, int tile, int tiles);
 
+/* A rectangle in pixels (regions: the caller's coordinates). */
+typedef struct {
+    int x, y, width, height;
+} LdmRect;
+
 typedef struct {
     LdmSampler    sampler;       /* LDM_SAMPLER_DEFAULT: the model's (ldm_sampler_for_model) */
     int           steps;
@@ -255,7 +260,17 @@ typedef struct {
      * windows, saying the size that would fit. Default: three quarters of the memory the
      * system has available (MemAvailable) when the parameters are initialised. */
     uint64_t      memory_limit;
+    /* Inpainting: the part of the output the caller keeps (pixels of the image; width or
+     * height 0: all of it). Only the latent cells under it and LDM_KEEP_MARGIN cells around
+     * it are decoded (the decoder is the costliest part of a small region after the U-Net);
+     * outside them the decoded picture is taken to be the input, so the colour matching sees
+     * the decoded pixels only. The output outside `keep` is then not what a full decode
+     * gives; its pixels outside the mask are still the input's, bit for bit. */
+    LdmRect       keep;
 } LdmSampleParams;
+
+/* Latent cells decoded around LdmSampleParams.keep (the decoder's reach that matters). */
+#define LDM_KEEP_MARGIN 2
 
 #define LDM_GUIDANCE_MIN 1.0
 #define LDM_GUIDANCE_MAX 30.0
@@ -313,15 +328,21 @@ typedef struct {
 
 void ldm_engine_last_plan (const LdmEngine *engine, LdmTilePlan *plan);
 
+/* The windows a run of `task` on a width x height image would take with this model and
+ * `params` (its memory_limit, guidance and init), planned before any pixel is read and
+ * without an engine, by the planner ldm_inpaint and ldm_upscale use, with what the process
+ * holds now: when the run cannot fit, FALSE with LDM_ERROR_NO_MEMORY and the message saying
+ * what would fit (ldm_inpaint's or ldm_upscale's own). LDM_ERROR_ARGUMENT for a model that
+ * does not do `task` or a size out of range. For inpainting, the size the model sees (a
+ * region's crop after its working size: ldm_region_model_size). `plan` may be NULL. */
+gboolean ldm_model_plan (const LdmModel *model, LdmTask task, int width, int height,
+                         const LdmSampleParams *params, LdmTilePlan *plan, GError **error);
+
 G_DEFINE_AUTOPTR_CLEANUP_FUNC (LdmEngine, ldm_engine_free)
 
 /* ------------------------------------------------------------- regions
  * Inpainting a region of a larger image (region.c): what the GIMP plug-in does with a
  * selection, without GIMP. Rectangles are in the caller's pixel coordinates. */
-
-typedef struct {
-    int x, y, width, height;
-} LdmRect;
 
 typedef struct {
     int context_padding; /* pixels of surrounding image the model sees around the mask */
@@ -342,6 +363,11 @@ void     ldm_region_params_init (LdmRegionParams *params);
  * bounds and limits do not overlap (nothing to inpaint). */
 gboolean ldm_region_crop        (const LdmRegionParams *params, LdmRect bounds, LdmRect limits,
                                  LdmRect *crop);
+
+/* The size a width x height crop is inpainted at: scaled (aspect kept) so that its longest
+ * side is working_size when longer, else its own. */
+void     ldm_region_model_size  (const LdmRegionParams *params, int width, int height,
+                                 int *model_width, int *model_height);
 
 /* Mask and image operations (image_ops.c). Masks are width x height floats in [0, 1],
  * changed in place. grow: the maximum over a disk of `radius` pixels; blur: a Gaussian of
@@ -506,6 +532,9 @@ gboolean    ldm_brush_mode_parse (const char *name, LdmBrushMode *mode);
  * ldm_region_params_init. Fast: the same with 6 steps, context 24, working size 256, blur 4. */
 void ldm_brush_params_init (LdmBrushMode mode, LdmSampleParams *sample, LdmRegionParams *region);
 
+/* A brush job's crop sides are multiples of this (within the layer and the working size). */
+#define LDM_BRUSH_CROP_BUCKET 32
+
 /* One region to inpaint. ldm_brush_job_new fills `crop` and `inner` and allocates `selection`;
  * the caller fills `image` (the crop's original pixels, RGBA, owned by the job) and
  * `selection` (the strokes' coverage on the crop, ldm_stroke_tracker_selection), then hands
@@ -513,12 +542,16 @@ void ldm_brush_params_init (LdmBrushMode mode, LdmSampleParams *sample, LdmRegio
 typedef struct {
     uint64_t        id;          /* the caller's */
     LdmRect         box;         /* the changed pixels' box (layer coordinates) */
-    LdmRect         crop;        /* what the model sees: box + grow + blur + context, clamped */
+    LdmRect         crop;        /* what the model sees: box + grow + blur + context, clamped,
+                                  * its sides then rounded up to a multiple of
+                                  * LDM_BRUSH_CROP_BUCKET within the layer and the working
+                                  * size (more context, and model shapes that repeat) */
     LdmRect         inner;       /* what the result covers: box + grow + blur, clamped; every
                                   * pixel the strokes inside the box can reach */
     LdmImage        image;       /* crop size, RGBA */
     float          *selection;   /* crop size, in [0, 1] */
-    LdmSampleParams sample;      /* its progress fields are the worker's */
+    LdmSampleParams sample;      /* its progress fields are the worker's; keep = inner (in
+                                  * the crop's coordinates): only it is decoded */
     LdmRegionParams region;
     /* results */
     gboolean        ok;

@@ -211,13 +211,19 @@ unet_factor (const LdmEngine *e)
     return 1 << (e->config.unet.n_levels - 1);
 }
 
+/* The image side a model's runs pad to: the U-Net's downsampling (SR: the latent is the
+ * low-res image itself), times the autoencoder's otherwise. */
+static int
+config_alignment (const LdmModelConfig *c)
+{
+    int u = 1 << (c->unet.n_levels - 1);
+    return c->kind == LDM_MODEL_LDM_SR ? u : u * (1 << (c->first_stage.n_levels - 1));
+}
+
 int
 ldm_engine_alignment (const LdmEngine *e)
 {
-    /* SR: the latent is the low-res image itself */
-    if (e->config.kind == LDM_MODEL_LDM_SR)
-        return unet_factor (e);
-    return autoencoder_factor (e->ae) * unet_factor (e);
+    return config_alignment (&e->config);
 }
 
 static int
@@ -612,6 +618,25 @@ done:
     return ok;
 }
 
+/* The windows of a run of model config C on a pw x ph (padded) input, planned from the
+ * budget with `in_use` bytes held already: the one planner of ldm_inpaint, ldm_upscale and
+ * ldm_model_plan. */
+static gboolean
+plan_config (const LdmModelConfig *c, const LdmSampleParams *p, LdmTask task, int pw, int ph,
+             uint64_t in_use, TilePlan *plan, GError **error)
+{
+    int f = 1 << (c->first_stage.n_levels - 1);
+    bool sr = task == LDM_TASK_UPSCALE; /* SR: the latent is the low-res image itself */
+    PlanInput in = { .config = c, .task = task, .pw = pw, .ph = ph,
+                     .lw = sr ? pw : pw / f, .lh = sr ? ph : ph / f,
+                     .batch = c->unet.context_dim > 0 && p->guidance != 1.0f ? 2 : 1,
+                     .unet_align = 1 << (c->unet.n_levels - 1),
+                     .encodes = !sr || p->init != LDM_INIT_NOISE };
+    in.ow = in.lw * f;
+    in.oh = in.lh * f;
+    return tile_plan_make (&in, p->memory_limit, in_use, plan, error);
+}
+
 /* The windows of a run on a pw x ph (padded) input, planned from the budget before anything
  * large is allocated; a test's forced windows instead when set. */
 static gboolean
@@ -622,16 +647,40 @@ plan_run (LdmEngine *e, const LdmSampleParams *p, LdmTask task, int pw, int ph,
         e->plan = e->forced_plan;
         return TRUE;
     }
-    int f = autoencoder_factor (e->ae);
-    bool sr = task == LDM_TASK_UPSCALE; /* SR: the latent is the low-res image itself */
-    PlanInput in = { .config = &e->config, .task = task, .pw = pw, .ph = ph,
-                     .lw = sr ? pw : pw / f, .lh = sr ? ph : ph / f,
-                     .batch = e->config.unet.context_dim > 0 && p->guidance != 1.0f ? 2 : 1,
-                     .unet_align = unet_factor (e),
-                     .encodes = !sr || p->init != LDM_INIT_NOISE };
-    in.ow = in.lw * f;
-    in.oh = in.lh * f;
-    return tile_plan_make (&in, p->memory_limit, tile_resident_bytes (), &e->plan, error);
+    return plan_config (&e->config, p, task, pw, ph, tile_resident_bytes (), &e->plan, error);
+}
+
+gboolean
+ldm_model_plan (const LdmModel *model, LdmTask task, int width, int height,
+                const LdmSampleParams *params, LdmTilePlan *plan, GError **error)
+{
+    const LdmModelConfig *c = model_config (model);
+    LdmModelKind kind = c->kind;
+    gboolean fits = task == LDM_TASK_UPSCALE
+                        ? kind == LDM_MODEL_LDM_SR
+                        : kind == LDM_MODEL_LDM_INPAINT || kind == LDM_MODEL_SD_INPAINT
+                              || kind == LDM_MODEL_SD;
+    if (!fits || !c->has_first_stage) {
+        g_set_error (error, LDM_ERROR, LDM_ERROR_ARGUMENT, "a %s model does not %s",
+                     ldm_model_kind_name (kind),
+                     task == LDM_TASK_UPSCALE ? "upscale" : "inpaint");
+        return FALSE;
+    }
+    if (width <= 0 || height <= 0 || width > LDM_IMAGE_MAX_SIDE || height > LDM_IMAGE_MAX_SIDE) {
+        g_set_error (error, LDM_ERROR, LDM_ERROR_ARGUMENT,
+                     "the image must be 1 to %d pixels a side, not %dx%d", LDM_IMAGE_MAX_SIDE,
+                     width, height);
+        return FALSE;
+    }
+    int align = config_alignment (c);
+    TilePlan t;
+    if (!plan_config (c, params, task, round_up (width, align), round_up (height, align),
+                      tile_resident_bytes (), &t, error))
+        return FALSE;
+    if (plan)
+        *plan = (LdmTilePlan) { t.unet, t.unet ? unet_overlap (t.unet) : 0, t.encode, t.decode,
+                                t.decode ? ae_overlap (t.decode) : 0 };
+    return TRUE;
 }
 
 gboolean
@@ -831,10 +880,10 @@ known_latents (const Act *src, int first, int zc, const uint8_t *fill, int pw, i
 }
 
 /* match_colors: the decoded fill shifted by the mean error input - decoded on the pixels within
- * `radius` of the fill (a disk, ldm_mask_grow). */
+ * `radius` of the fill (a disk, ldm_mask_grow) that were decoded (inside `win`). */
 static gboolean
 match_fill_colors (Act *dec, const Act *img, const uint8_t *fill, int radius, int w, int h,
-                   GError **error)
+                   LdmRect win, GError **error)
 {
     size_t n = (size_t) dec->w * dec->h;
     g_autofree float *near = ldm_try_alloc_n (n, sizeof (float), "the colour matching", error);
@@ -844,6 +893,10 @@ match_fill_colors (Act *dec, const Act *img, const uint8_t *fill, int radius, in
         near[i] = fill[i] ? 1.0f : 0.0f;
     if (!ldm_mask_grow (near, dec->w, dec->h, radius, error))
         return FALSE;
+    for (int y = 0; y < dec->h; y++)
+        for (int x = 0; x < dec->w; x++)
+            if (y < win.y || y >= win.y + win.height || x < win.x || x >= win.x + win.width)
+                near[(size_t) y * dec->w + x] = 0.0f;
     act_match_region_mean (dec, img, fill, near, w, h); /* 3 channels: cannot fail */
     return TRUE;
 }
@@ -877,6 +930,52 @@ fill_color_fix (Act *dec, const Act *img, const uint8_t *fill, int f, int w, int
                                GRAIN_CEILING, error)
            && color_fix_grain (dec, img, fill, img->w, w, h, sigma, spread, GRAIN_CEILING,
                                error);
+}
+
+/* decode(z) into dec (the size of img, the padded picture) where the caller keeps p->keep:
+ * the latent cells under it and LDM_KEEP_MARGIN around it decoded, the rest of dec a copy of
+ * img; *win: the decoded pixels (all of them without keep, or when the window is the whole
+ * latent). The kept pixels stay close to a full decode's, not equal (the decoder's GroupNorm
+ * statistics are the window's): test_brush's /brush/keep-decode. */
+static gboolean
+decode_kept (LdmEngine *e, const LdmSampleParams *p, const Act *z, const Act *img, Act *dec,
+             LdmRect *win, GError **error)
+{
+    int f = autoencoder_factor (e->ae);
+    *win = (LdmRect) { 0, 0, z->w * f, z->h * f };
+    LdmRect k = p->keep;
+    int kx0 = MAX (k.x, 0), ky0 = MAX (k.y, 0);
+    int kx1 = MIN ((int64_t) k.x + k.width, img->w), ky1 = MIN ((int64_t) k.y + k.height, img->h);
+    if (k.width <= 0 || k.height <= 0 || kx0 >= kx1 || ky0 >= ky1)
+        return decode_tiled (e, z, dec, error);
+    int x0 = MAX (kx0 / f - LDM_KEEP_MARGIN, 0), y0 = MAX (ky0 / f - LDM_KEEP_MARGIN, 0);
+    int x1 = MIN ((kx1 + f - 1) / f + LDM_KEEP_MARGIN, z->w);
+    int y1 = MIN ((ky1 + f - 1) / f + LDM_KEEP_MARGIN, z->h);
+    if (x0 == 0 && y0 == 0 && x1 == z->w && y1 == z->h)
+        return decode_tiled (e, z, dec, error);
+    Act zw = { 0 }, dw = { 0 };
+    gboolean ok = act_alloc (&zw, 1, y1 - y0, x1 - x0, z->c, error);
+    if (ok) {
+        act_crop (z, y0, x0, &zw);
+        ok = decode_tiled (e, &zw, &dw, error)
+             && act_alloc (dec, 1, img->h, img->w, dw.c, error);
+    }
+    if (ok && dw.c != img->c) {
+        g_set_error (error, LDM_ERROR, LDM_ERROR_MODEL,
+                     "the decoder gives %d channels, the picture has %d", dw.c, img->c);
+        act_free (dec);
+        ok = FALSE;
+    }
+    if (ok) {
+        memcpy (dec->data, img->data, act_numel (img) * sizeof (float));
+        for (int y = 0; y < dw.h; y++)
+            memcpy (dec->data + ((size_t) (y0 * f + y) * dec->w + x0 * f) * dec->c,
+                    dw.data + (size_t) y * dw.w * dw.c, (size_t) dw.w * dw.c * sizeof (float));
+        *win = (LdmRect) { x0 * f, y0 * f, dw.w, dw.h };
+    }
+    act_free (&zw);
+    act_free (&dw);
+    return ok;
 }
 
 static uint8_t
@@ -978,10 +1077,12 @@ ldm_inpaint (LdmEngine *e, const LdmImage *image, const LdmImage *mask,
         for (size_t i = 0; i < act_numel (&x); i++)
             x.data[i] *= inv;
     }
-    if (!(ok = decode_tiled (e, z, &dec, error)
+    LdmRect win;
+    if (!(ok = decode_kept (e, p, z, &img, &dec, &win, error)
                && check_finite (e, dec.data, act_numel (&dec), "the decoded image", error)))
         goto done;
-    if (p->match_colors && !(ok = match_fill_colors (&dec, &img, fill, 4 * f, w, h, error)))
+    if (p->match_colors
+        && !(ok = match_fill_colors (&dec, &img, fill, 4 * f, w, h, win, error)))
         goto done;
     /* not for Stable Diffusion: there the prompt, not the surroundings, decides what appears */
     if (fix && !(ok = fill_color_fix (&dec, &img, fill, f, w, h, &filled, error)))

@@ -85,7 +85,18 @@ inpaint_scaled (LdmEngine *engine, const LdmImage *image, const LdmImage *fill, 
                         for (int sx = x0; sx <= x1; sx++)
                             small_fill.pixels[(size_t) sy * mw + sx] = 255;
                 }
-        ok = ldm_inpaint (engine, &small, &small_fill, sample, &generated, error)
+        /* the kept part at the model's size, rounded outwards */
+        LdmSampleParams scaled = *sample;
+        const LdmRect k = sample->keep;
+        if (k.width > 0 && k.height > 0) {
+            int x0 = (int) ((int64_t) k.x * mw / image->width);
+            int y0 = (int) ((int64_t) k.y * mh / image->height);
+            int x1 = (int) ((((int64_t) k.x + k.width) * mw + image->width - 1) / image->width);
+            int y1 = (int) ((((int64_t) k.y + k.height) * mh + image->height - 1)
+                            / image->height);
+            scaled.keep = (LdmRect) { x0, y0, x1 - x0, y1 - y0 };
+        }
+        ok = ldm_inpaint (engine, &small, &small_fill, &scaled, &generated, error)
              && ldm_image_resize (&generated, image->width, image->height, &back, error);
     }
     if (ok) {
@@ -107,6 +118,20 @@ inpaint_scaled (LdmEngine *engine, const LdmImage *image, const LdmImage *fill, 
     ldm_image_clear (&generated);
     ldm_image_clear (&back);
     return ok;
+}
+
+void
+ldm_region_model_size (const LdmRegionParams *params, int width, int height, int *model_width,
+                       int *model_height)
+{
+    int longest = MAX (width, height);
+    *model_width = width;
+    *model_height = height;
+    if (params->working_size > 0 && longest > params->working_size) {
+        double s = (double) params->working_size / longest;
+        *model_width = MAX (1, (int) lround (width * s));
+        *model_height = MAX (1, (int) lround (height * s));
+    }
 }
 
 gboolean
@@ -158,12 +183,8 @@ ldm_inpaint_region (LdmEngine *engine, const LdmImage *image, const float *selec
         ldm_region_result_clear (result);
         return FALSE;
     }
-    int longest = MAX (w, h), mw = w, mh = h;
-    if (params->working_size > 0 && longest > params->working_size) {
-        double s = (double) params->working_size / longest;
-        mw = MAX (1, (int) lround (w * s));
-        mh = MAX (1, (int) lround (h * s));
-    }
+    int mw, mh;
+    ldm_region_model_size (params, w, h, &mw, &mh);
     result->model_width = mw;
     result->model_height = mh;
     LdmImage fill = { w, h, 1, result->fill };

@@ -5,6 +5,8 @@
  * stops a running job, and a model that cannot be loaded fails the jobs with its error. */
 #include "ldm.h"
 
+#include <math.h>
+#include <stdlib.h>
 #include <string.h>
 
 static char *
@@ -53,7 +55,8 @@ test_job_rects (void)
     ldm_brush_params_init (LDM_BRUSH_FAST, &s, &r); /* grow 4 + blur 4, context 24 */
     g_autoptr (GError) error = NULL;
     /* box 50,20 10x6 on 200 x 100: inner = box +- 8 = 42,12 26x22; crop = box +- 32 =
-     * 18,0 (clamped from -12) .. 92,58 */
+     * 18,0 (clamped from -12) .. 92,58, 74 x 58, its sides then rounded up to 96 and 64
+     * (LDM_BRUSH_CROP_BUCKET) about its middle: x 18 - 11 = 7, y 0 - 3 shifted back to 0 */
     g_autoptr (LdmBrushJob) job = ldm_brush_job_new ((LdmRect) { 50, 20, 10, 6 }, 200, 100, &s,
                                                      &r, &error);
     g_assert_no_error (error);
@@ -63,11 +66,46 @@ test_job_rects (void)
     g_assert_cmpint (job->inner.height, ==, 22);
     LdmRect want;
     g_assert_true (ldm_stroke_region_crop (&r, job->box, 200, 100, &want));
-    g_assert_cmpmem (&job->crop, sizeof want, &want, sizeof want);
-    g_assert_cmpint (job->crop.x, ==, 18);
+    g_assert_cmpint (want.x, ==, 18);
+    g_assert_cmpint (want.width, ==, 74);
+    g_assert_cmpint (job->crop.x, ==, 7);
     g_assert_cmpint (job->crop.y, ==, 0);
-    g_assert_cmpint (job->crop.width, ==, 74);
-    g_assert_cmpint (job->crop.height, ==, 58);
+    g_assert_cmpint (job->crop.width, ==, 96);
+    g_assert_cmpint (job->crop.height, ==, 64);
+    /* at the right edge: shifted back onto the layer, still holding the unrounded crop
+     * (box 180,90 10x6: 148,58 .. 200,100, 52 x 42 -> 64 x 64 at 136,36) */
+    g_autoptr (LdmBrushJob) edge = ldm_brush_job_new ((LdmRect) { 180, 90, 10, 6 }, 200, 100,
+                                                      &s, &r, &error);
+    g_assert_no_error (error);
+    g_assert_cmpint (edge->crop.x, ==, 136);
+    g_assert_cmpint (edge->crop.y, ==, 36);
+    g_assert_cmpint (edge->crop.width, ==, 64);
+    g_assert_cmpint (edge->crop.height, ==, 64);
+    /* the same size, elsewhere: the same crop size (the model's shapes repeat) */
+    g_autoptr (LdmBrushJob) other = ldm_brush_job_new ((LdmRect) { 100, 40, 10, 6 }, 200, 100,
+                                                       &s, &r, &error);
+    g_assert_no_error (error);
+    g_assert_cmpint (other->crop.width, ==, 96);
+    g_assert_cmpint (other->crop.height, ==, 96);
+    /* a layer smaller than the bucket: the whole layer */
+    g_autoptr (LdmBrushJob) small = ldm_brush_job_new ((LdmRect) { 10, 10, 10, 6 }, 50, 40, &s,
+                                                       &r, &error);
+    g_assert_no_error (error);
+    g_assert_cmpint (small->crop.x, ==, 0);
+    g_assert_cmpint (small->crop.width, ==, 50);
+    g_assert_cmpint (small->crop.height, ==, 40);
+    /* larger than the working size (256): scaled down anyway, the crop not rounded */
+    g_autoptr (LdmBrushJob) big = ldm_brush_job_new ((LdmRect) { 100, 100, 250, 6 }, 1000,
+                                                     1000, &s, &r, &error);
+    g_assert_no_error (error);
+    g_assert_true (ldm_stroke_region_crop (&r, big->box, 1000, 1000, &want));
+    g_assert_cmpmem (&big->crop, sizeof want, &want, sizeof want);
+    /* just under it: rounded up to the working size, no more */
+    g_autoptr (LdmBrushJob) under = ldm_brush_job_new ((LdmRect) { 100, 100, 186, 6 }, 1000,
+                                                       1000, &s, &r, &error);
+    g_assert_no_error (error);
+    g_assert_cmpint (under->crop.width, ==, 256); /* 186 + 64 = 250 */
+    g_assert_cmpint (under->crop.height, ==, 96);
     g_assert_nonnull (job->selection);
     g_assert_cmpint (job->sample.steps, ==, 6);
     /* at the corner: the inner rectangle is clamped too (0,0 .. 3+8, 2+8) */
@@ -235,6 +273,117 @@ test_worker_result (void)
     g_assert_null (message);
 }
 
+/* The built-in inpainting model (data/models), or NULL and the case skipped. */
+static char *
+builtin_model (void)
+{
+    const char *source = g_getenv ("LDM_SOURCE_DIR");
+    char *path = g_build_filename (source ? source : "..", "data", "models",
+                                   "ldm-inpaint-builtin.safetensors", NULL);
+    if (!g_file_test (path, G_FILE_TEST_EXISTS)) {
+        g_test_skip ("no built-in inpainting model");
+        g_clear_pointer (&path, g_free);
+    }
+    return path;
+}
+
+/* Kept pixels of the inner-rectangle decode (a job's sample.keep) may differ from a full
+ * decode's by this much (0..255): the decoder's GroupNorm statistics come from the window, and
+ * its reach is cut LDM_KEEP_MARGIN latent cells out. Measured (Zen 3): max 21, mean 1.34
+ * here; on the photo (tools/bench-brush's 11 strokes) max 38, mean 0.96. */
+#define KEEP_MAX_DIFF  48
+#define KEEP_MEAN_DIFF 2.5
+
+/* A brush job's inner-rectangle decode against the full decode of the same crop, with the
+ * built-in model at the fast settings: the same fill and layer mask, the kept pixels within
+ * KEEP_MAX_DIFF (mean KEEP_MEAN_DIFF), and every pixel outside the fill the input's, bit for bit,
+ * in both. */
+static void
+test_keep_decode (void)
+{
+    g_autofree char *path = builtin_model ();
+    if (!path)
+        return;
+    g_autoptr (GError) error = NULL;
+    g_autoptr (LdmModel) model = ldm_model_load (path, &error);
+    g_assert_no_error (error);
+    g_autoptr (LdmEngine) engine = ldm_engine_new (model, &error);
+    g_assert_no_error (error);
+    enum { S = 128 };
+    LdmSampleParams s;
+    LdmRegionParams r;
+    ldm_brush_params_init (LDM_BRUSH_FAST, &s, &r);
+    s.steps = 3;
+    s.seed = 3;
+    /* a 64-pixel stroke in the middle: crop 0,0 128 x 128, inner 24,24 80 x 80 */
+    g_autoptr (LdmBrushJob) job = ldm_brush_job_new ((LdmRect) { 32, 32, 64, 64 }, S, S, &s, &r,
+                                                     &error);
+    g_assert_no_error (error);
+    LdmRect c = job->crop, in = job->inner;
+    g_assert_cmpint (c.width, ==, S);
+    g_assert_cmpint (c.height, ==, S);
+    g_assert_cmpint (job->sample.keep.x, ==, 24);
+    g_assert_cmpint (job->sample.keep.width, ==, 80);
+    /* texture (waves and hashed noise) with a bright disk where the stroke is */
+    job->image = (LdmImage) { S, S, 4, g_malloc (S * S * 4) };
+    for (int y = 0; y < S; y++)
+        for (int x = 0; x < S; x++) {
+            uint8_t *p = job->image.pixels + (y * S + x) * 4;
+            guint32 hash = (guint32) (x * 73856093u) ^ (guint32) (y * 19349663u);
+            float noise = (float) ((hash >> 7) % 33) - 16.0f;
+            gboolean disk = (x - 64) * (x - 64) + (y - 64) * (y - 64) < 24 * 24;
+            for (int k = 0; k < 3; k++) {
+                float v = 120.0f + 50.0f * sinf (x * 0.31f + y * 0.07f + k)
+                          + 30.0f * cosf (y * 0.23f - k) + noise;
+                p[k] = disk ? 250 : (uint8_t) CLAMP (v, 0.0f, 255.0f);
+            }
+            p[3] = 255;
+            job->selection[y * S + x] = x >= 32 && x < 96 && y >= 32 && y < 96;
+        }
+    LdmRegionResult kept, full;
+    g_assert_true (ldm_inpaint_region (engine, &job->image, job->selection, &job->region,
+                                       &job->sample, &kept, &error));
+    LdmSampleParams all = job->sample;
+    all.keep = (LdmRect) { 0 };
+    g_assert_true (ldm_inpaint_region (engine, &job->image, job->selection, &job->region, &all,
+                                       &full, &error));
+    g_assert_no_error (error);
+    g_assert_cmpmem (kept.fill, S * S, full.fill, S * S);
+    g_assert_cmpmem (kept.layer_mask, S * S * sizeof (float), full.layer_mask,
+                     S * S * sizeof (float));
+    int max_diff = 0, filled = 0;
+    double sum = 0;
+    for (int y = 0; y < S; y++)
+        for (int x = 0; x < S; x++) {
+            int i = y * S + x;
+            const uint8_t *a = kept.image.pixels + i * 4, *b = full.image.pixels + i * 4;
+            const uint8_t *o = job->image.pixels + i * 4;
+            if (!full.fill[i]) { /* the input's, bit for bit, in both */
+                g_assert_cmpmem (a, 4, o, 4);
+                g_assert_cmpmem (b, 4, o, 4);
+                continue;
+            }
+            /* every filled pixel is kept: the fill lies inside the inner rectangle */
+            g_assert_true (x >= in.x && x < in.x + in.width && y >= in.y
+                           && y < in.y + in.height);
+            filled++;
+            for (int k = 0; k < 3; k++) {
+                int d = abs (a[k] - b[k]);
+                max_diff = MAX (max_diff, d);
+                sum += d;
+            }
+        }
+    double mean = sum / (3.0 * filled);
+    g_test_message ("kept pixels against a full decode: max %d, mean %.3f (%d pixels)",
+                    max_diff, mean, filled);
+    g_assert_cmpint (filled, >, 64 * 64);
+    g_assert_cmpint (max_diff, <=, KEEP_MAX_DIFF);
+    g_assert_cmpfloat (mean, <=, KEEP_MEAN_DIFF);
+    g_assert_cmpfloat (mean, >, 0.0); /* the window was decoded, not the whole crop */
+    ldm_region_result_clear (&kept);
+    ldm_region_result_clear (&full);
+}
+
 static void
 test_worker_empty (void)
 {
@@ -325,6 +474,7 @@ main (int argc, char **argv)
     g_test_add_func ("/brush/modes", test_modes);
     g_test_add_func ("/brush/job-rects", test_job_rects);
     g_test_add_func ("/brush/region-pixels", test_region_pixels);
+    g_test_add_func ("/brush/keep-decode", test_keep_decode);
     g_test_add_func ("/brush/worker-result", test_worker_result);
     g_test_add_func ("/brush/worker-empty", test_worker_empty);
     g_test_add_func ("/brush/worker-cancel", test_worker_cancel);
