@@ -629,6 +629,23 @@ init_sample_params (LdmSampleParams *p, const Sampling *s, LdmJob *job)
     p->progress_data = job;
 }
 
+/* FALSE with core's message when a run of `task` on a width x height image cannot fit in
+ * params' memory limit: asked of the model's plan (ldm_model_plan) before any pixel is read,
+ * so a refusal costs no read of the layer. A model that does not load or does not do `task`
+ * passes here: the run says so in its own words. */
+static gboolean
+plan_fits (const char *model_path, LdmTask task, int width, int height,
+           const LdmSampleParams *params, GError **error)
+{
+    g_autoptr (LdmModel) model = ldm_model_load (model_path, NULL);
+    g_autoptr (GError) plan_error = NULL;
+    if (!model || ldm_model_plan (model, task, width, height, params, NULL, &plan_error)
+        || !g_error_matches (plan_error, LDM_ERROR, LDM_ERROR_NO_MEMORY))
+        return TRUE;
+    g_propagate_error (error, g_steal_pointer (&plan_error));
+    return FALSE;
+}
+
 /* --------------------------------------------------------------- inpaint */
 
 /* TEXT (NULL = "") with every line break and other control character made a space. */
@@ -769,6 +786,12 @@ run_inpaint (GimpProcedure *procedure, GimpRunMode run_mode, GimpImage *image,
     if (!ldm_region_crop (&w.region, (LdmRect) { x1, y1, x2 - x1, y2 - y1 }, limits, &crop))
         return fail (procedure, plug_in_error (_("The selection does not touch the layer "
                                                  "\"%s\"."), layer_name));
+    LdmSampleParams plan_params;
+    int mw, mh;
+    inpaint_params (&w, NULL, &plan_params);
+    ldm_region_model_size (&w.region, crop.width, crop.height, &mw, &mh);
+    if (!plan_fits (path, LDM_TASK_INPAINT, mw, mh, &plan_params, &error))
+        return fail (procedure, error);
     g_autofree float *selection = ldm_read_selection (image, crop, &error);
     if (!selection || !ldm_read_rgba (drawable, (LdmRect) { crop.x - ox, crop.y - oy,
                                                             crop.width, crop.height },
@@ -1013,7 +1036,13 @@ run_upscale (GimpProcedure *procedure, GimpRunMode run_mode, GimpImage *image,
         return fail (procedure, plug_in_error (_("The layer is too large to be made 4 times "
                                                  "larger (%d x %d)."), dw, dh));
     g_autofree char *path = model_path (config, LDM_BUILTIN_UPSCALE, &error);
-    if (!path || !read_layer (drawable, &w.source, &error))
+    LdmSampleParams plan_params;
+    init_sample_params (&plan_params, &w.sampling, NULL);
+    plan_params.color_fix = w.color_fix;
+    if (!path
+        || !plan_fits (path, LDM_TASK_UPSCALE, gimp_drawable_get_width (drawable),
+                       gimp_drawable_get_height (drawable), &plan_params, &error)
+        || !read_layer (drawable, &w.source, &error))
         return fail (procedure, error);
     w.model_path = path;
 

@@ -453,7 +453,8 @@
 ; default region settings (working size 512) finishes, one new layer on the crop, the pixels
 ; outside it as before (the driver compares a 512 x 512 area around it); a 4x upscale
 ; (16384 x 16384) within MEMORY-MB is refused at once with the budget's message, in place
-; and as a new image: no layer, no image, no size changes. GIMP answers after each call.
+; and as a new image, and so is inpainting the whole image at full size (working size 8192)
+; within 1024 MB: no layer, no image, no size changes. GIMP answers after each call.
 (define (export-area img x y w h path)
   (let* ((dup (gimp-image-duplicate img)))
     (gimp-image-merge-visible-layers dup CLIP-TO-IMAGE)
@@ -487,6 +488,14 @@
       (say "upscale-done" "new-image")
       (expect-error "upscale-in-place" img (lambda () (upscale TRUE)))
       (say "upscale-done" "in-place")
+      ; the whole image at full size within 1024 MB: refused from the plan, before the read
+      (gimp-selection-all img)
+      (expect-error "inpaint-full-size" img
+                    (lambda ()
+                      (plug-in-ldm-inpaint #:run-mode RUN-NONINTERACTIVE #:image img
+                                           #:drawables (vector base) #:steps 2 #:seed 4
+                                           #:working-size 8192 #:memory-limit 1024)))
+      (gimp-selection-none img)
       (say "layers-after-upscale" (layer-count img))
       (say "images-after-upscale" (vector-length (gimp-get-images)))
       (say "size-after" (gimp-image-get-width img) (gimp-image-get-height img))
