@@ -328,6 +328,16 @@ typedef struct {
 
 void ldm_engine_last_plan (const LdmEngine *engine, LdmTilePlan *plan);
 
+/* The windows a run of `task` on a width x height image would take with this model and
+ * `params` (its memory_limit, guidance and init), planned before any pixel is read and
+ * without an engine, by the planner ldm_inpaint and ldm_upscale use, with what the process
+ * holds now: when the run cannot fit, FALSE with LDM_ERROR_NO_MEMORY and the message saying
+ * what would fit (ldm_inpaint's or ldm_upscale's own). LDM_ERROR_ARGUMENT for a model that
+ * does not do `task` or a size out of range. For inpainting, the size the model sees (a
+ * region's crop after its working size: ldm_region_model_size). `plan` may be NULL. */
+gboolean ldm_model_plan (const LdmModel *model, LdmTask task, int width, int height,
+                         const LdmSampleParams *params, LdmTilePlan *plan, GError **error);
+
 G_DEFINE_AUTOPTR_CLEANUP_FUNC (LdmEngine, ldm_engine_free)
 
 /* ------------------------------------------------------------- regions
@@ -353,6 +363,11 @@ void     ldm_region_params_init (LdmRegionParams *params);
  * bounds and limits do not overlap (nothing to inpaint). */
 gboolean ldm_region_crop        (const LdmRegionParams *params, LdmRect bounds, LdmRect limits,
                                  LdmRect *crop);
+
+/* The size a width x height crop is inpainted at: scaled (aspect kept) so that its longest
+ * side is working_size when longer, else its own. */
+void     ldm_region_model_size  (const LdmRegionParams *params, int width, int height,
+                                 int *model_width, int *model_height);
 
 /* Mask and image operations (image_ops.c). Masks are width x height floats in [0, 1],
  * changed in place. grow: the maximum over a disk of `radius` pixels; blur: a Gaussian of

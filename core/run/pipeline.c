@@ -211,13 +211,19 @@ unet_factor (const LdmEngine *e)
     return 1 << (e->config.unet.n_levels - 1);
 }
 
+/* The image side a model's runs pad to: the U-Net's downsampling (SR: the latent is the
+ * low-res image itself), times the autoencoder's otherwise. */
+static int
+config_alignment (const LdmModelConfig *c)
+{
+    int u = 1 << (c->unet.n_levels - 1);
+    return c->kind == LDM_MODEL_LDM_SR ? u : u * (1 << (c->first_stage.n_levels - 1));
+}
+
 int
 ldm_engine_alignment (const LdmEngine *e)
 {
-    /* SR: the latent is the low-res image itself */
-    if (e->config.kind == LDM_MODEL_LDM_SR)
-        return unet_factor (e);
-    return autoencoder_factor (e->ae) * unet_factor (e);
+    return config_alignment (&e->config);
 }
 
 static int
@@ -612,6 +618,25 @@ done:
     return ok;
 }
 
+/* The windows of a run of model config C on a pw x ph (padded) input, planned from the
+ * budget with `in_use` bytes held already: the one planner of ldm_inpaint, ldm_upscale and
+ * ldm_model_plan. */
+static gboolean
+plan_config (const LdmModelConfig *c, const LdmSampleParams *p, LdmTask task, int pw, int ph,
+             uint64_t in_use, TilePlan *plan, GError **error)
+{
+    int f = 1 << (c->first_stage.n_levels - 1);
+    bool sr = task == LDM_TASK_UPSCALE; /* SR: the latent is the low-res image itself */
+    PlanInput in = { .config = c, .task = task, .pw = pw, .ph = ph,
+                     .lw = sr ? pw : pw / f, .lh = sr ? ph : ph / f,
+                     .batch = c->unet.context_dim > 0 && p->guidance != 1.0f ? 2 : 1,
+                     .unet_align = 1 << (c->unet.n_levels - 1),
+                     .encodes = !sr || p->init != LDM_INIT_NOISE };
+    in.ow = in.lw * f;
+    in.oh = in.lh * f;
+    return tile_plan_make (&in, p->memory_limit, in_use, plan, error);
+}
+
 /* The windows of a run on a pw x ph (padded) input, planned from the budget before anything
  * large is allocated; a test's forced windows instead when set. */
 static gboolean
@@ -622,16 +647,40 @@ plan_run (LdmEngine *e, const LdmSampleParams *p, LdmTask task, int pw, int ph,
         e->plan = e->forced_plan;
         return TRUE;
     }
-    int f = autoencoder_factor (e->ae);
-    bool sr = task == LDM_TASK_UPSCALE; /* SR: the latent is the low-res image itself */
-    PlanInput in = { .config = &e->config, .task = task, .pw = pw, .ph = ph,
-                     .lw = sr ? pw : pw / f, .lh = sr ? ph : ph / f,
-                     .batch = e->config.unet.context_dim > 0 && p->guidance != 1.0f ? 2 : 1,
-                     .unet_align = unet_factor (e),
-                     .encodes = !sr || p->init != LDM_INIT_NOISE };
-    in.ow = in.lw * f;
-    in.oh = in.lh * f;
-    return tile_plan_make (&in, p->memory_limit, tile_resident_bytes (), &e->plan, error);
+    return plan_config (&e->config, p, task, pw, ph, tile_resident_bytes (), &e->plan, error);
+}
+
+gboolean
+ldm_model_plan (const LdmModel *model, LdmTask task, int width, int height,
+                const LdmSampleParams *params, LdmTilePlan *plan, GError **error)
+{
+    const LdmModelConfig *c = model_config (model);
+    LdmModelKind kind = c->kind;
+    gboolean fits = task == LDM_TASK_UPSCALE
+                        ? kind == LDM_MODEL_LDM_SR
+                        : kind == LDM_MODEL_LDM_INPAINT || kind == LDM_MODEL_SD_INPAINT
+                              || kind == LDM_MODEL_SD;
+    if (!fits || !c->has_first_stage) {
+        g_set_error (error, LDM_ERROR, LDM_ERROR_ARGUMENT, "a %s model does not %s",
+                     ldm_model_kind_name (kind),
+                     task == LDM_TASK_UPSCALE ? "upscale" : "inpaint");
+        return FALSE;
+    }
+    if (width <= 0 || height <= 0 || width > LDM_IMAGE_MAX_SIDE || height > LDM_IMAGE_MAX_SIDE) {
+        g_set_error (error, LDM_ERROR, LDM_ERROR_ARGUMENT,
+                     "the image must be 1 to %d pixels a side, not %dx%d", LDM_IMAGE_MAX_SIDE,
+                     width, height);
+        return FALSE;
+    }
+    int align = config_alignment (c);
+    TilePlan t;
+    if (!plan_config (c, params, task, round_up (width, align), round_up (height, align),
+                      tile_resident_bytes (), &t, error))
+        return FALSE;
+    if (plan)
+        *plan = (LdmTilePlan) { t.unet, t.unet ? unet_overlap (t.unet) : 0, t.encode, t.decode,
+                                t.decode ? ae_overlap (t.decode) : 0 };
+    return TRUE;
 }
 
 gboolean

@@ -120,6 +120,20 @@ inpaint_scaled (LdmEngine *engine, const LdmImage *image, const LdmImage *fill, 
     return ok;
 }
 
+void
+ldm_region_model_size (const LdmRegionParams *params, int width, int height, int *model_width,
+                       int *model_height)
+{
+    int longest = MAX (width, height);
+    *model_width = width;
+    *model_height = height;
+    if (params->working_size > 0 && longest > params->working_size) {
+        double s = (double) params->working_size / longest;
+        *model_width = MAX (1, (int) lround (width * s));
+        *model_height = MAX (1, (int) lround (height * s));
+    }
+}
+
 gboolean
 ldm_inpaint_region (LdmEngine *engine, const LdmImage *image, const float *selection,
                     const LdmRegionParams *params, const LdmSampleParams *sample,
@@ -169,12 +183,8 @@ ldm_inpaint_region (LdmEngine *engine, const LdmImage *image, const float *selec
         ldm_region_result_clear (result);
         return FALSE;
     }
-    int longest = MAX (w, h), mw = w, mh = h;
-    if (params->working_size > 0 && longest > params->working_size) {
-        double s = (double) params->working_size / longest;
-        mw = MAX (1, (int) lround (w * s));
-        mh = MAX (1, (int) lround (h * s));
-    }
+    int mw, mh;
+    ldm_region_model_size (params, w, h, &mw, &mh);
     result->model_width = mw;
     result->model_height = mh;
     LdmImage fill = { w, h, 1, result->fill };
