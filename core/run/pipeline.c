@@ -205,12 +205,6 @@ ldm_engine_encode_prompt (LdmEngine *e, const char *prompt, int *tokens, int *di
     return context;
 }
 
-static int
-unet_factor (const LdmEngine *e)
-{
-    return 1 << (e->config.unet.n_levels - 1);
-}
-
 /* The image side a model's runs pad to: the U-Net's downsampling (SR: the latent is the
  * low-res image itself), times the autoencoder's otherwise. */
 static int
