@@ -455,6 +455,36 @@ test_budget (void)
     g_assert_true (strstr (error->message, "fits") || strstr (error->message, "raise"));
     g_assert_cmpfloat (seconds, <, 1.0);
     g_assert_null (out.pixels);
+
+    /* ldm_model_plan (the plug-in's check before it reads a layer): the same planner from the
+     * model and the size alone, so the same refusal; what fits gives the windows */
+    g_autoptr (GError) plan_error = NULL;
+    LdmTilePlan tp;
+    g_assert_false (ldm_model_plan (l.model, LDM_TASK_UPSCALE, 2048, 2048, &p, &tp, &plan_error));
+    g_assert_error (plan_error, LDM_ERROR, LDM_ERROR_NO_MEMORY);
+    g_test_message ("ldm_model_plan: %s", plan_error->message);
+    /* the same text up to the figures, which depend on the bytes in use the calls measure */
+    const char *needs = strstr (error->message, "needs about");
+    g_assert_nonnull (needs);
+    g_assert_cmpint (strncmp (plan_error->message, error->message,
+                              (size_t) (needs - error->message) + strlen ("needs about")), ==, 0);
+    g_assert_nonnull (strstr (plan_error->message, "memory limit of 64 MB"));
+    g_assert_nonnull (strstr (plan_error->message, "raise the memory limit"));
+    g_clear_error (&plan_error);
+    p.memory_limit = 0; /* no budget: a small image runs whole */
+    g_assert_true (ldm_model_plan (l.model, LDM_TASK_UPSCALE, 64, 48, &p, &tp, &plan_error));
+    g_assert_no_error (plan_error);
+    g_assert_cmpint (tp.unet, ==, 0);
+    g_assert_cmpint (tp.decode, ==, 0);
+    g_assert_true (ldm_model_plan (l.model, LDM_TASK_UPSCALE, 2048, 2048, &p, &tp, &plan_error));
+    g_assert_cmpint (tp.unet, >, 0); /* beyond the U-Net's cap: windows */
+    g_assert_cmpint (tp.unet_overlap, >, 0);
+    /* an SR model does not inpaint; sizes out of range */
+    g_assert_false (ldm_model_plan (l.model, LDM_TASK_INPAINT, 64, 64, &p, NULL, &plan_error));
+    g_assert_error (plan_error, LDM_ERROR, LDM_ERROR_ARGUMENT);
+    g_clear_error (&plan_error);
+    g_assert_false (ldm_model_plan (l.model, LDM_TASK_UPSCALE, 0, 64, &p, NULL, &plan_error));
+    g_assert_error (plan_error, LDM_ERROR, LDM_ERROR_ARGUMENT);
     ldm_image_clear (&big);
     unload (&l);
 }
