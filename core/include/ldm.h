@@ -529,7 +529,7 @@ const char *ldm_brush_mode_name  (LdmBrushMode mode); /* "fast", "quality" */
 gboolean    ldm_brush_mode_parse (const char *name, LdmBrushMode *mode);
 
 /* The one source of each mode's settings. Quality: ldm_sample_params_init (inpainting) and
- * ldm_region_params_init. Fast: the same with 6 steps, context 24, working size 256, blur 4. */
+ * ldm_region_params_init. Fast: the same with 4 steps, context 24, working size 256, blur 4. */
 void ldm_brush_params_init (LdmBrushMode mode, LdmSampleParams *sample, LdmRegionParams *region);
 
 /* A brush job's crop sides are multiples of this (within the layer and the working size). */

@@ -33,7 +33,7 @@ test_modes (void)
     g_assert_cmpmem (&s, sizeof s, &want_s, sizeof want_s);
     g_assert_cmpmem (&r, sizeof r, &want_r, sizeof want_r);
     ldm_brush_params_init (LDM_BRUSH_FAST, &s, &r);
-    g_assert_cmpint (s.steps, ==, 6);
+    g_assert_cmpint (s.steps, ==, 4);
     g_assert_cmpint (r.context_padding, ==, 24);
     g_assert_cmpint (r.working_size, ==, 256);
     g_assert_cmpint (r.mask_grow, ==, 4);
@@ -107,7 +107,7 @@ test_job_rects (void)
     g_assert_cmpint (under->crop.width, ==, 256); /* 186 + 64 = 250 */
     g_assert_cmpint (under->crop.height, ==, 96);
     g_assert_nonnull (job->selection);
-    g_assert_cmpint (job->sample.steps, ==, 6);
+    g_assert_cmpint (job->sample.steps, ==, 4);
     /* at the corner: the inner rectangle is clamped too (0,0 .. 3+8, 2+8) */
     g_autoptr (LdmBrushJob) corner = ldm_brush_job_new ((LdmRect) { 0, 0, 3, 2 }, 200, 100, &s,
                                                         &r, &error);
