@@ -48,10 +48,11 @@ typedef struct LdmBrushSession LdmBrushSession;
  * the layer at each motion event, so a pause of about 100 ms starts it, and painting on near
  * it restarts it. One look (50 ms) split strokes whose motion events came 50-80 ms apart (a
  * loaded machine; the GUI test's stroke: three regions instead of two); two looks 40 ms
- * apart never split a stroke whose events come at most 80 ms apart, and 2 x 50 ms cost 25 ms
- * more, 2 x 100 ms 125 ms more. The fill so starts 80-120 ms after the stroke ends.
- * LDM_BRUSH_TAKE_MS: how often finished regions are taken and written. */
-#define LDM_BRUSH_POLL_MS 40
+ * apart were 20 ms faster (2026-12-03), but a stroke whose events come 80-100 ms apart
+ * under load could split; the old 2 x 100 ms cost 100 ms more. The fill so starts 100-150 ms
+ * after the stroke ends. LDM_BRUSH_TAKE_MS: how often finished regions are taken and
+ * written. */
+#define LDM_BRUSH_POLL_MS 50
 #define LDM_BRUSH_SETTLE  2
 #define LDM_BRUSH_TAKE_MS 10
 
