@@ -282,8 +282,8 @@ typedef enum {
 
 /* What a user gets (the one source of the plug-in's and ldm's defaults): the model's default
  * sampler (LDM_SAMPLER_DEFAULT: DDIM for LDM models, DPM++ 2M Karras for Stable Diffusion),
- * 25 steps, eta 0 (upscaling: 1, as LDSR), seed 0, guidance 7.5, empty prompts (NULL),
- * keep_known, match_colors and color_fix on. */
+ * 25 steps, eta 0 (upscaling: 10 steps, eta 1 as LDSR), seed 0, guidance 7.5, empty prompts
+ * (NULL), keep_known, match_colors and color_fix on. */
 void ldm_sample_params_init (LdmSampleParams *params, LdmTask task);
 /* The authors' procedure exactly (the CompVis inpainting script, the LDSR notebook): DDIM,
  * 50 steps, eta 0 (upscaling: 100 steps, eta 1), seed 0, guidance 7.5, no aids. */

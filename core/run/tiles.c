@@ -25,13 +25,37 @@ axis_count (int length, int win, int overlap)
     return (length - win + stride - 1) / stride + 1;
 }
 
-void
-tiling_init (Tiling *t, int h, int w, int win, int overlap)
+/* Windows are not made shorter than this (or win): each window's GroupNorms take its own
+ * statistics, which stray further from the whole's the less a window sees (the first stage's
+ * 32-cell windows on a smooth picture: 17.7 levels off, 64 cells: 4.1; test_tiles). */
+#define BALANCE_MIN 128
+
+/* The window side of an axis: as many windows as sides of `win` need, each as short as that
+ * count allows (a multiple of align, at most win, at least BALANCE_MIN). Windows of the full
+ * side left most of the last one over its neighbour: a 1024-cell axis in 256-cell windows
+ * overlapping by 32 took 5 of 256 (1280 cells of work), now 5 of 232 (1160); 1024 x 768 in
+ * 20 U-Net windows: 1.67 -> 1.27 times the latent's cells. */
+static int
+axis_window (int length, int win, int overlap, int align)
 {
+    if (win <= 0 || win >= length)
+        return length;
+    int ov = MIN (overlap, win / 2);
+    int n = axis_count (length, win, ov);
+    int want = (length + (n - 1) * ov + n - 1) / n;
+    want = MAX (want, MIN (win, BALANCE_MIN));
+    want = (want + align - 1) / align * align;
+    return MIN (win, want);
+}
+
+void
+tiling_init (Tiling *t, int h, int w, int win, int overlap, int align)
+{
+    align = MAX (1, align);
     t->h = h;
     t->w = w;
-    t->win_h = win <= 0 || win >= h ? h : win;
-    t->win_w = win <= 0 || win >= w ? w : win;
+    t->win_h = axis_window (h, win, overlap, align);
+    t->win_w = axis_window (w, win, overlap, align);
     t->overlap_y = t->win_h == h ? 0 : MIN (overlap, t->win_h / 2);
     t->overlap_x = t->win_w == w ? 0 : MIN (overlap, t->win_w / 2);
     t->n_y = axis_count (h, t->win_h, t->overlap_y);

@@ -16,7 +16,9 @@ typedef struct {
     int n_y, n_x;
 } Tiling;
 
-void  tiling_init   (Tiling *t, int h, int w, int win, int overlap);
+/* win: the longest side a window may have; each axis gets as many windows as that side
+ * needs, each as short as that count allows (a multiple of align). */
+void  tiling_init   (Tiling *t, int h, int w, int win, int overlap, int align);
 bool  tiling_whole  (const Tiling *t);
 int   tiling_count  (const Tiling *t);
 int   tiling_y      (const Tiling *t, int i); /* origin of row i of windows */

@@ -93,13 +93,24 @@ mean_abs_levels (const LdmImage *a, const LdmImage *b)
 static void
 test_windows (void)
 {
-    const int sizes[][3] = { { 300, 128, 32 }, { 129, 128, 32 }, { 100, 128, 32 },
-                             { 1000, 48, 12 }, { 77, 16, 4 } };
+    /* length, longest window, overlap, alignment; the windows a side of `win` needs, and the
+     * side of each: the shortest multiple of the alignment for that count, but not below 128
+     * (or win) */
+    const int sizes[][6] = { { 300, 128, 32, 1, 3, 128 }, { 129, 128, 32, 1, 2, 128 },
+                             { 100, 128, 32, 1, 1, 100 }, { 1000, 48, 12, 1, 28, 48 },
+                             { 77, 16, 4, 1, 7, 16 }, { 1024, 256, 32, 4, 5, 232 },
+                             { 768, 256, 32, 4, 4, 216 }, { 600, 256, 32, 1, 3, 222 },
+                             { 260, 256, 32, 1, 2, 146 }, { 200, 160, 32, 1, 2, 128 },
+                             { 1030, 256, 32, 16, 5, 240 } };
     for (size_t s = 0; s < G_N_ELEMENTS (sizes); s++) {
-        int len = sizes[s][0], win = sizes[s][1], overlap = sizes[s][2];
+        int len = sizes[s][0], win = sizes[s][1], overlap = sizes[s][2], align = sizes[s][3];
         Tiling t;
-        tiling_init (&t, len, 5, win, overlap);
+        tiling_init (&t, len, 5, win, overlap, align);
         g_assert_cmpint (t.n_x, ==, 1); /* 5 cells: within the window */
+        g_assert_cmpint (t.n_y, ==, sizes[s][4]);
+        g_assert_cmpint (t.win_h, ==, sizes[s][5]);
+        g_assert_cmpint (t.win_h, <=, win > len ? len : win);
+        g_assert_true (t.win_h == len || t.win_h % align == 0);
         g_autofree float *sum = g_new0 (float, len);
         for (int i = 0; i < t.n_y; i++) {
             int y0 = tiling_y (&t, i);

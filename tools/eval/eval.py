@@ -384,7 +384,7 @@ def model_upscale(args, lr, seed, stem):
     img, out = stem + "-lr.png", stem + "-model.png"
     write_rgb(img, lr)
     dt = run_ldm([args.ldm, "upscale", "--model", args.sr_model, "--image", img,
-                  "--output", out, "--steps", str(args.steps), "--seed", str(seed),
+                  "--output", out, "--steps", str(args.sr_steps), "--seed", str(seed),
                   "--sampler", args.sr_sampler, "--eta", str(args.sr_eta), "-q",
                   "--init", args.sr_init, "--strength", str(args.sr_strength),
                   "--color-fix" if args.color_fix else "--no-color-fix"])
@@ -795,7 +795,7 @@ def write_report(path, res):
         "antialiased: the kernel widened 4x, as MATLAB's imresize and the SR benchmarks' bicubic "
         "LR), and **docs/eval's degradation** (as in earlier reports): Gaussian blur sigma "
         f"{SR_BLUR_SIGMA}, then cv2.resize with cv2.INTER_CUBIC. Model: `ldm upscale`, "
-        f"{s['steps']} steps, sampler {s['sr_sampler']}, eta {s['sr_eta']}, color-fix "
+        f"{s.get('sr_steps', s['steps'])} steps, sampler {s['sr_sampler']}, eta {s['sr_eta']}, color-fix "
         f"{on_off(s['color_fix'])}, seed {s['seed']} + photo index. PSNR and SSIM (as above) "
         "over the whole picture; texture ratio = mean high-pass energy of the output / of HR; "
         "mean colour shift = CIE76 distance between the mean CIELAB colour of the output and "
@@ -811,7 +811,8 @@ def write_report(path, res):
         "",
         "## Time per image (C engine)",
         "",
-        f"Wall time of each `ldm` call, model loading included, {s['steps']} steps. Machine: "
+        f"Wall time of each `ldm` call, model loading included, {s['steps']} steps (inpainting), "
+        f"{s.get('sr_steps', s['steps'])} (upscaling). Machine: "
         f"{mach['cpu']}, {mach['cores']} cores, OMP_NUM_THREADS {mach['omp_num_threads']}, "
         f"1-minute load average {mach['load_average_1min_at_start']} at the start (other "
         f"jobs running make the times longer). Whole evaluation: {res['total_seconds']:.0f} s.",
@@ -952,7 +953,9 @@ def parse_args():
     ap.add_argument("--inpaint-model",
                     default=os.path.join(models, "ldm-inpaint-builtin.safetensors"))
     ap.add_argument("--sr-model", default=os.path.join(models, "ldm-sr-builtin.safetensors"))
-    ap.add_argument("--steps", type=int, default=20)
+    ap.add_argument("--steps", type=int, default=20, help="inpainting steps")
+    ap.add_argument("--sr-steps", type=int, default=10,
+                    help="upscaling steps (10: ldm upscale's default)")
     ap.add_argument("--sampler", default="ddim", help="inpainting sampler (ddim, ddpm, dpmpp-2m)")
     ap.add_argument("--eta", type=float, default=0.0, help="inpainting DDIM eta")
     ap.add_argument("--keep-known", action=argparse.BooleanOptionalAction, default=True,
@@ -1075,7 +1078,7 @@ def main():
             "keep_known": args.keep_known, "match_colors": args.match_colors,
             "init": args.init, "strength": args.strength,
             "color_fix": args.color_fix,
-            "sr_sampler": args.sr_sampler,
+            "sr_sampler": args.sr_sampler, "sr_steps": args.sr_steps,
             "sr_eta": args.sr_eta, "sr_init": args.sr_init, "sr_strength": args.sr_strength,
             "seed": args.seed,
             "photo_set": args.photos, "photos": [p for p, _ in photos], "crop_size": SIZE,
