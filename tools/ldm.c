@@ -157,7 +157,10 @@ typedef struct {
     char   *context_padding, *working_size, *mask_grow, *mask_blur;
     char   *memory_limit;
     int     requested_steps;
-    gboolean quiet, told_steps, authors, from_image;
+    gboolean quiet, told_steps, authors, from_image, timings;
+    /* --timings: when the run started and its first and last steps ended (monotonic us) */
+    gint64  run_start, first_step_end, last_step_end;
+    int     steps_done, steps_total;
     /* the aids: each can be forced on or off over the defaults (or --authors) */
     gboolean keep_known, no_keep_known, match_colors, no_match_colors, color_fix, no_color_fix;
 } RunOptions;
@@ -309,6 +312,12 @@ static gboolean
 show_progress (void *data, int step, int steps)
 {
     RunOptions *o = data;
+    gint64 now = g_get_monotonic_time ();
+    if (o->steps_done == 0)
+        o->first_step_end = now;
+    o->last_step_end = now;
+    o->steps_done++;
+    o->steps_total = steps;
     if (o->quiet)
         return TRUE;
     if (!o->told_steps && o->from_image) {
@@ -329,6 +338,26 @@ show_progress (void *data, int step, int steps)
     if (step == steps)
         fputc ('\n', stderr);
     return TRUE;
+}
+
+/* --timings: the progress callback marks the end of each step, so the first step's end less
+ * one step's time is when sampling began (encoding, the text encoder, the start's noising
+ * before it) and what follows the last step is decoding (and pasting the result). */
+static void
+print_timings (const RunOptions *o, double load_s, gint64 run_end)
+{
+    int n = o->steps_done;
+    if (n == 0) {
+        fprintf (stderr, "ldm: timings: load %.2f s, run %.2f s (no steps)\n", load_s,
+                 (run_end - o->run_start) / 1e6);
+        return;
+    }
+    double per_step = n > 1 ? (o->last_step_end - o->first_step_end) / 1e6 / (n - 1) : 0.0;
+    double before = (o->first_step_end - o->run_start) / 1e6 - per_step;
+    double steps_s = (o->last_step_end - o->first_step_end) / 1e6 + per_step;
+    fprintf (stderr, "ldm: timings: load %.2f s, encode %.2f s, %d steps %.2f s (%.3f s each), "
+             "decode %.2f s, whole %.2f s\n", load_s, before, n, steps_s, per_step,
+             (run_end - o->last_step_end) / 1e6, load_s + (run_end - o->run_start) / 1e6);
 }
 
 /* Each window of a step that runs in windows: the bar moves by tiles x steps. */
@@ -585,6 +614,8 @@ command_run (int argc, char **argv, bool inpaint)
         { "no-color-fix", 0, 0, G_OPTION_ARG_NONE,
           &o.no_color_fix, no_fix_help, NULL },
         { "quiet", 'q', 0, G_OPTION_ARG_NONE, &o.quiet, "No progress or messages", NULL },
+        { "timings", 0, 0, G_OPTION_ARG_NONE, &o.timings,
+          "At the end, print where the time went: loading, encoding, the steps, decoding", NULL },
         { NULL },
     };
     g_autoptr (GOptionContext) ctx = g_option_context_new (NULL);
@@ -786,8 +817,10 @@ command_run (int argc, char **argv, bool inpaint)
         if (!o.model)
             goto bad;
     }
+    gint64 load_start = g_get_monotonic_time ();
     if (!(model = ldm_model_load (o.model, &error)) || !(engine = ldm_engine_new (model, &error)))
         goto bad;
+    double load_s = (g_get_monotonic_time () - load_start) / 1e6;
     /* The engine holds its own copy of every weight: unmap the file now. */
     g_clear_pointer (&model, ldm_model_free);
     LdmModelKind kind = ldm_engine_kind (engine);
@@ -811,9 +844,12 @@ command_run (int argc, char **argv, bool inpaint)
     params.progress_data = &o;
     if (!o.quiet)
         fprintf (stderr, "seed %" G_GINT64_FORMAT "\n", seed);
+    o.run_start = g_get_monotonic_time ();
     gboolean ok = inpaint ? inpaint_region (engine, image, &mask, &region, whole, &params,
                                             o.quiet, &result, &changed, &error)
                           : ldm_upscale (engine, image, &params, &result, &error);
+    if (ok && o.timings)
+        print_timings (&o, load_s, g_get_monotonic_time ());
     if (!ok) {
         status = g_error_matches (error, LDM_ERROR, LDM_ERROR_ARGUMENT) ? EXIT_BAD_INPUT : 1;
         goto fail;

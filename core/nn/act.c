@@ -19,9 +19,10 @@
  * region's encode (128x128 crop, 78 -> 66 ms) and 8 % of its decode (ldm bench, 2026-12-03).
  * Blocks up to 32 MB (the largest glibc allows below mmap) now come from the heap, and up to
  * 256 MB of freed heap is kept for the next ones. Process-wide, set once; a run's peak RSS is
- * the same, the kept memory is given back when the process ends. */
-static void
-keep_freed_activations (void)
+ * the same, the kept memory is given back when the process ends. Called when an engine is
+ * made (dnn_new), before its first activation. */
+void
+act_keep_freed_memory (void)
 {
 #ifdef __GLIBC__
     static gsize once = 0;
@@ -37,7 +38,6 @@ keep_freed_activations (void)
 gboolean
 act_alloc (Act *a, int n, int h, int w, int c, GError **error)
 {
-    keep_freed_activations ();
     size_t count = (size_t) n * h * w * c;
     *a = (Act) { .n = n, .h = h, .w = w, .c = c };
     a->data = ldm_try_alloc_floats (count, NULL, NULL); /* zeroed tail for oneDNN */

@@ -5,6 +5,10 @@
 
 #include "nn/dnn.h"
 
+/* Lets freed activations stay in the process's heap for the next ones (glibc's malloc
+ * settings, process-wide, once): call it when an engine is made, before its first activation. */
+void act_keep_freed_memory (void);
+
 /* Allocates an n x h x w x c activation, followed by a zeroed tail that oneDNN's kernels may
  * read past the end (LDM_DNN_TAIL_FLOATS, alloc.h); FALSE (and a GError) when memory runs out. */
 gboolean act_alloc (Act *a, int n, int h, int w, int c, GError **error);

@@ -229,6 +229,7 @@ ldm_model_bench (const LdmModel *model, const LdmBenchParams *params, LdmBenchRe
     g_autofree char *ae_what = g_strdup_printf ("%s (first stage)", path);
     Weights unet_w = { model_unet_tensor, model, unet_what };
     Weights ae_w = { model_first_stage_tensor, model, ae_what };
+    act_keep_freed_memory ();
     gint64 start = g_get_monotonic_time ();
     gboolean ok = (b.dnn = dnn_new (error)) && (b.unet = unet_new (b.dnn, u, &unet_w, error))
                   && (b.ae = autoencoder_new (b.dnn, &cfg->first_stage, &ae_w, error));

@@ -151,6 +151,7 @@ ldm_engine_new (const LdmModel *model, GError **error)
     g_autofree char *ae_what = g_strdup_printf ("%s (first stage)", path);
     Weights unet_w = { model_unet_tensor, model, unet_what };
     Weights ae_w = { model_first_stage_tensor, model, ae_what };
+    act_keep_freed_memory ();
     if (!schedule_init (&e->schedule, config->beta_schedule, config->linear_start,
                         config->linear_end, config->timesteps, error)
         || !(e->dnn = dnn_new (error))

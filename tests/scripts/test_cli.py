@@ -1,6 +1,7 @@
 """The `ldm` program's interface: `ldm info` on every fixture model (both file formats),
 `ldm tensors`, exit codes and messages for bad use."""
 import os
+import re
 import subprocess
 import sys
 import tempfile
@@ -277,6 +278,33 @@ def run_init_strength():
                   a[:3] == b[:3] and max_diff(a, b) > 0)
 
 
+def run_timings():
+    """--timings: one line at the end with load, encode, the steps (their count is what ran:
+    all 10, or the last 3 of 10 at --strength 0.3), decode and the whole, which the parts add
+    up to; -q keeps it (it is asked for) and drops the rest."""
+    f = os.path.join(SHARED, "fixtures", "ldm-sr-tiny")
+    number = r"(\d+\.\d+)"
+    line = re.compile(rf"^ldm: timings: load {number} s, encode (-?\d+\.\d+) s, (\d+) steps "
+                      rf"{number} s \({number} s each\), decode {number} s, whole {number} s$")
+    with tempfile.TemporaryDirectory() as tmp:
+        for extra, want in (([], 10), (["--init", "original", "--strength", "0.3"], 3)):
+            r = ldm("upscale", "--model", os.path.join(f, "model.safetensors"), "--image",
+                    os.path.join(f, "lowres.png"), "--output", os.path.join(tmp, "u.png"),
+                    "--steps", "10", "--seed", "5", "-q", "--timings", *extra)
+            lines = r.stderr.splitlines()
+            m = line.match(lines[0]) if len(lines) == 1 else None
+            check(f"upscale --timings {' '.join(extra)}: exit 0, one line", r.returncode == 0
+                  and m is not None, r.stderr)
+            if not m:
+                continue
+            load, encode, steps, steps_s, _, decode, whole = (float(x) for x in m.groups())
+            check(f"--timings {' '.join(extra)}: {want} steps", steps == want, r.stderr)
+            parts = load + encode + steps_s + decode
+            check(f"--timings {' '.join(extra)}: the parts add up to the whole",
+                  abs(parts - whole) <= 0.02 + 0.01 * whole and min(load, steps_s, decode) >= 0,
+                  r.stderr)
+
+
 def dilate(mask, w, h, r):
     """The square dilation by r of a mask (rows of 0/1): every pixel within r (Chebyshev)."""
     rows = [[max(row[max(0, x - r):x + r + 1]) for x in range(w)] for row in mask]
@@ -483,6 +511,7 @@ def main():
         run_fixture_images()
         run_builtin_lookup()
         run_init_strength()
+        run_timings()
         run_region()
         run_prompts()
 

@@ -25,6 +25,7 @@ import hashlib
 import json
 import os
 import platform
+import re
 import shlex
 import subprocess
 import sys
@@ -352,14 +353,25 @@ def colour_shift(out, ref):
 # Methods
 # --------------------------------------------------------------------------------------------
 
-def run_ldm(cmd):
-    """Runs one engine command; returns its wall time in seconds."""
+def run_ldm(cmd, stderr_out=None):
+    """Runs one engine command; returns its wall time in seconds (its stderr appended to the
+    list stderr_out when one is given)."""
     t0 = time.perf_counter()
     r = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     dt = time.perf_counter() - t0
     if r.returncode != 0:
         sys.exit(f"engine failed ({r.returncode}): {shlex.join(cmd)}\n{r.stderr}{r.stdout}")
+    if stderr_out is not None:
+        stderr_out.append(r.stderr)
     return dt
+
+
+def steps_run(stderr):
+    """The step count of an ldm run, from its --timings line ("..., 10 steps 4.2 s ...")."""
+    counts = re.findall(r"ldm: timings: .*?, (\d+) steps ", stderr)
+    if not counts:
+        sys.exit(f"eval: no --timings line in ldm's output:\n{stderr}")
+    return int(counts[-1])
 
 
 def model_inpaint(args, rgb, mask, seed, stem):
@@ -383,11 +395,16 @@ def model_upscale(args, lr, seed, stem):
     """The built-in model's 4x upscaling (via `ldm upscale`); returns (RGB output, seconds)."""
     img, out = stem + "-lr.png", stem + "-model.png"
     write_rgb(img, lr)
+    # without --sr-steps, ldm's own default (core's ldm_sample_params_init), read back from
+    # its --timings line for the report
+    steps = [] if args.sr_steps is None else ["--steps", str(args.sr_steps)]
+    stderr = []
     dt = run_ldm([args.ldm, "upscale", "--model", args.sr_model, "--image", img,
-                  "--output", out, "--steps", str(args.sr_steps), "--seed", str(seed),
-                  "--sampler", args.sr_sampler, "--eta", str(args.sr_eta), "-q",
+                  "--output", out, "--seed", str(seed),
+                  "--sampler", args.sr_sampler, "--eta", str(args.sr_eta), "-q", "--timings",
                   "--init", args.sr_init, "--strength", str(args.sr_strength),
-                  "--color-fix" if args.color_fix else "--no-color-fix"])
+                  "--color-fix" if args.color_fix else "--no-color-fix"] + steps, stderr)
+    args.sr_steps_run = steps_run(stderr[0])
     return read_rgb(out), dt
 
 
@@ -954,8 +971,8 @@ def parse_args():
                     default=os.path.join(models, "ldm-inpaint-builtin.safetensors"))
     ap.add_argument("--sr-model", default=os.path.join(models, "ldm-sr-builtin.safetensors"))
     ap.add_argument("--steps", type=int, default=20, help="inpainting steps")
-    ap.add_argument("--sr-steps", type=int, default=10,
-                    help="upscaling steps (10: ldm upscale's default)")
+    ap.add_argument("--sr-steps", type=int, default=None,
+                    help="upscaling steps (default: ldm upscale's own)")
     ap.add_argument("--sampler", default="ddim", help="inpainting sampler (ddim, ddpm, dpmpp-2m)")
     ap.add_argument("--eta", type=float, default=0.0, help="inpainting DDIM eta")
     ap.add_argument("--keep-known", action=argparse.BooleanOptionalAction, default=True,
@@ -1020,6 +1037,8 @@ def sweep(args, photos, masks, started):
     res = {"command": shlex.join(["python3"] + sys.argv), "photo_set": args.photos,
            "photos": [p for p, _ in photos], "means": means, "goals": goals,
            "seconds": time.time() - started}
+    if args.only == "upscale":
+        res["sr_steps"] = args.sr_steps_run
     with open(os.path.join(args.out, f"sweep-{args.only}.json"), "w") as f:
         json.dump(res, f, indent=1)
     print(json.dumps(means, indent=1))
@@ -1078,7 +1097,8 @@ def main():
             "keep_known": args.keep_known, "match_colors": args.match_colors,
             "init": args.init, "strength": args.strength,
             "color_fix": args.color_fix,
-            "sr_sampler": args.sr_sampler, "sr_steps": args.sr_steps,
+            "sr_sampler": args.sr_sampler,
+            "sr_steps": getattr(args, "sr_steps_run", args.sr_steps),
             "sr_eta": args.sr_eta, "sr_init": args.sr_init, "sr_strength": args.sr_strength,
             "seed": args.seed,
             "photo_set": args.photos, "photos": [p for p, _ in photos], "crop_size": SIZE,
