@@ -348,16 +348,17 @@ print_timings (const RunOptions *o, double load_s, gint64 run_end)
 {
     int n = o->steps_done;
     if (n == 0) {
-        fprintf (stderr, "ldm: timings: load %.2f s, run %.2f s (no steps)\n", load_s,
-                 (run_end - o->run_start) / 1e6);
+        fprintf (stderr, "ldm: timings: load %.2f s, run %.2f s (no steps); peak RSS %.0f MB\n",
+                 load_s, (run_end - o->run_start) / 1e6, ldm_peak_rss_mb ());
         return;
     }
     double per_step = n > 1 ? (o->last_step_end - o->first_step_end) / 1e6 / (n - 1) : 0.0;
     double before = (o->first_step_end - o->run_start) / 1e6 - per_step;
     double steps_s = (o->last_step_end - o->first_step_end) / 1e6 + per_step;
     fprintf (stderr, "ldm: timings: load %.2f s, encode %.2f s, %d steps %.2f s (%.3f s each), "
-             "decode %.2f s, whole %.2f s\n", load_s, before, n, steps_s, per_step,
-             (run_end - o->last_step_end) / 1e6, load_s + (run_end - o->run_start) / 1e6);
+             "decode %.2f s, whole %.2f s; peak RSS %.0f MB\n", load_s, before, n, steps_s,
+             per_step, (run_end - o->last_step_end) / 1e6, load_s + (run_end - o->run_start) / 1e6,
+             ldm_peak_rss_mb ());
 }
 
 /* Each window of a step that runs in windows: the bar moves by tiles x steps. */

@@ -130,9 +130,22 @@ measure_peak_gflops (void)
     return best;
 }
 
-static double
-peak_rss_mb (void)
+/* This process's peak resident memory, MB: VmHWM, the high-water mark of this program's own
+ * memory (getrusage's ru_maxrss also counts what the parent had when it forked: a benchmark
+ * started from a large Python process would read that). */
+double
+ldm_peak_rss_mb (void)
 {
+    FILE *f = fopen ("/proc/self/status", "r");
+    char line[256];
+    double kb = -1;
+    while (f && fgets (line, sizeof line, f))
+        if (sscanf (line, "VmHWM: %lf kB", &kb) == 1)
+            break;
+    if (f)
+        fclose (f);
+    if (kb >= 0)
+        return kb / 1024.0;
     struct rusage ru;
     if (getrusage (RUSAGE_SELF, &ru) != 0)
         return 0;
@@ -224,7 +237,7 @@ ldm_command_bench (int argc, char **argv)
         fprintf (stderr, "ldm bench: %s\n", error->message);
         return g_error_matches (error, LDM_ERROR, LDM_ERROR_NO_MEMORY) ? 1 : EXIT_BAD_INPUT;
     }
-    double rss = peak_rss_mb ();
+    double rss = ldm_peak_rss_mb ();
     if (dump) {
         for (LdmBenchPart p = 0; p < LDM_BENCH_N_PARTS; p++)
             if (r.part[p].present && !dump_part (dump, p, &r.part[p], &error)) {
@@ -236,9 +249,11 @@ ldm_command_bench (int argc, char **argv)
     int threads = omp_get_max_threads ();
     if (json) {
         printf ("{\"model\": \"%s\", \"kind\": \"%s\", \"threads\": %d, \"latent\": [%d, %d], "
-                "\"image\": [%d, %d], \"unet_batch\": %d, \"repeat\": %d, \"load_s\": %.4f",
+                "\"image\": [%d, %d], \"unet_batch\": %d, \"repeat\": %d, \"load_s\": %.4f, "
+                "\"precision\": \"%s\"",
                 model_path, ldm_model_kind_name (ldm_model_kind (model)), threads, r.latent_h,
-                r.latent_w, r.image_h, r.image_w, r.unet_batch, repeat, r.load_seconds);
+                r.latent_w, r.image_h, r.image_w, r.unet_batch, repeat, r.load_seconds,
+                r.bf16 ? "bf16" : "fp32");
         for (LdmBenchPart p = 0; p < LDM_BENCH_N_PARTS; p++) {
             const LdmBenchTiming *t = &r.part[p];
             const char *name = ldm_bench_part_name (p);
@@ -254,9 +269,10 @@ ldm_command_bench (int argc, char **argv)
         }
         printf (", \"peak_gflops\": %.2f, \"peak_rss_mb\": %.1f}\n", peak, rss);
     } else {
-        printf ("%s (%s), %d threads, latent %dx%d, image %dx%d, median of %d after a warm-up\n",
+        printf ("%s (%s), %d threads, latent %dx%d, image %dx%d, median of %d after a warm-up%s\n",
                 model_path, ldm_model_kind_name (ldm_model_kind (model)), threads, r.latent_h,
-                r.latent_w, r.image_h, r.image_w, repeat);
+                r.latent_w, r.image_h, r.image_w, repeat,
+                r.bf16 ? "; convolutions and linear layers in bfloat16" : "");
         printf ("networks built in %.2f s; fp32 peak (FMA loop) %.1f GFLOP/s\n", r.load_seconds,
                 peak);
         printf ("%-8s %10s %10s %10s %10s %8s\n", "part", "first s", "median s", "GFLOP",

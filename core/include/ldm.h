@@ -648,6 +648,7 @@ typedef struct {
 typedef struct {
     int            latent_h, latent_w, image_h, image_w;
     int            unet_batch, context_tokens;
+    gboolean       bf16;         /* the layers ran in bfloat16 (LDM_PRECISION=bf16, the CPU has it) */
     double         load_seconds; /* all networks built, weights reordered */
     LdmBenchTiming part[LDM_BENCH_N_PARTS];
 } LdmBenchResult;

@@ -29,6 +29,9 @@ struct Dnn {
     dnnl_memory_t scratch_mem;
     float        *scores;       /* attention scores, grown as needed */
     size_t        scores_len;
+    bool          bf16;         /* convolutions and linear layers in bfloat16 (LDM_PRECISION) */
+    float        *half;         /* a layer's input in bfloat16 (as floats: room for 2 a float) */
+    size_t        half_len;     /* floats */
 };
 
 static const char *
@@ -138,6 +141,10 @@ fail:
     return FALSE;
 }
 
+typedef dnnl_status_t (*MakeDesc) (Dnn *dnn, const void *params, dnnl_primitive_desc_t *pd);
+static Prim *prim_cached (Dnn *dnn, char *key, MakeDesc make, const void *params,
+                          const char *what, const int *arg_ids, int n_args, GError **error);
+
 static dnnl_primitive_attr_t
 attr_new (void)
 {
@@ -172,6 +179,10 @@ dnn_new (GError **error)
     CHECK (dnnl_engine_create (&dnn->engine, dnnl_cpu, 0), "creating the CPU engine");
     CHECK (dnnl_stream_create (&dnn->stream, dnn->engine, dnnl_stream_default_flags),
            "creating a stream");
+    /* Experimental: LDM_PRECISION=bf16 runs convolutions and linear layers with bfloat16
+     * inputs and weights (fp32 sums and outputs), where the CPU multiplies bfloat16 itself. */
+    const char *precision = g_getenv ("LDM_PRECISION");
+    dnn->bf16 = precision && strcmp (precision, "bf16") == 0 && dnn_bf16_supported ();
     return dnn;
 fail:
     dnn_free (dnn);
@@ -187,6 +198,7 @@ dnn_free (Dnn *dnn)
     dnnl_memory_destroy (dnn->scratch_mem);
     g_free (dnn->scratch);
     g_free (dnn->scores);
+    g_free (dnn->half);
     if (dnn->stream)
         dnnl_stream_destroy (dnn->stream);
     if (dnn->engine)
@@ -195,11 +207,78 @@ dnn_free (Dnn *dnn)
 }
 
 
+bool
+dnn_bf16_supported (void)
+{
+#if defined(__x86_64__) && defined(__GNUC__)
+    return __builtin_cpu_supports ("avx512bf16");
+#else
+    return false;
+#endif
+}
+
+bool
+dnn_uses_bf16 (const Dnn *dnn)
+{
+    return dnn->bf16;
+}
+
+/* The bfloat16 copy of a layer's input: a cached reorder from `md_f32` into dnn->half. */
+static dnnl_status_t
+make_to_half (Dnn *dnn, const void *params, dnnl_primitive_desc_t *pd)
+{
+    const_dnnl_memory_desc_t from = params;
+    int ndims = 0;
+    dnnl_memory_desc_query (from, dnnl_query_ndims_s32, &ndims);
+    const dnnl_dims_t *dims = NULL;
+    dnnl_memory_desc_query (from, dnnl_query_dims, &dims);
+    dnnl_memory_desc_t to = NULL;
+    dnnl_memory_desc_create_with_tag (&to, ndims, *dims, dnnl_bf16,
+                                      ndims == 4 ? dnnl_nhwc : dnnl_ab);
+    dnnl_primitive_attr_t attr = attr_new ();
+    dnnl_status_t s = dnnl_reorder_primitive_desc_create (pd, from, dnn->engine, to, dnn->engine,
+                                                          attr);
+    dnnl_primitive_attr_destroy (attr);
+    dnnl_memory_desc_destroy (to);
+    return s;
+}
+
+/* Converts `in` (f32, the layout md_f32 describes: NHWC or rows x cols) to bfloat16 in
+ * dnn->half; returns dnn->half, or NULL and the error. */
+static void *
+to_half (Dnn *dnn, const_dnnl_memory_desc_t md_f32, const float *in, GError **error)
+{
+    size_t n = dnnl_memory_desc_get_size (md_f32) / sizeof (float);
+    size_t need = n / 2 + 1 + LDM_DNN_TAIL_FLOATS;
+    if (need > dnn->half_len) {
+        g_free (dnn->half);
+        dnn->half = ldm_try_alloc0_n (need, sizeof (float), "a bfloat16 copy of a layer's input",
+                                      error);
+        dnn->half_len = dnn->half ? need : 0;
+        if (!dnn->half)
+            return NULL;
+    }
+    int ndims = 0;
+    dnnl_memory_desc_query (md_f32, dnnl_query_ndims_s32, &ndims);
+    const dnnl_dims_t *dims = NULL;
+    dnnl_memory_desc_query (md_f32, dnnl_query_dims, &dims);
+    char *key = g_strdup_printf ("half %d %" G_GINT64_FORMAT " %" G_GINT64_FORMAT
+                                 " %" G_GINT64_FORMAT " %" G_GINT64_FORMAT, ndims, (*dims)[0],
+                                 (*dims)[1], ndims > 2 ? (*dims)[2] : 0,
+                                 ndims > 3 ? (*dims)[3] : 0);
+    static const int ids[2] = { DNNL_ARG_FROM, DNNL_ARG_TO };
+    Prim *p = prim_cached (dnn, key, make_to_half, md_f32, "a bfloat16 conversion", ids, 2,
+                           error);
+    void *handles[2] = { (void *) in, dnn->half };
+    return p && prim_run (dnn, p, handles, error) ? dnn->half : NULL;
+}
+
 /* ------------------------------------------------------------ convolution */
 
 typedef struct {
     int           n, h, w;
     bool          channel_add, accumulate;
+    dnnl_memory_desc_t src_f32; /* bf16: the f32 input's layout, converted before each run */
     Prim         *prim;
     dnnl_memory_t own_weights; /* only when this shape wants another weight layout */
 } ConvEntry;
@@ -221,6 +300,8 @@ conv_entry_free (gpointer data)
 {
     ConvEntry *e = data;
     prim_free (e->prim);
+    if (e->src_f32)
+        dnnl_memory_desc_destroy (e->src_f32);
     if (e->own_weights) {
         void *handle = NULL;
         dnnl_memory_get_data_handle (e->own_weights, &handle);
@@ -339,9 +420,11 @@ conv_entry_new (DnnConv *conv, const Act *in, bool channel_add, bool accumulate,
     dnnl_dims_t pad_l = { conv->pad_t, conv->pad_l };
     dnnl_dims_t pad_r = { conv->pad_b, conv->pad_r };
 
-    dnnl_memory_desc_t src_md = md_tag (4, src_dims, dnnl_nhwc);
+    dnnl_data_type_t in_type = dnn->bf16 ? dnnl_bf16 : dnnl_f32;
+    dnnl_memory_desc_t src_md = NULL, w_md = NULL;
+    dnnl_memory_desc_create_with_tag (&src_md, 4, src_dims, in_type, dnnl_nhwc);
+    dnnl_memory_desc_create_with_tag (&w_md, 4, w_dims, in_type, dnnl_format_tag_any);
     dnnl_memory_desc_t dst_md = md_tag (4, dst_dims, dnnl_nhwc);
-    dnnl_memory_desc_t w_md = md_tag (4, w_dims, dnnl_format_tag_any);
     dnnl_memory_desc_t b_md = md_tag (1, b_dims, dnnl_a);
     dnnl_dims_t add_dims = { in->n, conv->out_c, 1, 1 };
     dnnl_memory_desc_t add_md = md_tag (4, add_dims, dnnl_nchw);
@@ -377,6 +460,8 @@ conv_entry_new (DnnConv *conv, const Act *in, bool channel_add, bool accumulate,
     e->w = in->w;
     e->channel_add = channel_add;
     e->accumulate = accumulate;
+    if (dnn->bf16)
+        e->src_f32 = md_tag (4, src_dims, dnnl_nhwc);
     dnnl_memory_t weights = conv->weights;
     if (!conv->weights) {
         conv->weights = reorder_new (dnn, conv->plain_weights, want, &conv->weights_data, error);
@@ -450,7 +535,10 @@ dnn_conv_forward (DnnConv *conv, const Act *in, Act *out, const DnnConvPost *pos
             return FALSE;
         g_ptr_array_add (conv->entries, e);
     }
-    void *handles[5] = { in->data, NULL, NULL, out->data,
+    void *src = in->data;
+    if (e->src_f32 && !(src = to_half (conv->dnn, e->src_f32, in->data, error)))
+        return FALSE;
+    void *handles[5] = { src, NULL, NULL, out->data,
                          channel_add ? (void *) post->channel_add : NULL };
     return prim_run (conv->dnn, e->prim, handles, error);
 }
@@ -524,7 +612,9 @@ dnn_linear_forward (DnnLinear *l, const float *x, float *y, int rows, bool accum
     if (!p) {
         dnnl_dims_t sdims = { rows, l->in_f }, wdims = { l->in_f, l->out_f },
                     bdims = { 1, l->out_f }, ddims = { rows, l->out_f };
-        dnnl_memory_desc_t smd = md_tag (2, sdims, dnnl_ab);
+        dnnl_data_type_t in_type = l->dnn->bf16 ? dnnl_bf16 : dnnl_f32;
+        dnnl_memory_desc_t smd = NULL;
+        dnnl_memory_desc_create_with_tag (&smd, 2, sdims, in_type, dnnl_ab);
         /* Keep the first layout for every row count: weights are reordered once. */
         dnnl_memory_desc_t wmd = NULL;
         if (l->weights) {
@@ -532,7 +622,7 @@ dnn_linear_forward (DnnLinear *l, const float *x, float *y, int rows, bool accum
             dnnl_memory_get_memory_desc (l->weights, &have);
             dnnl_memory_desc_clone (&wmd, have);
         } else {
-            wmd = md_tag (2, wdims, dnnl_format_tag_any);
+            dnnl_memory_desc_create_with_tag (&wmd, 2, wdims, in_type, dnnl_format_tag_any);
         }
         dnnl_memory_desc_t bmd = md_tag (2, bdims, dnnl_ab);
         dnnl_memory_desc_t dmd = md_tag (2, ddims, dnnl_ab);
@@ -572,7 +662,16 @@ dnn_linear_forward (DnnLinear *l, const float *x, float *y, int rows, bool accum
         CHECK (dnnl_memory_set_data_handle (p->args[2].memory, l->bias_data), "bias");
         g_hash_table_insert (l->entries, key, p);
     }
-    void *handles[4] = { (void *) x, NULL, NULL, y };
+    void *src = (void *) x;
+    if (l->dnn->bf16) {
+        dnnl_dims_t sdims = { rows, l->in_f };
+        dnnl_memory_desc_t smd = md_tag (2, sdims, dnnl_ab);
+        src = to_half (l->dnn, smd, x, error);
+        dnnl_memory_desc_destroy (smd);
+        if (!src)
+            return FALSE;
+    }
+    void *handles[4] = { src, NULL, NULL, y };
     return prim_run (l->dnn, p, handles, error);
 fail:
     return FALSE;
@@ -580,8 +679,8 @@ fail:
 
 /* ------------------------------------------------------- cached primitives */
 
-/* Makes the primitive descriptor of an operation from its parameters, on a cache miss. */
-typedef dnnl_status_t (*MakeDesc) (Dnn *dnn, const void *params, dnnl_primitive_desc_t *pd);
+/* MakeDesc (above) makes the primitive descriptor of an operation from its parameters, on a
+ * cache miss. */
 
 /* The primitive cached under `key` (which this takes), made on first use. */
 static Prim *

@@ -27,8 +27,13 @@ act_numel (const Act *a)
     return (size_t) a->n * a->h * a->w * a->c;
 }
 
+/* A new engine. LDM_PRECISION=bf16 in the environment (experimental, off by default) runs its
+ * convolutions and linear layers on bfloat16 inputs and weights with fp32 sums and outputs,
+ * when the CPU has AVX512-BF16 (dnn_bf16_supported); everything else stays fp32. */
 Dnn  *dnn_new  (GError **error);
 void  dnn_free (Dnn *dnn);
+bool  dnn_bf16_supported (void);
+bool  dnn_uses_bf16 (const Dnn *dnn);
 
 /* ------------------------------------------------------------ convolution */
 

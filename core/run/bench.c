@@ -233,6 +233,7 @@ ldm_model_bench (const LdmModel *model, const LdmBenchParams *params, LdmBenchRe
     gint64 start = g_get_monotonic_time ();
     gboolean ok = (b.dnn = dnn_new (error)) && (b.unet = unet_new (b.dnn, u, &unet_w, error))
                   && (b.ae = autoencoder_new (b.dnn, &cfg->first_stage, &ae_w, error));
+    r->bf16 = b.dnn && dnn_uses_bf16 (b.dnn);
     if (ok && u->context_dim > 0 && ldm_clip_text_present (model_file (model)))
         ok = (b.clip = ldm_clip_text_new (b.dnn, model_file (model), 0, error)) != NULL;
     if (ok) {

@@ -281,11 +281,12 @@ def run_init_strength():
 def run_timings():
     """--timings: one line at the end with load, encode, the steps (their count is what ran:
     all 10, or the last 3 of 10 at --strength 0.3), decode and the whole, which the parts add
-    up to; -q keeps it (it is asked for) and drops the rest."""
+    up to, and the peak RSS; -q keeps it (it is asked for) and drops the rest."""
     f = os.path.join(SHARED, "fixtures", "ldm-sr-tiny")
     number = r"(\d+\.\d+)"
     line = re.compile(rf"^ldm: timings: load {number} s, encode (-?\d+\.\d+) s, (\d+) steps "
-                      rf"{number} s \({number} s each\), decode {number} s, whole {number} s$")
+                      rf"{number} s \({number} s each\), decode {number} s, whole {number} s; "
+                      rf"peak RSS (\d+) MB$")
     with tempfile.TemporaryDirectory() as tmp:
         for extra, want in (([], 10), (["--init", "original", "--strength", "0.3"], 3)):
             r = ldm("upscale", "--model", os.path.join(f, "model.safetensors"), "--image",
@@ -297,12 +298,14 @@ def run_timings():
                   and m is not None, r.stderr)
             if not m:
                 continue
-            load, encode, steps, steps_s, _, decode, whole = (float(x) for x in m.groups())
+            load, encode, steps, steps_s, _, decode, whole, rss = (float(x) for x in m.groups())
             check(f"--timings {' '.join(extra)}: {want} steps", steps == want, r.stderr)
             parts = load + encode + steps_s + decode
             check(f"--timings {' '.join(extra)}: the parts add up to the whole",
                   abs(parts - whole) <= 0.02 + 0.01 * whole and min(load, steps_s, decode) >= 0,
                   r.stderr)
+            # the fixture's weights alone are more than 1 MB; ldm is far below 2 GB on it
+            check(f"--timings {' '.join(extra)}: a peak RSS", 1 <= rss < 2048, r.stderr)
 
 
 def dilate(mask, w, h, r):
