@@ -155,7 +155,7 @@ typedef struct {
     char   *steps, *eta, *seed, *guidance, *init, *strength;
     /* inpainting's region, as the plug-in's (ldm_region_params_init) */
     char   *context_padding, *working_size, *mask_grow, *mask_blur;
-    char   *memory_limit;
+    char   *memory_limit, *precision;
     int     requested_steps;
     gboolean quiet, told_steps, authors, from_image, timings;
     /* --timings: when the run started and its first and last steps ended (monotonic us) */
@@ -178,6 +178,7 @@ run_options_clear (RunOptions *o)
     g_free (o->uncond_context);
     g_free (o->prompt);
     g_free (o->negative_prompt);
+    g_free (o->precision);
     g_free (o->noise);
     g_free (o->steps);
     g_free (o->eta);
@@ -344,21 +345,22 @@ show_progress (void *data, int step, int steps)
  * one step's time is when sampling began (encoding, the text encoder, the start's noising
  * before it) and what follows the last step is decoding (and pasting the result). */
 static void
-print_timings (const RunOptions *o, double load_s, gint64 run_end)
+print_timings (const RunOptions *o, LdmPrecision precision, double load_s, gint64 run_end)
 {
     int n = o->steps_done;
+    const char *p = ldm_precision_name (precision);
     if (n == 0) {
-        fprintf (stderr, "ldm: timings: load %.2f s, run %.2f s (no steps); peak RSS %.0f MB\n",
-                 load_s, (run_end - o->run_start) / 1e6, ldm_peak_rss_mb ());
+        fprintf (stderr, "ldm: timings: load %.2f s, run %.2f s (no steps); peak RSS %.0f MB; %s\n",
+                 load_s, (run_end - o->run_start) / 1e6, ldm_peak_rss_mb (), p);
         return;
     }
     double per_step = n > 1 ? (o->last_step_end - o->first_step_end) / 1e6 / (n - 1) : 0.0;
     double before = (o->first_step_end - o->run_start) / 1e6 - per_step;
     double steps_s = (o->last_step_end - o->first_step_end) / 1e6 + per_step;
     fprintf (stderr, "ldm: timings: load %.2f s, encode %.2f s, %d steps %.2f s (%.3f s each), "
-             "decode %.2f s, whole %.2f s; peak RSS %.0f MB\n", load_s, before, n, steps_s,
+             "decode %.2f s, whole %.2f s; peak RSS %.0f MB; %s\n", load_s, before, n, steps_s,
              per_step, (run_end - o->last_step_end) / 1e6, load_s + (run_end - o->run_start) / 1e6,
-             ldm_peak_rss_mb ());
+             ldm_peak_rss_mb (), p);
 }
 
 /* Each window of a step that runs in windows: the bar moves by tiles x steps. */
@@ -615,6 +617,9 @@ command_run (int argc, char **argv, bool inpaint)
         { "no-color-fix", 0, 0, G_OPTION_ARG_NONE,
           &o.no_color_fix, no_fix_help, NULL },
         { "quiet", 'q', 0, G_OPTION_ARG_NONE, &o.quiet, "No progress or messages", NULL },
+        { "precision", 0, 0, G_OPTION_ARG_STRING, &o.precision,
+          "The layers' arithmetic: auto (bf16 where the CPU multiplies it itself, else fp32), "
+          "fp32 or bf16 (default: auto; --authors: fp32)", "P" },
         { "timings", 0, 0, G_OPTION_ARG_NONE, &o.timings,
           "At the end, print where the time went: loading, encoding, the steps, decoding", NULL },
         { NULL },
@@ -692,6 +697,13 @@ command_run (int argc, char **argv, bool inpaint)
     if (o.authors && params.init != LDM_INIT_NOISE) {
         g_set_error (&error, LDM_ERROR, LDM_ERROR_ARGUMENT,
                      "--authors starts from noise: it cannot take --init %s", o.init);
+        goto bad;
+    }
+    /* --authors: the authors' numerics */
+    LdmPrecision precision = o.authors ? LDM_PRECISION_FP32 : LDM_PRECISION_AUTO;
+    if (o.precision && !ldm_precision_parse (o.precision, &precision)) {
+        g_set_error (&error, LDM_ERROR, LDM_ERROR_ARGUMENT,
+                     "--precision must be auto, fp32 or bf16, not '%s'", o.precision);
         goto bad;
     }
     gint64 seed = -1;
@@ -819,7 +831,8 @@ command_run (int argc, char **argv, bool inpaint)
             goto bad;
     }
     gint64 load_start = g_get_monotonic_time ();
-    if (!(model = ldm_model_load (o.model, &error)) || !(engine = ldm_engine_new (model, &error)))
+    if (!(model = ldm_model_load (o.model, &error))
+        || !(engine = ldm_engine_new (model, precision, &error)))
         goto bad;
     double load_s = (g_get_monotonic_time () - load_start) / 1e6;
     /* The engine holds its own copy of every weight: unmap the file now. */
@@ -850,7 +863,7 @@ command_run (int argc, char **argv, bool inpaint)
                                             o.quiet, &result, &changed, &error)
                           : ldm_upscale (engine, image, &params, &result, &error);
     if (ok && o.timings)
-        print_timings (&o, load_s, g_get_monotonic_time ());
+        print_timings (&o, ldm_engine_precision (engine), load_s, g_get_monotonic_time ());
     if (!ok) {
         status = g_error_matches (error, LDM_ERROR, LDM_ERROR_ARGUMENT) ? EXIT_BAD_INPUT : 1;
         goto fail;
@@ -1041,7 +1054,8 @@ command_encode_text (int argc, char **argv)
         return EXIT_BAD_INPUT;
     }
     if (!(model = ldm_model_load (model_path, &error))
-        || !(engine = ldm_engine_new (model, &error)))
+        /* the contexts it writes feed other runs: the authors' numerics */
+        || !(engine = ldm_engine_new (model, LDM_PRECISION_FP32, &error)))
         goto bad;
     g_clear_pointer (&model, ldm_model_free);
     if (!(context = ldm_engine_encode_prompt (engine, prompt, &tokens, &dim, &error)))

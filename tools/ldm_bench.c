@@ -179,7 +179,8 @@ dump_part (const char *dir, LdmBenchPart part, const LdmBenchTiming *t, GError *
 int
 ldm_command_bench (int argc, char **argv)
 {
-    g_autofree char *model_path = NULL, *latent = NULL, *dump = NULL, *only = NULL;
+    g_autofree char *model_path = NULL, *latent = NULL, *dump = NULL, *only = NULL,
+                    *precision = NULL;
     int repeat = 3;
     gboolean json = FALSE;
     GOptionEntry entries[] = {
@@ -187,6 +188,8 @@ ldm_command_bench (int argc, char **argv)
         { "latent", 0, 0, G_OPTION_ARG_STRING, &latent,
           "Latent size (default: the model's, 64x64); the image is the factor times it", "HxW" },
         { "repeat", 0, 0, G_OPTION_ARG_INT, &repeat, "Timed runs after the warm-up (3)", "N" },
+        { "precision", 0, 0, G_OPTION_ARG_STRING, &precision,
+          "auto (bf16 where the CPU has it), fp32 or bf16 (default: auto)", "P" },
         { "json", 0, 0, G_OPTION_ARG_NONE, &json, "Print one JSON object", NULL },
         { "only", 0, 0, G_OPTION_ARG_STRING, &only,
           "Run only these parts (comma-separated: unet, encode, decode, text)", "PARTS" },
@@ -207,7 +210,7 @@ ldm_command_bench (int argc, char **argv)
         return EXIT_BAD_INPUT;
     }
     LdmBenchParams params = { .repeat = repeat, .keep_outputs = dump != NULL };
-    gboolean parts_ok = TRUE;
+    gboolean parts_ok = !precision || ldm_precision_parse (precision, &params.precision);
     if (only) {
         g_auto (GStrv) names = g_strsplit (only, ",", -1);
         for (int i = 0; names[i]; i++) {
@@ -223,7 +226,8 @@ ldm_command_bench (int argc, char **argv)
     if (!model_path || argc > 1 || repeat < 1 || repeat > 1000 || !parts_ok
         || (latent && !parse_latent (latent, &params.latent_h, &params.latent_w))) {
         fputs ("usage: ldm bench --model M [--latent HxW] [--repeat N (1-1000)] [--json] "
-               "[--only unet,encode,decode,text] [--dump DIR]\n", stderr);
+               "[--precision auto|fp32|bf16] [--only unet,encode,decode,text] [--dump DIR]\n",
+               stderr);
         return EXIT_BAD_INPUT;
     }
     g_autoptr (LdmModel) model = ldm_model_load (model_path, &error);
@@ -253,7 +257,7 @@ ldm_command_bench (int argc, char **argv)
                 "\"precision\": \"%s\"",
                 model_path, ldm_model_kind_name (ldm_model_kind (model)), threads, r.latent_h,
                 r.latent_w, r.image_h, r.image_w, r.unet_batch, repeat, r.load_seconds,
-                r.bf16 ? "bf16" : "fp32");
+                ldm_precision_name (r.precision));
         for (LdmBenchPart p = 0; p < LDM_BENCH_N_PARTS; p++) {
             const LdmBenchTiming *t = &r.part[p];
             const char *name = ldm_bench_part_name (p);
@@ -272,7 +276,8 @@ ldm_command_bench (int argc, char **argv)
         printf ("%s (%s), %d threads, latent %dx%d, image %dx%d, median of %d after a warm-up%s\n",
                 model_path, ldm_model_kind_name (ldm_model_kind (model)), threads, r.latent_h,
                 r.latent_w, r.image_h, r.image_w, repeat,
-                r.bf16 ? "; convolutions and linear layers in bfloat16" : "");
+                r.precision == LDM_PRECISION_BF16
+                    ? "; convolutions, linear layers and attention in bfloat16" : "");
         printf ("networks built in %.2f s; fp32 peak (FMA loop) %.1f GFLOP/s\n", r.load_seconds,
                 peak);
         printf ("%-8s %10s %10s %10s %10s %8s\n", "part", "first s", "median s", "GFLOP",

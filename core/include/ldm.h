@@ -289,11 +289,28 @@ void ldm_sample_params_init (LdmSampleParams *params, LdmTask task);
  * 50 steps, eta 0 (upscaling: 100 steps, eta 1), seed 0, guidance 7.5, no aids. */
 void ldm_sample_params_init_authors (LdmSampleParams *params, LdmTask task);
 
-/* A model made ready to run: its networks built on oneDNN, weights reordered once. The
- * model may be freed afterwards. */
+/* The arithmetic of the convolutions, linear layers and attention products. Sums, norms,
+ * softmax and everything between the layers stay fp32 in every precision. */
+typedef enum {
+    LDM_PRECISION_AUTO, /* bfloat16 where the CPU multiplies it natively (AVX512-BF16 or AMX:
+                         * about 1.5-3x faster, pictures within about 50 dB of fp32), else fp32 */
+    LDM_PRECISION_FP32, /* fp32 throughout: the authors' numerics */
+    LDM_PRECISION_BF16, /* bfloat16 inputs and weights with fp32 sums; LDM_ERROR_UNSUPPORTED on
+                         * a CPU without bfloat16 instructions */
+} LdmPrecision;
+
+const char *ldm_precision_name  (LdmPrecision precision); /* "auto", "fp32", "bf16" */
+gboolean    ldm_precision_parse (const char *name, LdmPrecision *precision);
+/* Whether this CPU multiplies bfloat16 itself (what LDM_PRECISION_AUTO picks bf16 for). */
+gboolean    ldm_cpu_has_bf16    (void);
+
+/* A model made ready to run: its networks built on oneDNN in `precision`, weights reordered
+ * once. The model may be freed afterwards. */
 typedef struct LdmEngine LdmEngine;
 
-LdmEngine   *ldm_engine_new   (const LdmModel *model, GError **error);
+LdmEngine   *ldm_engine_new   (const LdmModel *model, LdmPrecision precision, GError **error);
+/* The precision the engine runs: LDM_PRECISION_FP32 or LDM_PRECISION_BF16 (AUTO resolved). */
+LdmPrecision ldm_engine_precision (const LdmEngine *engine);
 void         ldm_engine_free  (LdmEngine *engine);
 LdmModelKind ldm_engine_kind  (const LdmEngine *engine);
 /* Side lengths of an input are padded up to a multiple of this (then cropped back). */
@@ -631,6 +648,7 @@ const char *ldm_bench_part_name (LdmBenchPart part); /* "unet", "encode", "decod
 typedef struct {
     int      latent_h, latent_w; /* 0: the model's training latent size (image_size) */
     int      repeat;             /* timed runs after the warm-up, >= 1 */
+    LdmPrecision precision;      /* as ldm_engine_new's */
     gboolean keep_outputs;       /* keep each part's last output (LdmBenchTiming.output) */
     unsigned parts;              /* the parts to run, bits 1 << LdmBenchPart; 0: all */
 } LdmBenchParams;
@@ -648,7 +666,7 @@ typedef struct {
 typedef struct {
     int            latent_h, latent_w, image_h, image_w;
     int            unet_batch, context_tokens;
-    gboolean       bf16;         /* the layers ran in bfloat16 (LDM_PRECISION=bf16, the CPU has it) */
+    LdmPrecision   precision;    /* what ran: LDM_PRECISION_FP32 or LDM_PRECISION_BF16 */
     double         load_seconds; /* all networks built, weights reordered */
     LdmBenchTiming part[LDM_BENCH_N_PARTS];
 } LdmBenchResult;

@@ -11,12 +11,14 @@
 #include <math.h>
 #include <oneapi/dnnl/dnnl.h>
 #include <string.h>
+#include <sys/mman.h>
 
 #define MAX_ARGS 8
 
 typedef struct {
     dnnl_primitive_t prim;
     int              n_args;
+    bool             ran;                /* executed once */
     dnnl_exec_arg_t  args[MAX_ARGS + 1]; /* + the scratchpad */
 } Prim;
 
@@ -29,9 +31,11 @@ struct Dnn {
     dnnl_memory_t scratch_mem;
     float        *scores;       /* attention scores, grown as needed */
     size_t        scores_len;
-    bool          bf16;         /* convolutions and linear layers in bfloat16 (LDM_PRECISION) */
+    bool          bf16;         /* convolutions, linear layers and attention in bfloat16 */
     float        *half;         /* a layer's input in bfloat16 (as floats: room for 2 a float) */
     size_t        half_len;     /* floats */
+    uint16_t     *att_half;     /* bf16 attention: Q, K, V and a chunk's probabilities */
+    size_t        att_half_len; /* bfloat16 values */
 };
 
 static const char *
@@ -81,12 +85,36 @@ prim_free (gpointer data)
     g_free (p);
 }
 
+/* oneDNN maps its kernels' code when a primitive is made or first run, and where that mapping
+ * fails (an address-space limit, RLIMIT_AS, nearly reached) oneDNN 3.6's brgemm convolutions
+ * go on with a NULL kernel and crash (test_memory_limit: 10 of 110 limits between 200 and
+ * 280 MB, on an AMX Xeon). So both wait until this much address space is free: a run near
+ * the limit then fails with a message a little earlier instead of crashing. */
+#define KERNEL_ROOM ((size_t) 16 << 20)
+
+static gboolean
+kernel_room (const char *what, GError **error)
+{
+    void *probe = mmap (NULL, KERNEL_ROOM, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE,
+                        -1, 0);
+    if (probe == MAP_FAILED) {
+        g_set_error (error, LDM_ERROR, LDM_ERROR_NO_MEMORY,
+                     "not enough memory for oneDNN (%s: its kernels need %zu MB of address "
+                     "space)", what, KERNEL_ROOM >> 20);
+        return FALSE;
+    }
+    munmap (probe, KERNEL_ROOM);
+    return TRUE;
+}
+
 /* Makes a Prim from a primitive descriptor (taking ownership of it): one memory object per
  * argument in arg_ids, with the descriptor the primitive chose, and no data yet. */
 static Prim *
 prim_new (Dnn *dnn, dnnl_primitive_desc_t pd, const int *arg_ids, int n_args, GError **error)
 {
     Prim *p = g_new0 (Prim, 1);
+    if (!kernel_room ("creating a primitive", error))
+        goto fail;
     CHECK (dnnl_primitive_create (&p->prim, pd), "creating a primitive");
     for (int i = 0; i < n_args; i++) {
         const_dnnl_memory_desc_t md = dnnl_primitive_desc_query_md (pd, dnnl_query_exec_arg_md,
@@ -134,6 +162,9 @@ prim_run (Dnn *dnn, Prim *p, void *const *handles, GError **error)
         p->args[n].memory = dnn->scratch_mem;
         n++;
     }
+    if (!p->ran && !kernel_room ("running a primitive", error))
+        return FALSE;
+    p->ran = true;
     CHECK (dnnl_primitive_execute (p->prim, dnn->stream, n, p->args), "executing a primitive");
     CHECK (dnnl_stream_wait (dnn->stream), "waiting for the stream");
     return TRUE;
@@ -164,25 +195,29 @@ md_tag (int ndims, const dnnl_dim_t *dims, dnnl_format_tag_t tag)
 }
 
 static dnnl_memory_desc_t
-md_strides (int ndims, const dnnl_dim_t *dims, const dnnl_dim_t *strides)
+md_strides_typed (int ndims, const dnnl_dim_t *dims, const dnnl_dim_t *strides,
+                  dnnl_data_type_t type)
 {
     dnnl_memory_desc_t md = NULL;
-    dnnl_memory_desc_create_with_strides (&md, ndims, dims, dnnl_f32, strides);
+    dnnl_memory_desc_create_with_strides (&md, ndims, dims, type, strides);
     return md;
 }
 
+static dnnl_memory_desc_t
+md_strides (int ndims, const dnnl_dim_t *dims, const dnnl_dim_t *strides)
+{
+    return md_strides_typed (ndims, dims, strides, dnnl_f32);
+}
+
 Dnn *
-dnn_new (GError **error)
+dnn_new (bool bf16, GError **error)
 {
     Dnn *dnn = g_new0 (Dnn, 1);
     dnn->prims = g_hash_table_new_full (g_str_hash, g_str_equal, g_free, prim_free);
     CHECK (dnnl_engine_create (&dnn->engine, dnnl_cpu, 0), "creating the CPU engine");
     CHECK (dnnl_stream_create (&dnn->stream, dnn->engine, dnnl_stream_default_flags),
            "creating a stream");
-    /* Experimental: LDM_PRECISION=bf16 runs convolutions and linear layers with bfloat16
-     * inputs and weights (fp32 sums and outputs), where the CPU multiplies bfloat16 itself. */
-    const char *precision = g_getenv ("LDM_PRECISION");
-    dnn->bf16 = precision && strcmp (precision, "bf16") == 0 && dnn_bf16_supported ();
+    dnn->bf16 = bf16;
     return dnn;
 fail:
     dnn_free (dnn);
@@ -199,6 +234,7 @@ dnn_free (Dnn *dnn)
     g_free (dnn->scratch);
     g_free (dnn->scores);
     g_free (dnn->half);
+    g_free (dnn->att_half);
     if (dnn->stream)
         dnnl_stream_destroy (dnn->stream);
     if (dnn->engine)
@@ -211,10 +247,32 @@ bool
 dnn_bf16_supported (void)
 {
 #if defined(__x86_64__) && defined(__GNUC__)
-    return __builtin_cpu_supports ("avx512bf16");
+    /* AVX512-BF16 (Zen 4, Cooper Lake) or AMX-BF16 (Sapphire Rapids on): oneDNN's bf16
+     * kernels run on either; without them it would emulate bfloat16, slower than fp32 */
+    return __builtin_cpu_supports ("avx512bf16") || __builtin_cpu_supports ("amx-bf16");
 #else
     return false;
 #endif
+}
+
+gboolean
+dnn_precision_resolve (LdmPrecision precision, bool *bf16, GError **error)
+{
+    switch (precision) {
+    case LDM_PRECISION_AUTO: *bf16 = dnn_bf16_supported (); return TRUE;
+    case LDM_PRECISION_FP32: *bf16 = false; return TRUE;
+    case LDM_PRECISION_BF16:
+        if (!dnn_bf16_supported ()) {
+            g_set_error (error, LDM_ERROR, LDM_ERROR_UNSUPPORTED,
+                         "this CPU has no bfloat16 instructions (AVX512-BF16 or AMX): use "
+                         "precision fp32 or auto");
+            return FALSE;
+        }
+        *bf16 = true;
+        return TRUE;
+    }
+    g_set_error (error, LDM_ERROR, LDM_ERROR_ARGUMENT, "unknown precision %d", (int) precision);
+    return FALSE;
 }
 
 bool
@@ -755,17 +813,24 @@ dnn_layer_norm (Dnn *dnn, const float *in, float *out, int rows, int cols, const
 
 /* ----------------------------------------------------------------- matmul */
 
+/* A matrix product whose operands may be bfloat16 (attention in bf16); c is always f32. */
+typedef struct {
+    DnnMatmulShape shape;
+    bool           half_a, half_b;
+} MatmulParams;
+
 static dnnl_status_t
 make_matmul (Dnn *dnn, const void *params, dnnl_primitive_desc_t *pd)
 {
-    const DnnMatmulShape *sh = params;
+    const MatmulParams *mp = params;
+    const DnnMatmulShape *sh = &mp->shape;
     dnnl_dims_t adims = { sh->batch, sh->m, sh->k }, bdims = { sh->batch, sh->k, sh->n },
                 cdims = { sh->batch, sh->m, sh->n };
     dnnl_dims_t as = { sh->a_strides[0], sh->a_strides[1], sh->a_strides[2] };
     dnnl_dims_t bs = { sh->b_strides[0], sh->b_strides[1], sh->b_strides[2] };
     dnnl_dims_t cs = { sh->c_strides[0], sh->c_strides[1], sh->c_strides[2] };
-    dnnl_memory_desc_t amd = md_strides (3, adims, as);
-    dnnl_memory_desc_t bmd = md_strides (3, bdims, bs);
+    dnnl_memory_desc_t amd = md_strides_typed (3, adims, as, mp->half_a ? dnnl_bf16 : dnnl_f32);
+    dnnl_memory_desc_t bmd = md_strides_typed (3, bdims, bs, mp->half_b ? dnnl_bf16 : dnnl_f32);
     dnnl_memory_desc_t cmd = md_strides (3, cdims, cs);
     dnnl_primitive_attr_t attr = attr_with_eltwise (sh->alpha != 1.0f ? dnnl_eltwise_linear
                                                                        : dnnl_alg_kind_undef,
@@ -779,21 +844,30 @@ make_matmul (Dnn *dnn, const void *params, dnnl_primitive_desc_t *pd)
     return s;
 }
 
+static gboolean
+matmul_typed (Dnn *dnn, const MatmulParams *mp, const void *a, const void *b, float *c,
+              GError **error)
+{
+    const DnnMatmulShape *sh = &mp->shape;
+    char *key = g_strdup_printf (
+        "mm %d %d %d %d %" G_GINT64_FORMAT " %" G_GINT64_FORMAT " %" G_GINT64_FORMAT
+        " %" G_GINT64_FORMAT " %" G_GINT64_FORMAT " %" G_GINT64_FORMAT " %" G_GINT64_FORMAT
+        " %" G_GINT64_FORMAT " %" G_GINT64_FORMAT " %a %d%d",
+        sh->batch, sh->m, sh->n, sh->k, sh->a_strides[0], sh->a_strides[1], sh->a_strides[2],
+        sh->b_strides[0], sh->b_strides[1], sh->b_strides[2], sh->c_strides[0], sh->c_strides[1],
+        sh->c_strides[2], sh->alpha, mp->half_a, mp->half_b);
+    static const int ids[3] = { DNNL_ARG_SRC, DNNL_ARG_WEIGHTS, DNNL_ARG_DST };
+    Prim *p = prim_cached (dnn, key, make_matmul, mp, "matrix product", ids, 3, error);
+    void *handles[3] = { (void *) a, (void *) b, c };
+    return p && prim_run (dnn, p, handles, error);
+}
+
 gboolean
 dnn_matmul (Dnn *dnn, const DnnMatmulShape *sh, const float *a, const float *b, float *c,
             GError **error)
 {
-    char *key = g_strdup_printf (
-        "mm %d %d %d %d %" G_GINT64_FORMAT " %" G_GINT64_FORMAT " %" G_GINT64_FORMAT
-        " %" G_GINT64_FORMAT " %" G_GINT64_FORMAT " %" G_GINT64_FORMAT " %" G_GINT64_FORMAT
-        " %" G_GINT64_FORMAT " %" G_GINT64_FORMAT " %a",
-        sh->batch, sh->m, sh->n, sh->k, sh->a_strides[0], sh->a_strides[1], sh->a_strides[2],
-        sh->b_strides[0], sh->b_strides[1], sh->b_strides[2], sh->c_strides[0], sh->c_strides[1],
-        sh->c_strides[2], sh->alpha);
-    static const int ids[3] = { DNNL_ARG_SRC, DNNL_ARG_WEIGHTS, DNNL_ARG_DST };
-    Prim *p = prim_cached (dnn, key, make_matmul, sh, "matrix product", ids, 3, error);
-    void *handles[3] = { (void *) a, (void *) b, c };
-    return p && prim_run (dnn, p, handles, error);
+    MatmulParams mp = { .shape = *sh };
+    return matmul_typed (dnn, &mp, a, b, c, error);
 }
 
 /* ------------------------------------------------------------ element-wise */
@@ -802,6 +876,7 @@ typedef struct {
     int64_t         rows, cols;
     dnnl_alg_kind_t alg;     /* eltwise algorithm, or undef for softmax */
     float           alpha;
+    bool            half_out; /* softmax: bfloat16 output */
 } ElementParams;
 
 static const int UNARY_ARGS[2] = { DNNL_ARG_SRC, DNNL_ARG_DST };
@@ -811,19 +886,34 @@ make_softmax (Dnn *dnn, const void *params, dnnl_primitive_desc_t *pd)
 {
     const ElementParams *e = params;
     dnnl_dims_t dims = { e->rows, e->cols };
-    dnnl_memory_desc_t md = md_tag (2, dims, dnnl_ab);
+    dnnl_memory_desc_t md = md_tag (2, dims, dnnl_ab), out = NULL;
+    dnnl_memory_desc_create_with_tag (&out, 2, dims, e->half_out ? dnnl_bf16 : dnnl_f32,
+                                      dnnl_ab);
     dnnl_primitive_attr_t attr = attr_new ();
     dnnl_status_t s = dnnl_softmax_forward_primitive_desc_create (
-        pd, dnn->engine, dnnl_forward_inference, dnnl_softmax_accurate, md, md, 1, attr);
+        pd, dnn->engine, dnnl_forward_inference, dnnl_softmax_accurate, md, out, 1, attr);
     dnnl_primitive_attr_destroy (attr);
     dnnl_memory_desc_destroy (md);
+    dnnl_memory_desc_destroy (out);
     return s;
+}
+
+/* Softmax of each row of x (f32) into out (bfloat16). */
+static gboolean
+softmax_rows_to_half (Dnn *dnn, const float *x, uint16_t *out, int64_t rows, int64_t cols,
+                      GError **error)
+{
+    ElementParams params = { rows, cols, dnnl_alg_kind_undef, 0, true };
+    char *key = g_strdup_printf ("softmax16 %" G_GINT64_FORMAT " %" G_GINT64_FORMAT, rows, cols);
+    Prim *p = prim_cached (dnn, key, make_softmax, &params, "softmax", UNARY_ARGS, 2, error);
+    void *handles[2] = { (void *) x, out };
+    return p && prim_run (dnn, p, handles, error);
 }
 
 gboolean
 dnn_softmax_rows (Dnn *dnn, float *x, int64_t rows, int64_t cols, GError **error)
 {
-    ElementParams params = { rows, cols, dnnl_alg_kind_undef, 0 };
+    ElementParams params = { rows, cols, dnnl_alg_kind_undef, 0, false };
     char *key = g_strdup_printf ("softmax %" G_GINT64_FORMAT " %" G_GINT64_FORMAT, rows, cols);
     Prim *p = prim_cached (dnn, key, make_softmax, &params, "softmax", UNARY_ARGS, 2, error);
     void *handles[2] = { x, x };
@@ -849,7 +939,8 @@ dnn_eltwise (Dnn *dnn, DnnEltwise kind, const float *x, float *y, int64_t n, GEr
 {
     /* swish(x) = x * sigmoid(alpha x): SiLU is alpha 1, CLIP's quick GELU alpha 1.702 */
     ElementParams params = { 1, n, kind == DNN_GELU_ERF ? dnnl_eltwise_gelu_erf : dnnl_eltwise_swish,
-                             kind == DNN_SILU ? 1.0f : kind == DNN_QUICK_GELU ? 1.702f : 0.0f };
+                             kind == DNN_SILU ? 1.0f : kind == DNN_QUICK_GELU ? 1.702f : 0.0f,
+                             false };
     char *key = g_strdup_printf ("eltwise %d %" G_GINT64_FORMAT, kind, n);
     Prim *p = prim_cached (dnn, key, make_eltwise, &params, "element-wise", UNARY_ARGS, 2, error);
     void *handles[2] = { (void *) x, y };
@@ -887,11 +978,117 @@ mask_future (float *scores, int g, int m, int q0, int tk)
         }
 }
 
+/* Q, K or V (t tokens of `heads` heads of d, rows `row` and heads `head_stride` floats apart)
+ * as dense bfloat16, t x heads x d: a cached reorder. */
+typedef struct {
+    int64_t t, heads, d, row, head_stride;
+} HeadsParams;
+
+static dnnl_status_t
+make_heads_to_half (Dnn *dnn, const void *params, dnnl_primitive_desc_t *pd)
+{
+    const HeadsParams *h = params;
+    dnnl_dims_t dims = { h->t, h->heads, h->d }, strides = { h->row, h->head_stride, 1 };
+    dnnl_memory_desc_t from = md_strides (3, dims, strides), to = NULL;
+    dnnl_memory_desc_create_with_tag (&to, 3, dims, dnnl_bf16, dnnl_abc);
+    dnnl_primitive_attr_t attr = attr_new ();
+    dnnl_status_t s = dnnl_reorder_primitive_desc_create (pd, from, dnn->engine, to, dnn->engine,
+                                                          attr);
+    dnnl_primitive_attr_destroy (attr);
+    dnnl_memory_desc_destroy (from);
+    dnnl_memory_desc_destroy (to);
+    return s;
+}
+
+static gboolean
+heads_to_half (Dnn *dnn, const float *x, int64_t row, int64_t head_stride, int heads, int d,
+               int t, uint16_t *out, GError **error)
+{
+    HeadsParams params = { t, heads, d, row, head_stride };
+    char *key = g_strdup_printf ("heads16 %d %d %d %" G_GINT64_FORMAT " %" G_GINT64_FORMAT, t,
+                                 heads, d, row, head_stride);
+    static const int ids[2] = { DNNL_ARG_FROM, DNNL_ARG_TO };
+    Prim *p = prim_cached (dnn, key, make_heads_to_half, &params, "a bfloat16 conversion", ids,
+                           2, error);
+    void *handles[2] = { (void *) x, out };
+    return p && prim_run (dnn, p, handles, error);
+}
+
+/* Attention in bfloat16 (the engine's bf16 precision): Q, K and V are converted once, the
+ * scores are summed in f32 and the softmax (f32) writes bf16 probabilities for the product
+ * with V. Scores, probabilities and the copies take at most the bytes fp32's scores take. */
+static gboolean
+attention_half (Dnn *dnn, const float *q, int64_t q_row, const float *k, int64_t k_row,
+                const float *v, int64_t v_row, int64_t head_stride, int heads, int d, int tq,
+                int tk, float *out, int64_t out_row, float scale, bool causal, GError **error)
+{
+    int64_t hd = (int64_t) heads * d;
+    size_t copies = (size_t) (tq + 2 * (int64_t) tk) * hd;
+    double budget = 4.0 * MIN ((double) heads * tq * tk, (double) ATTENTION_SCORES_MAX);
+    /* a score costs 4 bytes and its probability 2 */
+    size_t per_chunk = (size_t) MAX ((double) tk, (budget - 2.0 * copies) / 6.0);
+    int group = (int) MIN ((size_t) heads, MAX ((size_t) 1, per_chunk / ((size_t) tq * tk)));
+    int chunk = tq;
+    if ((size_t) chunk * tk > per_chunk)
+        chunk = MAX (1, (int) (per_chunk / tk));
+    size_t probs = (size_t) group * chunk * tk;
+    float *scores = scores_buffer (dnn, probs, error);
+    if (!scores)
+        return FALSE;
+    size_t need = copies + probs;
+    if (need > dnn->att_half_len) {
+        g_free (dnn->att_half);
+        dnn->att_half = ldm_try_alloc_n (need, sizeof (uint16_t), "bfloat16 attention", error);
+        dnn->att_half_len = dnn->att_half ? need : 0;
+        if (!dnn->att_half)
+            return FALSE;
+    }
+    uint16_t *q16 = dnn->att_half, *k16 = q16 + (size_t) tq * hd, *v16 = k16 + (size_t) tk * hd,
+             *p16 = v16 + (size_t) tk * hd;
+    if (!heads_to_half (dnn, q, q_row, head_stride, heads, d, tq, q16, error)
+        || !heads_to_half (dnn, k, k_row, head_stride, heads, d, tk, k16, error)
+        || !heads_to_half (dnn, v, v_row, head_stride, heads, d, tk, v16, error))
+        return FALSE;
+    for (int h0 = 0; h0 < heads; h0 += group) {
+        int g = MIN (group, heads - h0);
+        for (int q0 = 0; q0 < tq; q0 += chunk) {
+            int m = MIN (chunk, tq - q0);
+            MatmulParams qk = { .shape = {
+                .batch = g, .m = m, .n = tk, .k = d,
+                .a_strides = { d, hd, 1 },
+                .b_strides = { d, 1, hd },
+                .c_strides = { (int64_t) m * tk, tk, 1 },
+                .alpha = scale,
+            }, .half_a = true, .half_b = true };
+            MatmulParams pv = { .shape = {
+                .batch = g, .m = m, .n = d, .k = tk,
+                .a_strides = { (int64_t) m * tk, tk, 1 },
+                .b_strides = { d, hd, 1 },
+                .c_strides = { d, out_row, 1 },
+                .alpha = 1.0f,
+            }, .half_a = true, .half_b = true };
+            if (!matmul_typed (dnn, &qk, q16 + h0 * d + (int64_t) q0 * hd, k16 + h0 * d, scores,
+                               error))
+                return FALSE;
+            if (causal)
+                mask_future (scores, g, m, q0, tk);
+            if (!softmax_rows_to_half (dnn, scores, p16, (int64_t) g * m, tk, error)
+                || !matmul_typed (dnn, &pv, p16, v16 + h0 * d,
+                                  out + (int64_t) h0 * d + (int64_t) q0 * out_row, error))
+                return FALSE;
+        }
+    }
+    return TRUE;
+}
+
 static gboolean
 attention (Dnn *dnn, const float *q, int64_t q_row, const float *k, int64_t k_row,
            const float *v, int64_t v_row, int64_t head_stride, int heads, int d, int tq, int tk,
            float *out, int64_t out_row, float scale, bool causal, GError **error)
 {
+    if (dnn->bf16)
+        return attention_half (dnn, q, q_row, k, k_row, v, v_row, head_stride, heads, d, tq, tk,
+                               out, out_row, scale, causal, error);
     int group = (int) MIN ((size_t) heads, MAX ((size_t) 1, ATTENTION_SCORES_MAX / ((size_t) tq * tk)));
     int chunk = tq;
     if ((size_t) chunk * tk > ATTENTION_SCORES_MAX)

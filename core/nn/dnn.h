@@ -27,13 +27,16 @@ act_numel (const Act *a)
     return (size_t) a->n * a->h * a->w * a->c;
 }
 
-/* A new engine. LDM_PRECISION=bf16 in the environment (experimental, off by default) runs its
- * convolutions and linear layers on bfloat16 inputs and weights with fp32 sums and outputs,
- * when the CPU has AVX512-BF16 (dnn_bf16_supported); everything else stays fp32. */
-Dnn  *dnn_new  (GError **error);
+/* A new engine. bf16: its convolutions, linear layers and attention products take bfloat16
+ * inputs and weights with fp32 sums and outputs (the caller checked dnn_bf16_supported);
+ * everything else stays fp32. */
+Dnn  *dnn_new  (bool bf16, GError **error);
 void  dnn_free (Dnn *dnn);
 bool  dnn_bf16_supported (void);
 bool  dnn_uses_bf16 (const Dnn *dnn);
+/* bf16 for a public precision (AUTO: where the CPU has it); FALSE and the error for BF16 on a
+ * CPU without it. */
+gboolean dnn_precision_resolve (LdmPrecision precision, bool *bf16, GError **error);
 
 /* ------------------------------------------------------------ convolution */
 
@@ -111,8 +114,9 @@ gboolean dnn_eltwise (Dnn *dnn, DnnEltwise kind, const float *x, float *y, int64
 /* Multi-head softmax attention for one image: out_h = softmax(scale Q_h K_h^T) V_h.
  * Head h's query rows start at q + h * head_stride, one row per token every q_row floats
  * (likewise k and v); head h's result goes to columns [h d, (h+1) d) of out, whose rows are
- * out_row floats apart. Reads the operands in place (no copies); the scores are computed a
- * chunk of queries at a time, so memory stays bounded for any number of tokens. */
+ * out_row floats apart. fp32 reads the operands in place; bf16 converts Q, K and V once
+ * (softmax in fp32, its probabilities bf16). The scores are computed a chunk of queries at a
+ * time, so memory stays bounded for any number of tokens. */
 gboolean dnn_attention (Dnn *dnn, const float *q, int64_t q_row, const float *k, int64_t k_row,
                         const float *v, int64_t v_row, int64_t head_stride, int heads, int d,
                         int tq, int tk, float *out, int64_t out_row, float scale,

@@ -230,10 +230,13 @@ ldm_model_bench (const LdmModel *model, const LdmBenchParams *params, LdmBenchRe
     Weights unet_w = { model_unet_tensor, model, unet_what };
     Weights ae_w = { model_first_stage_tensor, model, ae_what };
     act_keep_freed_memory ();
+    act_reserve_stack ();
     gint64 start = g_get_monotonic_time ();
-    gboolean ok = (b.dnn = dnn_new (error)) && (b.unet = unet_new (b.dnn, u, &unet_w, error))
+    bool bf16 = false;
+    gboolean ok = dnn_precision_resolve (params->precision, &bf16, error)
+                  && (b.dnn = dnn_new (bf16, error)) && (b.unet = unet_new (b.dnn, u, &unet_w, error))
                   && (b.ae = autoencoder_new (b.dnn, &cfg->first_stage, &ae_w, error));
-    r->bf16 = b.dnn && dnn_uses_bf16 (b.dnn);
+    r->precision = b.dnn && dnn_uses_bf16 (b.dnn) ? LDM_PRECISION_BF16 : LDM_PRECISION_FP32;
     if (ok && u->context_dim > 0 && ldm_clip_text_present (model_file (model)))
         ok = (b.clip = ldm_clip_text_new (b.dnn, model_file (model), 0, error)) != NULL;
     if (ok) {

@@ -252,7 +252,7 @@ load_engine (const char *path, GError **error)
                      ldm_model_kind_name (kind));
         return NULL;
     }
-    return ldm_engine_new (model, error);
+    return ldm_engine_new (model, LDM_PRECISION_AUTO, error); /* the brush wants speed */
 }
 
 static void

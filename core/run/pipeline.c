@@ -126,9 +126,40 @@ ldm_sampler_for_model (LdmSampler sampler, LdmModelKind kind)
                                                                  : LDM_SAMPLER_DDIM;
 }
 
-LdmEngine *
-ldm_engine_new (const LdmModel *model, GError **error)
+const char *
+ldm_precision_name (LdmPrecision precision)
 {
+    switch (precision) {
+    case LDM_PRECISION_AUTO: return "auto";
+    case LDM_PRECISION_FP32: return "fp32";
+    case LDM_PRECISION_BF16: return "bf16";
+    }
+    return "?";
+}
+
+gboolean
+ldm_precision_parse (const char *name, LdmPrecision *precision)
+{
+    for (LdmPrecision p = LDM_PRECISION_AUTO; p <= LDM_PRECISION_BF16; p++)
+        if (name && strcmp (name, ldm_precision_name (p)) == 0) {
+            *precision = p;
+            return TRUE;
+        }
+    return FALSE;
+}
+
+gboolean
+ldm_cpu_has_bf16 (void)
+{
+    return dnn_bf16_supported ();
+}
+
+LdmEngine *
+ldm_engine_new (const LdmModel *model, LdmPrecision precision, GError **error)
+{
+    bool bf16 = false;
+    if (!dnn_precision_resolve (precision, &bf16, error))
+        return NULL;
     const LdmModelConfig *config = model_config (model);
     if (config->kind == LDM_MODEL_UNKNOWN) {
         g_set_error (error, LDM_ERROR, LDM_ERROR_UNSUPPORTED, "%s: not a model this engine runs",
@@ -152,9 +183,10 @@ ldm_engine_new (const LdmModel *model, GError **error)
     Weights unet_w = { model_unet_tensor, model, unet_what };
     Weights ae_w = { model_first_stage_tensor, model, ae_what };
     act_keep_freed_memory ();
+    act_reserve_stack ();
     if (!schedule_init (&e->schedule, config->beta_schedule, config->linear_start,
                         config->linear_end, config->timesteps, error)
-        || !(e->dnn = dnn_new (error))
+        || !(e->dnn = dnn_new (bf16, error))
         || !(e->unet = unet_new (e->dnn, &config->unet, &unet_w, error))
         || !(e->ae = autoencoder_new (e->dnn, &config->first_stage, &ae_w, error))) {
         ldm_engine_free (e);
@@ -174,6 +206,12 @@ ldm_engine_free (LdmEngine *e)
     dnn_free (e->dnn);
     g_free (e->path);
     g_free (e);
+}
+
+LdmPrecision
+ldm_engine_precision (const LdmEngine *e)
+{
+    return dnn_uses_bf16 (e->dnn) ? LDM_PRECISION_BF16 : LDM_PRECISION_FP32;
 }
 
 LdmModelKind

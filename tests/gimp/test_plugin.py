@@ -19,6 +19,12 @@ from gimp_harness import (FIX, GIMP_CONSOLE, HOME, INPAINT_MODEL, LDM, SOURCE,  
 from pngutil import write_png_grey  # noqa: E402  (tests/lib, on the path gimp_harness set)
 
 
+def cpu_has_bf16():
+    """Whether the kernel lists AVX512-BF16 or AMX-BF16 (where precision auto runs bf16)."""
+    with open("/proc/cpuinfo") as f:
+        return bool(set(f.read().split()) & {"avx512_bf16", "amx_bf16"})
+
+
 def same_pixels(a, b):
     """(whether the PNGs A and B hold the same pixels, why not when one cannot be read)"""
     try:
@@ -316,15 +322,22 @@ def check_equal(values, out):
                             os.path.join(FIX, "ldm-inpaint-tiny", "image.png"), "--mask",
                             mask, "--output", cli, "--steps", "3", "--seed", "42",
                             "--sampler", "euler-a", "--context-padding", "4096",
-                            "--mask-grow", "0", "--mask-blur", "0", "--quiet"],
+                            "--mask-grow", "0", "--mask-blur", "0", "--quiet",
+                            "--precision", "fp32"],
                            capture_output=True, text=True, timeout=300)
         a, b = pixels(os.path.join(out, "equal-plugin-euler.png")), pixels(cli)
         diff = sum(px(a, x, y)[:3] != px(b, x, y)[:3] for y in range(a[1]) for x in range(a[0]))
-        check("equal: sampler euler-a equals `ldm inpaint --sampler euler-a`",
+        check("equal: sampler euler-a, precision fp32 equals `ldm inpaint --sampler euler-a "
+              "--precision fp32`",
               r.returncode == 0 and a[:2] == b[:2] and diff == 0, f"{diff} pixels differ "
               + r.stderr)
         parasite = " ".join(values.get("equal/euler-parasite", []))
-        check("equal: the sampler in the parasite", "sampler=euler-a" in parasite, parasite)
+        check("equal: the sampler and the precision in the parasite",
+              "sampler=euler-a" in parasite and "precision=fp32" in parasite, parasite)
+        parasite = " ".join(values.get("equal/fill-parasite", []))
+        want = "precision=bf16" if cpu_has_bf16() else "precision=fp32"
+        check(f"equal: precision auto runs {want[10:]} here (/proc/cpuinfo), in the parasite",
+              want in parasite, parasite)
 
 
 def message(values, scenario, name):
@@ -340,7 +353,7 @@ def check_errors(values, out, output, defines):
     for name in ("missing-model", "folder-model", "folder-model-upscale", "device-model",
                  "text-model",
                  "sr-model-for-inpaint", "steps-0", "bogus-sampler", "bogus-sampler-upscale",
-                 "bogus-init", "no-builtin-model",
+                 "bogus-init", "bogus-precision", "no-builtin-model",
                  "inpaint-model-for-upscale", "steps-1001", "mask-grow-negative",
                  "working-size-0", "empty-model-path", "channel", "other-image",
                  "other-image-upscale", "empty-selection", "memory-limit-1",
@@ -374,6 +387,9 @@ def check_errors(values, out, output, defines):
     m = message(values, "errors", "bogus-init")
     check("error message: bogus-init names the start and the valid ones",
           '"bogus"' in m and all(s in m for s in ("noise", "fill", "original")), m)
+    m = message(values, "errors", "bogus-precision")
+    check("error message: bogus-precision names it and the valid ones",
+          '"half"' in m and all(s in m for s in ("auto", "fp32", "bf16")), m)
     # out-of-range numbers: GIMP's own check names the value and the range
     for name, text in (("steps-1001", "value 1001 out of range: 1 to 1000"),
                        ("mask-grow-negative", "value -1 out of range: 0 to 256"),

@@ -248,10 +248,11 @@
         (gimp-layer-remove-mask layer MASK-DISCARD)
         (export-visible img (out "equal-plugin-fill.png"))
         (gimp-image-remove-layer img layer))
-      ; Euler a (a k-diffusion sampler, with the noise of the seed at every step)
+      ; Euler a (a k-diffusion sampler, with the noise of the seed at every step), in fp32
       (let* ((result (plug-in-ldm-inpaint #:run-mode RUN-NONINTERACTIVE #:image img
                                           #:drawables (vector base) #:model INPAINT-MODEL
                                           #:steps 3 #:seed 42 #:sampler "euler-a"
+                                          #:precision "fp32"
                                           #:context-padding 4096 #:working-size 512
                                           #:mask-grow 0 #:mask-blur 0))
              (layer (car result)))
@@ -287,6 +288,8 @@
                     (lambda () (inpaint #:model INPAINT-MODEL #:sampler "bogus")))
       (expect-error "bogus-init" img
                     (lambda () (inpaint #:model INPAINT-MODEL #:init "bogus")))
+      (expect-error "bogus-precision" img
+                    (lambda () (inpaint #:model INPAINT-MODEL #:precision "half")))
       (expect-error "bogus-sampler-upscale" img
                     (lambda () (plug-in-ldm-upscale #:run-mode RUN-NONINTERACTIVE #:image img
                                                     #:drawables (vector base) #:in-place TRUE

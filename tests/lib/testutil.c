@@ -100,7 +100,7 @@ fixture_files_open (const char *fixture, const char *weights_file, LdmTensorFile
     g_assert_no_error (error);
     *ref = ldm_tensor_file_open (ref_path, &error);
     g_assert_no_error (error);
-    *dnn = dnn_new (&error);
+    *dnn = dnn_new (false, &error);
     g_assert_no_error (error);
     return TRUE;
 }

@@ -82,9 +82,11 @@ def run_fixture_images():
                                ("cf", "mask.png", ["--authors", "--color-fix"] + both),
                                ("default", "mask.png", []),
                                # the plug-in's region defaults, given (ldm_region_params_init)
+                               # (--authors implies fp32: --precision auto, the default)
                                ("region", "mask.png", ["--authors"] + both + [
                                    "--color-fix", "--context-padding", "64", "--working-size",
-                                   "512", "--mask-grow", "4", "--mask-blur", "8"])):
+                                   "512", "--mask-grow", "4", "--mask-blur", "8",
+                                   "--precision", "auto"])):
             outs[name] = os.path.join(tmp, name + ".png")
             r = ldm("inpaint", "--model", os.path.join(f, "model.safetensors"), "--image",
                     os.path.join(f, "image.png"), "--mask", os.path.join(f, m), "--output",
@@ -112,7 +114,7 @@ def run_fixture_images():
                   max_diff(cf, got) > 0)
             check("inpaint without --authors: the aids and the plug-in's region are on (= "
                   "--keep-known --match-colors --color-fix --context-padding 64 --working-size "
-                  "512 --mask-grow 4 --mask-blur 8)",
+                  "512 --mask-grow 4 --mask-blur 8 --precision auto)",
                   read_png(outs["default"]) == read_png(outs["region"]))
             check("inpaint: mask grow and blur change pixels next to the mask",
                   read_png(outs["default"]) != cf)
@@ -143,7 +145,7 @@ def run_fixture_images():
         lr = read_png(os.path.join(f, "lowres.png"))
         outs = {}
         for name, extra in (("authors", ["--authors"]), ("default", []),
-                            ("authors-fix", ["--authors", "--color-fix"])):
+                            ("authors-fix", ["--authors", "--color-fix", "--precision", "auto"])):
             outs[name] = os.path.join(tmp, f"up-{name}.png")
             r = ldm("upscale", "--model", os.path.join(f, "model.safetensors"), "--image",
                     os.path.join(f, "lowres.png"), "--output", outs[name], "--steps", "5",
@@ -162,7 +164,8 @@ def run_fixture_images():
             return total / (lr[0] * lr[1] * 3)
         if all(os.path.exists(o) for o in outs.values()):
             e_authors, e_fix = block_error(outs["authors"]), block_error(outs["default"])
-            check("upscale: the colour fix is on by default (= --authors --color-fix)",
+            check("upscale: the colour fix is on by default (= --authors --color-fix "
+                  "--precision auto)",
                   read_png(outs["default"]) == read_png(outs["authors-fix"]))
             check("upscale --color-fix: block means within 1 level of the input (and closer "
                   "than without)", e_fix < 1.0 and e_fix < e_authors,
@@ -286,7 +289,7 @@ def run_timings():
     number = r"(\d+\.\d+)"
     line = re.compile(rf"^ldm: timings: load {number} s, encode (-?\d+\.\d+) s, (\d+) steps "
                       rf"{number} s \({number} s each\), decode {number} s, whole {number} s; "
-                      rf"peak RSS (\d+) MB$")
+                      rf"peak RSS (\d+) MB; (?:fp32|bf16)$")
     with tempfile.TemporaryDirectory() as tmp:
         for extra, want in (([], 10), (["--init", "original", "--strength", "0.3"], 3)):
             r = ldm("upscale", "--model", os.path.join(f, "model.safetensors"), "--image",
@@ -306,6 +309,77 @@ def run_timings():
                   r.stderr)
             # the fixture's weights alone are more than 1 MB; ldm is far below 2 GB on it
             check(f"--timings {' '.join(extra)}: a peak RSS", 1 <= rss < 2048, r.stderr)
+
+
+def cpu_has_bf16():
+    """Whether the kernel reports AVX512-BF16 or AMX-BF16 for this CPU (what --precision auto
+    runs bfloat16 on)."""
+    with open("/proc/cpuinfo") as f:
+        flags = set(f.read().split())
+    return bool(flags & {"avx512_bf16", "amx_bf16"})
+
+
+def run_precision():
+    """--precision: auto runs bf16 exactly where /proc/cpuinfo lists AVX512-BF16 or AMX-BF16,
+    fp32 and --authors run fp32 (the --timings line says which ran); bf16 keeps every pixel
+    outside the mask and stays within a few levels of fp32 inside it, or, on a CPU without
+    bfloat16, fails saying so; an unknown precision is a bad argument."""
+    f = os.path.join(SHARED, "fixtures", "ldm-inpaint-tiny")
+    has = cpu_has_bf16()
+    with tempfile.TemporaryDirectory() as tmp:
+        common = ["inpaint", "--model", os.path.join(f, "model.safetensors"), "--image",
+                  os.path.join(f, "image.png"), "--mask", os.path.join(f, "mask.png"),
+                  "--steps", "3", "--seed", "2", "-q", "--timings"]
+        outs = {}
+        for extra, want in (([], "bf16" if has else "fp32"), (["--precision", "fp32"], "fp32"),
+                            (["--authors"], "fp32"), (["--precision", "bf16"], "bf16")):
+            out = os.path.join(tmp, f"p{len(outs)}.png")
+            r = ldm(*common, "--output", out, *extra)
+            name = " ".join(extra) or "(default)"
+            if want == "bf16" and not has:
+                check(f"--precision bf16 without bfloat16 instructions: exit 1 saying so",
+                      r.returncode == 1 and "bfloat16" in r.stderr, r.stderr)
+                continue
+            check(f"inpaint {name}: exit 0, runs {want}",
+                  r.returncode == 0 and r.stderr.rstrip().endswith("; " + want), r.stderr)
+            if r.returncode == 0:
+                outs[name] = read_png(out)
+        r = ldm(*common, "--output", os.path.join(tmp, "x.png"), "--precision", "half")
+        check("--precision half: exit 2 naming --precision",
+              r.returncode == 2 and "--precision" in r.stderr, r.stderr)
+        if has and "--precision bf16" in outs:
+            check("--precision auto = bf16 here, bit for bit",
+                  outs["(default)"] == outs["--precision bf16"])
+        if not has:
+            return
+        # what bfloat16 changes in a picture a user would make: the built-in model on the
+        # sample photo, a hard-edged hole (grow 0, blur 0: every pixel outside it is kept)
+        photo = os.path.join(SAMPLES, "chelsea.png")
+        src = read_png(photo)
+        w, h = src[0], src[1]
+        hole = [[1 if 180 <= x < 260 and 100 <= y < 170 else 0 for x in range(w)]
+                for y in range(h)]
+        mask = os.path.join(tmp, "hole.png")
+        pngutil.write_png(mask, w, h, 1, [bytes(255 * v for v in row) for row in hole])
+        got = {}
+        for p in ("fp32", "bf16"):
+            out = os.path.join(tmp, f"chelsea-{p}.png")
+            r = ldm("inpaint", "--image", photo, "--mask", mask, "--output", out, "--steps", "4",
+                    "--seed", "3", "--mask-grow", "0", "--mask-blur", "0", "-q",
+                    "--precision", p)
+            check(f"built-in model, --precision {p}: exit 0", r.returncode == 0, r.stderr)
+            if r.returncode:
+                return
+            got[p] = read_png(out)
+        half, full = got["bf16"], got["fp32"]
+        kept = all(half[3][y][x * 3:x * 3 + 3] == src[3][y][x * 3:x * 3 + 3]
+                   for y in range(h) for x in range(w) if not hole[y][x])
+        check("built-in model, bf16: every pixel outside the hole kept", kept)
+        diffs = [abs(a - b) for y in range(h) for x in range(w) if hole[y][x]
+                 for a, b in zip(half[3][y][x * 3:x * 3 + 3], full[3][y][x * 3:x * 3 + 3])]
+        mean = sum(diffs) / len(diffs)
+        check("built-in model, bf16: the fill within 1 level (mean) of fp32's, not equal",
+              0 < mean <= 1, f"mean difference {mean:.3f}")
 
 
 def dilate(mask, w, h, r):
@@ -357,8 +431,9 @@ def run_region():
         a, b = os.path.join(tmp, "a.png"), os.path.join(tmp, "b.png")
         r1 = ldm(*common, "--output", a, "--quiet", "--mask-grow", "0", "--mask-blur", "0",
                  "--context-padding", "16384", "--working-size", "0")
+        # --authors implies fp32; --precision auto puts back r1's (the default)
         r2 = ldm(*common, "--output", b, "--quiet", "--authors", "--keep-known",
-                 "--match-colors", "--color-fix")
+                 "--match-colors", "--color-fix", "--precision", "auto")
         check("inpaint: grow 0, blur 0, whole context, full size = the full-image run",
               r1.returncode == 0 and r2.returncode == 0 and read_png(a) == read_png(b),
               r1.stderr + r2.stderr)
@@ -515,6 +590,7 @@ def main():
         run_builtin_lookup()
         run_init_strength()
         run_timings()
+        run_precision()
         run_region()
         run_prompts()
 

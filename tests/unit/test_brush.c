@@ -245,7 +245,7 @@ test_worker_result (void)
     g_autoptr (GError) error = NULL;
     g_autoptr (LdmModel) model = ldm_model_load (w.model_path, &error);
     g_assert_no_error (error);
-    g_autoptr (LdmEngine) engine = ldm_engine_new (model, &error);
+    g_autoptr (LdmEngine) engine = ldm_engine_new (model, LDM_PRECISION_AUTO, &error);
     g_assert_no_error (error);
     g_autoptr (LdmBrushJob) again = square_job (w.layer, 3, 2);
     LdmRegionResult want;
@@ -311,7 +311,7 @@ test_keep_decode (void)
     g_autoptr (GError) error = NULL;
     g_autoptr (LdmModel) model = ldm_model_load (path, &error);
     g_assert_no_error (error);
-    g_autoptr (LdmEngine) engine = ldm_engine_new (model, &error);
+    g_autoptr (LdmEngine) engine = ldm_engine_new (model, LDM_PRECISION_AUTO, &error);
     g_assert_no_error (error);
     enum { S = 128 };
     LdmSampleParams s;

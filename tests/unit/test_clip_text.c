@@ -15,7 +15,7 @@ static Dnn *
 test_dnn (void)
 {
     g_autoptr (GError) error = NULL;
-    Dnn *dnn = dnn_new (&error);
+    Dnn *dnn = dnn_new (false, &error);
     g_assert_no_error (error);
     return dnn;
 }

@@ -96,7 +96,7 @@ run_case (gconstpointer data)
 
     g_autoptr (LdmModel) model = ldm_model_load (model_path, &error);
     g_assert_no_error (error);
-    g_autoptr (LdmEngine) engine = ldm_engine_new (model, &error);
+    g_autoptr (LdmEngine) engine = ldm_engine_new (model, LDM_PRECISION_FP32, &error);
     g_assert_no_error (error);
     bool sr = ldm_engine_kind (engine) == LDM_MODEL_LDM_SR;
     LdmSampleParams params; /* as users run it: with keep_known, match_colors, color_fix */

@@ -103,7 +103,7 @@ test_chain (gconstpointer data)
     g_autoptr (LdmTensorFile) ref = ldm_tensor_file_open (ref_path, &error);
     g_assert_no_error (error);
     const LdmModelConfig *config = model_config (model);
-    Dnn *dnn = dnn_new (&error);
+    Dnn *dnn = dnn_new (false, &error);
     Weights w = { (const LdmTensor * (*) (const void *, const char *)) model_unet_tensor, model,
                   "U-Net" };
     Chain c = { .unet = unet_new (dnn, &config->unet, &w, &error), .ref = ref, .run = cc->run,
@@ -219,7 +219,7 @@ e2e_load (E2E *e, const char *model_path, const char *ref_path)
     g_autoptr (GError) error = NULL;
     e->model = ldm_model_load (model_path, &error);
     g_assert_no_error (error);
-    e->engine = ldm_engine_new (e->model, &error);
+    e->engine = ldm_engine_new (e->model, LDM_PRECISION_FP32, &error);
     g_assert_no_error (error);
     e->ref = ldm_tensor_file_open (ref_path, &error);
     g_assert_no_error (error);
@@ -452,7 +452,7 @@ test_prompt_contexts (gconstpointer data)
     g_autofree float *want_ctx = ref_read (ref, "cond.context", &n_ctx);
     g_autofree float *want_unc = ref_read (ref, "cond.uncond_context", &n_unc);
     int dim = (int) (n_ctx / 77);
-    Dnn *dnn = dnn_new (&error);
+    Dnn *dnn = dnn_new (false, &error);
     g_assert_no_error (error);
     PromptEncoder *pe = prompt_encoder_new (dnn, model, dim, &error);
     g_assert_no_error (error);
@@ -517,7 +517,7 @@ test_prompt_tokenizer_beside (void)
     g_autofree char *config_abs = g_canonicalize_filename (copy.config_src, NULL);
     g_assert_cmpint (symlink (model_abs, link), ==, 0);
     g_assert_cmpint (symlink (config_abs, link_config), ==, 0);
-    Dnn *dnn = dnn_new (&error);
+    Dnn *dnn = dnn_new (false, &error);
     g_assert_no_error (error);
     PromptEncoder *pe = prompt_encoder_new (dnn, link, 64, &error);
     g_assert_no_error (error);

@@ -395,7 +395,7 @@ case_run (Run *run, const Case *c, bool verbose)
     omp_set_num_threads (c->threaded ? run->threads : 1);
     gint64 t_written = g_get_monotonic_time ();
     model = ldm_model_load (model_path, &error);
-    engine = model ? ldm_engine_new (model, &error) : NULL;
+    engine = model ? ldm_engine_new (model, LDM_PRECISION_FP32, &error) : NULL;
     gint64 t_built = g_get_monotonic_time ();
     gboolean ok = engine != NULL;
     if (ok) {

@@ -159,7 +159,7 @@ inpaint_engine (void)
     g_autoptr (GError) error = NULL;
     g_autoptr (LdmModel) model = ldm_model_load (path, &error);
     g_assert_no_error (error);
-    LdmEngine *engine = ldm_engine_new (model, &error);
+    LdmEngine *engine = ldm_engine_new (model, LDM_PRECISION_FP32, &error);
     g_assert_no_error (error);
     return engine;
 }

@@ -29,7 +29,7 @@ load (Loaded *l, const char *fixture)
     g_autoptr (GError) error = NULL;
     l->model = ldm_model_load (path, &error);
     g_assert_no_error (error);
-    l->engine = ldm_engine_new (l->model, &error);
+    l->engine = ldm_engine_new (l->model, LDM_PRECISION_FP32, &error);
     g_assert_no_error (error);
     return TRUE;
 }
@@ -57,7 +57,7 @@ load_builtin_sr (Loaded *l)
     }
     l->model = ldm_model_load (path, &error);
     g_assert_no_error (error);
-    l->engine = ldm_engine_new (l->model, &error);
+    l->engine = ldm_engine_new (l->model, LDM_PRECISION_FP32, &error);
     g_assert_no_error (error);
     return TRUE;
 }

@@ -57,18 +57,30 @@ typedef struct {
 } Fixture;
 
 static gboolean
-fixture_open (Fixture *f, const char *fixture, const char *weights_file,
-              const LdmUnetConfig *config, bool ema)
+fixture_open_in (Fixture *f, const char *fixture, const char *weights_file,
+                 const LdmUnetConfig *config, bool ema, bool bf16)
 {
     memset (f, 0, sizeof *f);
     if (!fixture_files_open (fixture, weights_file, &f->model, &f->ref, &f->dnn))
         return FALSE;
     g_autoptr (GError) error = NULL;
+    if (bf16) {
+        dnn_free (f->dnn);
+        f->dnn = dnn_new (true, &error);
+        g_assert_no_error (error);
+    }
     f->tw = (TestWeights) { f->model, "model.diffusion_model.", ema ? "model_ema." : NULL };
     Weights w = test_weights (&f->tw);
     f->unet = unet_new (f->dnn, config, &w, &error);
     g_assert_no_error (error);
     return TRUE;
+}
+
+static gboolean
+fixture_open (Fixture *f, const char *fixture, const char *weights_file,
+              const LdmUnetConfig *config, bool ema)
+{
+    return fixture_open_in (f, fixture, weights_file, config, ema, false);
 }
 
 static void
@@ -150,24 +162,20 @@ test_unet_outputs (gconstpointer data)
     fixture_close (&f);
 }
 
-/* LDM_PRECISION=bf16 where the CPU has AVX512-BF16: convolutions and linear layers on
+/* bf16 where the CPU has AVX512-BF16 or AMX: convolutions, linear layers and attention on
  * bfloat16 (8 significant bits) stay within 1 % (relative L2) of the authors' fp32 eps, and
  * differ from it by more than fp32's own rounding (so bfloat16 did run). */
 static void
 test_unet_bf16 (gconstpointer data)
 {
     const UnetCase *c = data;
-    g_setenv ("LDM_PRECISION", "bf16", TRUE);
-    Fixture f;
-    gboolean opened = fixture_open (&f, c->fixture, c->weights_file, &c->config, true);
-    g_unsetenv ("LDM_PRECISION");
-    if (!opened)
-        return;
-    if (!dnn_uses_bf16 (f.dnn)) {
-        fixture_close (&f);
-        g_test_skip ("this CPU has no AVX512-BF16: the engine stays fp32");
+    if (!dnn_bf16_supported ()) {
+        g_test_skip ("this CPU has no AVX512-BF16 or AMX: the engine runs fp32");
         return;
     }
+    Fixture f;
+    if (!fixture_open_in (&f, c->fixture, c->weights_file, &c->config, true, true))
+        return;
     const char *names[3][2] = { { "unet.t1.in", "unet.t1.eps" }, { "unet.t500.in", "unet.t500.eps" },
                                 { "unet.t981.in", "unet.t981.eps" } };
     const float ts[3] = { 1, 500, 981 };
@@ -195,6 +203,84 @@ test_unet_bf16 (gconstpointer data)
         act_free (&out);
     }
     fixture_close (&f);
+}
+
+/* dnn_attention against a double-precision softmax(scale Q K^T) V, on operands laid out as
+ * the U-Net's are (heads side by side in a row wider than heads x d), with and without the
+ * causal mask: fp32 within float rounding; bf16 (where the CPU has it) within 2 % and not
+ * fp32's result (it did run in bfloat16). */
+static void
+test_attention (void)
+{
+    enum { HEADS = 3, D = 40, TQ = 37, TK = 53, ROW = HEADS * D + 8, OUT_ROW = HEADS * D + 5 };
+    g_autofree float *q = g_new (float, (size_t) TQ * ROW), *k = g_new (float, (size_t) TK * ROW),
+                     *v = g_new (float, (size_t) TK * ROW);
+    guint32 state = 12345;
+    float *all[3] = { q, k, v };
+    size_t lens[3] = { (size_t) TQ * ROW, (size_t) TK * ROW, (size_t) TK * ROW };
+    for (int a = 0; a < 3; a++)
+        for (size_t i = 0; i < lens[a]; i++) {
+            state = state * 1664525u + 1013904223u;
+            all[a][i] = (float) ((state >> 8) / 16777216.0 * 4.0 - 2.0);
+        }
+    const float scale = 1.0f / sqrtf ((float) D);
+    for (int causal = 0; causal < 2; causal++) {
+        int tk = causal ? TQ : TK; /* causal: as many keys as queries */
+        g_autofree double *want = g_new0 (double, (size_t) TQ * OUT_ROW);
+        for (int h = 0; h < HEADS; h++)
+            for (int i = 0; i < TQ; i++) {
+                double s[TK], max = -INFINITY, sum = 0;
+                int n = causal ? i + 1 : tk;
+                for (int j = 0; j < n; j++) {
+                    double dot = 0;
+                    for (int c = 0; c < D; c++)
+                        dot += (double) q[i * ROW + h * D + c] * k[j * ROW + h * D + c];
+                    s[j] = dot * scale;
+                    max = MAX (max, s[j]);
+                }
+                for (int j = 0; j < n; j++)
+                    sum += (s[j] = exp (s[j] - max));
+                for (int c = 0; c < D; c++) {
+                    double o = 0;
+                    for (int j = 0; j < n; j++)
+                        o += s[j] / sum * v[j * ROW + h * D + c];
+                    want[i * OUT_ROW + h * D + c] = o;
+                }
+            }
+        for (int bf16 = 0; bf16 < 2; bf16++) {
+            if (bf16 && !dnn_bf16_supported ()) {
+                g_test_message ("no AVX512-BF16 or AMX: bf16 attention not run");
+                continue;
+            }
+            g_autoptr (GError) error = NULL;
+            Dnn *dnn = dnn_new (bf16, &error);
+            g_assert_no_error (error);
+            g_autofree float *out = g_new0 (float, (size_t) TQ * OUT_ROW);
+            gboolean ok = causal ? dnn_attention_causal (dnn, q, ROW, k, ROW, v, ROW, D, HEADS, D,
+                                                         TQ, out, OUT_ROW, scale, &error)
+                                 : dnn_attention (dnn, q, ROW, k, ROW, v, ROW, D, HEADS, D, TQ,
+                                                  tk, out, OUT_ROW, scale, &error);
+            g_assert_no_error (error);
+            g_assert_true (ok);
+            double diff = 0, norm = 0;
+            for (int i = 0; i < TQ; i++)
+                for (int c = 0; c < HEADS * D; c++) {
+                    double e = out[i * OUT_ROW + c] - want[i * OUT_ROW + c];
+                    diff += e * e;
+                    norm += want[i * OUT_ROW + c] * want[i * OUT_ROW + c];
+                }
+            double rel = sqrt (diff / norm);
+            g_test_message ("attention%s in %s: relative L2 error %.2e", causal ? " (causal)" : "",
+                            bf16 ? "bf16" : "fp32", rel);
+            if (bf16) {
+                g_assert_cmpfloat (rel, <, 2e-2);
+                g_assert_cmpfloat (rel, >, 1e-4);
+            } else {
+                g_assert_cmpfloat (rel, <, 1e-5);
+            }
+            dnn_free (dnn);
+        }
+    }
 }
 
 /* SD: one CFG step as the authors run it: batch [uncond, cond], the same concat input. */
@@ -291,7 +377,7 @@ test_reads_the_param_list (gconstpointer data)
         }
         g_assert_true (g_hash_table_insert (lw.tensors, (char *) spec->name, t)); /* unique */
     }
-    Dnn *dnn = dnn_new (&error);
+    Dnn *dnn = dnn_new (false, &error);
     g_assert_no_error (error);
     Weights w = { listed_lookup, &lw, "listed U-Net" };
     Unet *unet = unet_new (dnn, config, &w, &error);
@@ -342,6 +428,7 @@ int
 main (int argc, char **argv)
 {
     g_test_init (&argc, &argv, NULL);
+    g_test_add_func ("/dnn/attention", test_attention);
     static UnetCase cases[6];
     const char *files[2] = { "model.ckpt", "model.safetensors" };
     for (int i = 0; i < 2; i++) {

@@ -385,6 +385,7 @@ def model_inpaint(args, rgb, mask, seed, stem):
                   "--keep-known" if args.keep_known else "--no-keep-known",
                   "--match-colors" if args.match_colors else "--no-match-colors",
                   "--init", args.init, "--strength", str(args.strength),
+                  "--precision", args.precision,
                   # the whole crop at full size with a hard mask, as the figures were measured
                   "--context-padding", "16384", "--working-size", "0", "--mask-grow", "0",
                   "--mask-blur", "0"])
@@ -403,6 +404,7 @@ def model_upscale(args, lr, seed, stem):
                   "--output", out, "--seed", str(seed),
                   "--sampler", args.sr_sampler, "--eta", str(args.sr_eta), "-q", "--timings",
                   "--init", args.sr_init, "--strength", str(args.sr_strength),
+                  "--precision", args.precision,
                   "--color-fix" if args.color_fix else "--no-color-fix"] + steps, stderr)
     args.sr_steps_run = steps_run(stderr[0])
     return read_rgb(out), dt
@@ -829,7 +831,8 @@ def write_report(path, res):
         "## Time per image (C engine)",
         "",
         f"Wall time of each `ldm` call, model loading included, {s['steps']} steps (inpainting), "
-        f"{s.get('sr_steps', s['steps'])} (upscaling). Machine: "
+        f"{s.get('sr_steps', s['steps'])} (upscaling), precision {s.get('precision', 'fp32')}. "
+        "Machine: "
         f"{mach['cpu']}, {mach['cores']} cores, OMP_NUM_THREADS {mach['omp_num_threads']}, "
         f"1-minute load average {mach['load_average_1min_at_start']} at the start (other "
         f"jobs running make the times longer). Whole evaluation: {res['total_seconds']:.0f} s.",
@@ -992,6 +995,9 @@ def parse_args():
                     help="ldm upscale --init (original: the bilinear upsample, noised)")
     ap.add_argument("--sr-strength", type=float, default=1.0, help="ldm upscale --strength")
     ap.add_argument("--seed", type=int, default=1, help="base seed (plus the case index)")
+    ap.add_argument("--precision", default="fp32", choices=("auto", "fp32", "bf16"),
+                    help="ldm --precision (default fp32: the report's figures then do not "
+                    "depend on the CPU; bf16 pictures are about 50 dB from fp32's)")
     ap.add_argument("--out", default=os.path.join(TOP, "docs", "eval"),
                     help="report folder (default docs/eval)")
     ap.add_argument("--work", default=os.path.join(TOP, "build-eval", "eval-work"),
@@ -1100,7 +1106,7 @@ def main():
             "sr_sampler": args.sr_sampler,
             "sr_steps": getattr(args, "sr_steps_run", args.sr_steps),
             "sr_eta": args.sr_eta, "sr_init": args.sr_init, "sr_strength": args.sr_strength,
-            "seed": args.seed,
+            "seed": args.seed, "precision": args.precision,
             "photo_set": args.photos, "photos": [p for p, _ in photos], "crop_size": SIZE,
             "masks": {k: float((m > 0).mean()) for k, m in masks.items()},
             "sr_blur_sigma": SR_BLUR_SIGMA, "sr_factor": SR_FACTOR,
