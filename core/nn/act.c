@@ -3,10 +3,8 @@
 
 #include "alloc.h"
 
-#include <alloca.h>
 #include <math.h>
 #include <omp.h>
-#include <pthread.h>
 #include <string.h>
 #ifdef __GLIBC__
 #include <malloc.h>
@@ -34,44 +32,6 @@ act_keep_freed_memory (void)
         mallopt (M_TOP_PAD, 64 << 20);
         g_once_init_leave (&once, 1);
     }
-#endif
-}
-
-/* The stack act_reserve_stack makes sure of: oneDNN's kernels run on the calling thread too
- * and some keep large frames. */
-#define STACK_RESERVE ((size_t) 2 << 20)
-#define STACK_SPARE   ((size_t) 256 << 10) /* left untouched below it */
-
-static void __attribute__ ((noinline))
-touch_stack (size_t n)
-{
-    volatile char *frame = alloca (n);
-    for (size_t i = 0; i < n; i += 4096)
-        frame[i] = 0;
-}
-
-/* The main thread's stack grows on demand, and under an address-space limit (RLIMIT_AS) the
- * growth can fail once the heap has taken the rest: a SIGSEGV inside a oneDNN kernel instead
- * of an allocation failing with a message (test_memory_limit, 2026-12-04: 10 limits of 110
- * between 200 and 280 MB crashed). Growing it now, before the weights and activations, makes
- * the limit fall on an allocation. Other threads' stacks are mapped whole when they start. */
-void
-act_reserve_stack (void)
-{
-#ifdef __GLIBC__
-    pthread_attr_t attr;
-    if (pthread_getattr_np (pthread_self (), &attr) != 0)
-        return;
-    void *low = NULL;
-    size_t size = 0;
-    gboolean known = pthread_attr_getstack (&attr, &low, &size) == 0;
-    pthread_attr_destroy (&attr);
-    char here;
-    if (!known || &here <= (char *) low || &here > (char *) low + size)
-        return;
-    size_t room = (size_t) (&here - (char *) low);
-    if (room > STACK_SPARE)
-        touch_stack (MIN (room - STACK_SPARE, STACK_RESERVE));
 #endif
 }
 

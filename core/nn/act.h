@@ -8,10 +8,6 @@
 /* Lets freed activations stay in the process's heap for the next ones (glibc's malloc
  * settings, process-wide, once): call it when an engine is made, before its first activation. */
 void act_keep_freed_memory (void);
-/* Grows the calling thread's stack now by what oneDNN's kernels may need (2 MB, within the
- * thread's stack limit), so that a later address-space limit fails an allocation, never the
- * stack: call it when an engine is made. */
-void act_reserve_stack (void);
 
 /* Allocates an n x h x w x c activation, followed by a zeroed tail that oneDNN's kernels may
  * read past the end (LDM_DNN_TAIL_FLOATS, alloc.h); FALSE (and a GError) when memory runs out. */

@@ -1014,114 +1014,91 @@ heads_to_half (Dnn *dnn, const float *x, int64_t row, int64_t head_stride, int h
     return p && prim_run (dnn, p, handles, error);
 }
 
-/* Attention in bfloat16 (the engine's bf16 precision): Q, K and V are converted once, the
- * scores are summed in f32 and the softmax (f32) writes bf16 probabilities for the product
- * with V. Scores, probabilities and the copies take at most the bytes fp32's scores take. */
-static gboolean
-attention_half (Dnn *dnn, const float *q, int64_t q_row, const float *k, int64_t k_row,
-                const float *v, int64_t v_row, int64_t head_stride, int heads, int d, int tq,
-                int tk, float *out, int64_t out_row, float scale, bool causal, GError **error)
+/* Element i of a float or (half) bfloat16 array. */
+static const void *
+element (const void *base, bool half, int64_t i)
 {
+    return half ? (const void *) ((const uint16_t *) base + i)
+                : (const void *) ((const float *) base + i);
+}
+
+/* fp32 reads Q, K and V in place and takes the softmax in place. bf16 (the engine's bf16
+ * precision) converts Q, K and V once to dense t x heads x d, sums the scores in f32 and has
+ * the softmax write bf16 probabilities for the product with V; its scores, probabilities and
+ * copies take at most the bytes fp32's scores take. */
+static gboolean
+attention (Dnn *dnn, const float *q, int64_t q_row, const float *k, int64_t k_row,
+           const float *v, int64_t v_row, int64_t head_stride, int heads, int d, int tq, int tk,
+           float *out, int64_t out_row, float scale, bool causal, GError **error)
+{
+    bool half = dnn->bf16;
     int64_t hd = (int64_t) heads * d;
-    size_t copies = (size_t) (tq + 2 * (int64_t) tk) * hd;
+    size_t copies = half ? (size_t) (tq + 2 * (int64_t) tk) * hd : 0;
     double budget = 4.0 * MIN ((double) heads * tq * tk, (double) ATTENTION_SCORES_MAX);
-    /* a score costs 4 bytes and its probability 2 */
-    size_t per_chunk = (size_t) MAX ((double) tk, (budget - 2.0 * copies) / 6.0);
+    /* a score costs 4 bytes, and its bf16 probability 2 more */
+    size_t per_chunk = (size_t) MAX ((double) tk, (budget - 2.0 * copies) / (half ? 6.0 : 4.0));
     int group = (int) MIN ((size_t) heads, MAX ((size_t) 1, per_chunk / ((size_t) tq * tk)));
     int chunk = tq;
     if ((size_t) chunk * tk > per_chunk)
         chunk = MAX (1, (int) (per_chunk / tk));
-    size_t probs = (size_t) group * chunk * tk;
-    float *scores = scores_buffer (dnn, probs, error);
+    size_t n_scores = (size_t) group * chunk * tk;
+    float *scores = scores_buffer (dnn, n_scores, error);
     if (!scores)
         return FALSE;
-    size_t need = copies + probs;
-    if (need > dnn->att_half_len) {
-        g_free (dnn->att_half);
-        dnn->att_half = ldm_try_alloc_n (need, sizeof (uint16_t), "bfloat16 attention", error);
-        dnn->att_half_len = dnn->att_half ? need : 0;
-        if (!dnn->att_half)
+    const void *qa = q, *ka = k, *va = v;
+    int64_t qr = q_row, kr = k_row, vr = v_row, hs = head_stride;
+    uint16_t *probs = NULL;
+    if (half) {
+        size_t need = copies + n_scores;
+        if (need > dnn->att_half_len) {
+            g_free (dnn->att_half);
+            dnn->att_half = ldm_try_alloc_n (need, sizeof (uint16_t), "bfloat16 attention",
+                                             error);
+            dnn->att_half_len = dnn->att_half ? need : 0;
+            if (!dnn->att_half)
+                return FALSE;
+        }
+        uint16_t *q16 = dnn->att_half, *k16 = q16 + (size_t) tq * hd,
+                 *v16 = k16 + (size_t) tk * hd;
+        probs = v16 + (size_t) tk * hd;
+        if (!heads_to_half (dnn, q, q_row, head_stride, heads, d, tq, q16, error)
+            || !heads_to_half (dnn, k, k_row, head_stride, heads, d, tk, k16, error)
+            || !heads_to_half (dnn, v, v_row, head_stride, heads, d, tk, v16, error))
             return FALSE;
+        qa = q16, ka = k16, va = v16;
+        qr = kr = vr = hd;
+        hs = d;
     }
-    uint16_t *q16 = dnn->att_half, *k16 = q16 + (size_t) tq * hd, *v16 = k16 + (size_t) tk * hd,
-             *p16 = v16 + (size_t) tk * hd;
-    if (!heads_to_half (dnn, q, q_row, head_stride, heads, d, tq, q16, error)
-        || !heads_to_half (dnn, k, k_row, head_stride, heads, d, tk, k16, error)
-        || !heads_to_half (dnn, v, v_row, head_stride, heads, d, tk, v16, error))
-        return FALSE;
     for (int h0 = 0; h0 < heads; h0 += group) {
         int g = MIN (group, heads - h0);
         for (int q0 = 0; q0 < tq; q0 += chunk) {
             int m = MIN (chunk, tq - q0);
             MatmulParams qk = { .shape = {
                 .batch = g, .m = m, .n = tk, .k = d,
-                .a_strides = { d, hd, 1 },
-                .b_strides = { d, 1, hd },
+                .a_strides = { hs, qr, 1 },
+                .b_strides = { hs, 1, kr },
                 .c_strides = { (int64_t) m * tk, tk, 1 },
                 .alpha = scale,
-            }, .half_a = true, .half_b = true };
+            }, .half_a = half, .half_b = half };
             MatmulParams pv = { .shape = {
                 .batch = g, .m = m, .n = d, .k = tk,
                 .a_strides = { (int64_t) m * tk, tk, 1 },
-                .b_strides = { d, hd, 1 },
+                .b_strides = { hs, vr, 1 },
                 .c_strides = { d, out_row, 1 },
                 .alpha = 1.0f,
-            }, .half_a = true, .half_b = true };
-            if (!matmul_typed (dnn, &qk, q16 + h0 * d + (int64_t) q0 * hd, k16 + h0 * d, scores,
-                               error))
+            }, .half_a = half, .half_b = half };
+            if (!matmul_typed (dnn, &qk, element (qa, half, h0 * hs + (int64_t) q0 * qr),
+                               element (ka, half, h0 * hs), scores, error))
                 return FALSE;
             if (causal)
                 mask_future (scores, g, m, q0, tk);
-            if (!softmax_rows_to_half (dnn, scores, p16, (int64_t) g * m, tk, error)
-                || !matmul_typed (dnn, &pv, p16, v16 + h0 * d,
+            gboolean ok = half ? softmax_rows_to_half (dnn, scores, probs, (int64_t) g * m, tk,
+                                                       error)
+                               : dnn_softmax_rows (dnn, scores, (int64_t) g * m, tk, error);
+            if (!ok
+                || !matmul_typed (dnn, &pv, half ? (const void *) probs : scores,
+                                  element (va, half, h0 * hs),
                                   out + (int64_t) h0 * d + (int64_t) q0 * out_row, error))
-                return FALSE;
-        }
-    }
-    return TRUE;
-}
-
-static gboolean
-attention (Dnn *dnn, const float *q, int64_t q_row, const float *k, int64_t k_row,
-           const float *v, int64_t v_row, int64_t head_stride, int heads, int d, int tq, int tk,
-           float *out, int64_t out_row, float scale, bool causal, GError **error)
-{
-    if (dnn->bf16)
-        return attention_half (dnn, q, q_row, k, k_row, v, v_row, head_stride, heads, d, tq, tk,
-                               out, out_row, scale, causal, error);
-    int group = (int) MIN ((size_t) heads, MAX ((size_t) 1, ATTENTION_SCORES_MAX / ((size_t) tq * tk)));
-    int chunk = tq;
-    if ((size_t) chunk * tk > ATTENTION_SCORES_MAX)
-        chunk = MAX (1, (int) (ATTENTION_SCORES_MAX / tk));
-    float *scores = scores_buffer (dnn, (size_t) group * chunk * tk, error);
-    if (!scores)
-        return FALSE;
-    for (int h0 = 0; h0 < heads; h0 += group) {
-        int g = MIN (group, heads - h0);
-        for (int q0 = 0; q0 < tq; q0 += chunk) {
-            int m = MIN (chunk, tq - q0);
-            DnnMatmulShape qk = {
-                .batch = g, .m = m, .n = tk, .k = d,
-                .a_strides = { head_stride, q_row, 1 },
-                .b_strides = { head_stride, 1, k_row },
-                .c_strides = { (int64_t) m * tk, tk, 1 },
-                .alpha = scale,
-            };
-            DnnMatmulShape pv = {
-                .batch = g, .m = m, .n = d, .k = tk,
-                .a_strides = { (int64_t) m * tk, tk, 1 },
-                .b_strides = { head_stride, v_row, 1 },
-                .c_strides = { d, out_row, 1 },
-                .alpha = 1.0f,
-            };
-            if (!dnn_matmul (dnn, &qk, q + h0 * head_stride + (int64_t) q0 * q_row,
-                             k + h0 * head_stride, scores, error))
-                return FALSE;
-            if (causal)
-                mask_future (scores, g, m, q0, tk);
-            if (!dnn_softmax_rows (dnn, scores, (int64_t) g * m, tk, error)
-                || !dnn_matmul (dnn, &pv, scores, v + h0 * head_stride,
-                                out + (int64_t) h0 * d + (int64_t) q0 * out_row, error))
                 return FALSE;
         }
     }

@@ -230,7 +230,6 @@ ldm_model_bench (const LdmModel *model, const LdmBenchParams *params, LdmBenchRe
     Weights unet_w = { model_unet_tensor, model, unet_what };
     Weights ae_w = { model_first_stage_tensor, model, ae_what };
     act_keep_freed_memory ();
-    act_reserve_stack ();
     gint64 start = g_get_monotonic_time ();
     bool bf16 = false;
     gboolean ok = dnn_precision_resolve (params->precision, &bf16, error)

@@ -183,7 +183,6 @@ ldm_engine_new (const LdmModel *model, LdmPrecision precision, GError **error)
     Weights unet_w = { model_unet_tensor, model, unet_what };
     Weights ae_w = { model_first_stage_tensor, model, ae_what };
     act_keep_freed_memory ();
-    act_reserve_stack ();
     if (!schedule_init (&e->schedule, config->beta_schedule, config->linear_start,
                         config->linear_end, config->timesteps, error)
         || !(e->dnn = dnn_new (bf16, error))
