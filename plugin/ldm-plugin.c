@@ -279,7 +279,7 @@ ldm_create_procedure (GimpPlugIn *plug_in, const gchar *name)
      * scripts that want the authors' fp32 numerics. */
     gimp_procedure_add_string_argument (procedure, "precision", _("_Precision"),
                                         _("The layers' arithmetic: \"auto\" (bfloat16 where "
-                                          "the CPU multiplies it itself, about twice as fast; "
+                                          "the CPU multiplies it itself, about 1.5 times as fast; "
                                           "else fp32), \"fp32\" or \"bf16\""),
                                         ldm_precision_name (LDM_PRECISION_AUTO),
                                         G_PARAM_READWRITE);

@@ -293,7 +293,7 @@ void ldm_sample_params_init_authors (LdmSampleParams *params, LdmTask task);
  * softmax and everything between the layers stay fp32 in every precision. */
 typedef enum {
     LDM_PRECISION_AUTO, /* bfloat16 where the CPU multiplies it natively (AVX512-BF16 or AMX:
-                         * about 1.5-3x faster, pictures within about 50 dB of fp32), else fp32 */
+                         * about 1.5x faster, pictures within about 50 dB of fp32), else fp32 */
     LDM_PRECISION_FP32, /* fp32 throughout: the authors' numerics */
     LDM_PRECISION_BF16, /* bfloat16 inputs and weights with fp32 sums; LDM_ERROR_UNSUPPORTED on
                          * a CPU without bfloat16 instructions */
@@ -301,8 +301,6 @@ typedef enum {
 
 const char *ldm_precision_name  (LdmPrecision precision); /* "auto", "fp32", "bf16" */
 gboolean    ldm_precision_parse (const char *name, LdmPrecision *precision);
-/* Whether this CPU multiplies bfloat16 itself (what LDM_PRECISION_AUTO picks bf16 for). */
-gboolean    ldm_cpu_has_bf16    (void);
 
 /* A model made ready to run: its networks built on oneDNN in `precision`, weights reordered
  * once. The model may be freed afterwards. */

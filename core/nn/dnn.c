@@ -281,6 +281,12 @@ dnn_uses_bf16 (const Dnn *dnn)
     return dnn->bf16;
 }
 
+LdmPrecision
+dnn_precision (const Dnn *dnn)
+{
+    return dnn->bf16 ? LDM_PRECISION_BF16 : LDM_PRECISION_FP32;
+}
+
 /* The bfloat16 copy of a layer's input: a cached reorder from `md_f32` into dnn->half. */
 static dnnl_status_t
 make_to_half (Dnn *dnn, const void *params, dnnl_primitive_desc_t *pd)

@@ -34,6 +34,7 @@ Dnn  *dnn_new  (bool bf16, GError **error);
 void  dnn_free (Dnn *dnn);
 bool  dnn_bf16_supported (void);
 bool  dnn_uses_bf16 (const Dnn *dnn);
+LdmPrecision dnn_precision (const Dnn *dnn); /* LDM_PRECISION_FP32 or LDM_PRECISION_BF16 */
 /* bf16 for a public precision (AUTO: where the CPU has it); FALSE and the error for BF16 on a
  * CPU without it. */
 gboolean dnn_precision_resolve (LdmPrecision precision, bool *bf16, GError **error);

@@ -233,9 +233,10 @@ ldm_model_bench (const LdmModel *model, const LdmBenchParams *params, LdmBenchRe
     gint64 start = g_get_monotonic_time ();
     bool bf16 = false;
     gboolean ok = dnn_precision_resolve (params->precision, &bf16, error)
-                  && (b.dnn = dnn_new (bf16, error)) && (b.unet = unet_new (b.dnn, u, &unet_w, error))
+                  && (b.dnn = dnn_new (bf16, error))
+                  && (b.unet = unet_new (b.dnn, u, &unet_w, error))
                   && (b.ae = autoencoder_new (b.dnn, &cfg->first_stage, &ae_w, error));
-    r->precision = b.dnn && dnn_uses_bf16 (b.dnn) ? LDM_PRECISION_BF16 : LDM_PRECISION_FP32;
+    r->precision = b.dnn ? dnn_precision (b.dnn) : LDM_PRECISION_FP32;
     if (ok && u->context_dim > 0 && ldm_clip_text_present (model_file (model)))
         ok = (b.clip = ldm_clip_text_new (b.dnn, model_file (model), 0, error)) != NULL;
     if (ok) {

@@ -148,12 +148,6 @@ ldm_precision_parse (const char *name, LdmPrecision *precision)
     return FALSE;
 }
 
-gboolean
-ldm_cpu_has_bf16 (void)
-{
-    return dnn_bf16_supported ();
-}
-
 LdmEngine *
 ldm_engine_new (const LdmModel *model, LdmPrecision precision, GError **error)
 {
@@ -210,7 +204,7 @@ ldm_engine_free (LdmEngine *e)
 LdmPrecision
 ldm_engine_precision (const LdmEngine *e)
 {
-    return dnn_uses_bf16 (e->dnn) ? LDM_PRECISION_BF16 : LDM_PRECISION_FP32;
+    return dnn_precision (e->dnn);
 }
 
 LdmModelKind
