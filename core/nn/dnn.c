@@ -1031,7 +1031,7 @@ element (const void *base, bool half, int64_t i)
 /* fp32 reads Q, K and V in place and takes the softmax in place. bf16 (the engine's bf16
  * precision) converts Q, K and V once to dense t x heads x d, sums the scores in f32 and has
  * the softmax write bf16 probabilities for the product with V; its scores, probabilities and
- * copies take at most the bytes fp32's scores take. */
+ * copies take at most the bytes fp32's largest score chunk takes. */
 static gboolean
 attention (Dnn *dnn, const float *q, int64_t q_row, const float *k, int64_t k_row,
            const float *v, int64_t v_row, int64_t head_stride, int heads, int d, int tq, int tk,
@@ -1040,9 +1040,13 @@ attention (Dnn *dnn, const float *q, int64_t q_row, const float *k, int64_t k_ro
     bool half = dnn->bf16;
     int64_t hd = (int64_t) heads * d;
     size_t copies = half ? (size_t) (tq + 2 * (int64_t) tk) * hd : 0;
-    double budget = 4.0 * MIN ((double) heads * tq * tk, (double) ATTENTION_SCORES_MAX);
-    /* a score costs 4 bytes, and its bf16 probability 2 more */
-    size_t per_chunk = (size_t) MAX ((double) tk, (budget - 2.0 * copies) / (half ? 6.0 : 4.0));
+    /* a score costs 4 bytes, and its bf16 probability 2 more. The budget is the bytes of
+     * fp32's largest score chunk, not of this problem's scores: a small one (SD's 8x8 level,
+     * CLIP's 77 tokens) whose copies outweigh its scores then runs in one product instead of
+     * one per query row (SD's U-Net made 92,000 tiny products a forward) */
+    double budget = 4.0 * (double) ATTENTION_SCORES_MAX, all = (double) heads * tq * tk;
+    double fit = (budget - 2.0 * (double) copies) / (half ? 6.0 : 4.0);
+    size_t per_chunk = (size_t) MAX ((double) tk, MIN (all, fit));
     int group = (int) MIN ((size_t) heads, MAX ((size_t) 1, per_chunk / ((size_t) tq * tk)));
     int chunk = tq;
     if ((size_t) chunk * tk > per_chunk)

@@ -649,11 +649,11 @@ done:
 }
 
 /* The windows of a run of model config C on a pw x ph (padded) input, planned from the
- * budget with `in_use` bytes held already: the one planner of ldm_inpaint, ldm_upscale and
- * ldm_model_plan. */
+ * budget with `in_use` bytes held already, the layers in bfloat16 or not: the one planner of
+ * ldm_inpaint, ldm_upscale and ldm_model_plan. */
 static gboolean
 plan_config (const LdmModelConfig *c, const LdmSampleParams *p, LdmTask task, int pw, int ph,
-             uint64_t in_use, TilePlan *plan, GError **error)
+             bool bf16, uint64_t in_use, TilePlan *plan, GError **error)
 {
     int f = 1 << (c->first_stage.n_levels - 1);
     bool sr = task == LDM_TASK_UPSCALE; /* SR: the latent is the low-res image itself */
@@ -661,7 +661,7 @@ plan_config (const LdmModelConfig *c, const LdmSampleParams *p, LdmTask task, in
                      .lw = sr ? pw : pw / f, .lh = sr ? ph : ph / f,
                      .batch = c->unet.context_dim > 0 && p->guidance != 1.0f ? 2 : 1,
                      .unet_align = 1 << (c->unet.n_levels - 1),
-                     .encodes = !sr || p->init != LDM_INIT_NOISE };
+                     .encodes = !sr || p->init != LDM_INIT_NOISE, .bf16 = bf16 };
     in.ow = in.lw * f;
     in.oh = in.lh * f;
     return tile_plan_make (&in, p->memory_limit, in_use, plan, error);
@@ -677,7 +677,8 @@ plan_run (LdmEngine *e, const LdmSampleParams *p, LdmTask task, int pw, int ph,
         e->plan = e->forced_plan;
         return TRUE;
     }
-    return plan_config (&e->config, p, task, pw, ph, tile_resident_bytes (), &e->plan, error);
+    return plan_config (&e->config, p, task, pw, ph, dnn_uses_bf16 (e->dnn),
+                        tile_resident_bytes (), &e->plan, error);
 }
 
 gboolean
@@ -704,8 +705,9 @@ ldm_model_plan (const LdmModel *model, LdmTask task, int width, int height,
     }
     int align = config_alignment (c);
     TilePlan t;
+    /* no engine yet: planned for what precision auto would run (bf16 needs a little more) */
     if (!plan_config (c, params, task, round_up (width, align), round_up (height, align),
-                      tile_resident_bytes (), &t, error))
+                      dnn_bf16_supported (), tile_resident_bytes (), &t, error))
         return FALSE;
     if (plan)
         *plan = (LdmTilePlan) { t.unet, t.unet ? unet_overlap (t.unet) : 0, t.encode, t.decode,

@@ -4,7 +4,9 @@
  * block holds its input, two temporaries and its output at the block's width, oneDNN may
  * hold one more copy in its own layout, so a stage's peak is about 5 activations of its widest
  * level; the U-Net also keeps every input block's output for its skips; attention adds its
- * q, k, v and output and a score buffer of at most 64 M floats (nn/dnn.c). Measured on the
+ * q, k, v and output and a score buffer of at most 64 M floats (nn/dnn.c); in bfloat16 each
+ * layer also converts its input to a bf16 copy (2 bytes an element of the widest input; the
+ * bf16 attention's copies fit in its score buffer's bytes). Measured on the
  * built-in models these bounds are above the real peaks (2048x2048 encode: 6.3 GB measured,
  * 8.1 GB estimated), so a plan that fits the estimate fits the machine.
  */
@@ -117,13 +119,13 @@ tiling_weight (const Tiling *t, int i, int j, int y, int x, int scale)
 /* The first stage's peak on an image window of px pixels: 5 activations of each level's
  * width at its resolution (the widest decides), the mid attention on the smallest level. */
 static double
-autoencoder_bytes (const LdmAutoencoderConfig *ae, double px)
+autoencoder_bytes (const LdmAutoencoderConfig *ae, double px, bool bf16)
 {
-    double peak = 0, level_px = px;
+    double peak = 0, level_px = px, per_value = 5.0 * 4.0 + (bf16 ? 2.0 : 0.0);
     int c = ae->ch;
     for (int l = 0; l < ae->n_levels; l++) {
         int out_c = ae->ch * ae->ch_mult[l];
-        peak = MAX (peak, 5.0 * 4.0 * MAX (c, out_c) * level_px);
+        peak = MAX (peak, per_value * MAX (c, out_c) * level_px);
         c = out_c;
         if (l + 1 < ae->n_levels)
             level_px /= 4;
@@ -144,15 +146,17 @@ unet_attends (const LdmUnetConfig *u, int ds)
 
 /* The U-Net's peak on a latent window of px cells, batch b: the skips (every input block's
  * output), 6 activations of the working level (concatenations, residual temporaries,
- * oneDNN's copy) and attention's q, k, v, output and scores. */
+ * oneDNN's copy; bf16: the copy of a layer's input, at most a concatenation's 2c wide) and
+ * attention's q, k, v, output and scores. */
 static double
-unet_bytes (const LdmUnetConfig *u, double px, int batch)
+unet_bytes (const LdmUnetConfig *u, double px, int batch, bool bf16)
 {
     double skips = 4.0 * u->model_channels * px, work = 0, attn = 0, level_px = px;
+    double per_value = 6.0 * 4.0 + (bf16 ? 2.0 : 0.0);
     for (int l = 0, ds = 1; l < u->n_levels; l++, ds *= 2) {
         int c = u->model_channels * u->channel_mult[l];
         skips += 4.0 * c * level_px * (u->num_res_blocks + 1);
-        work = MAX (work, 6.0 * 4.0 * 2 * c * level_px);
+        work = MAX (work, per_value * 2 * c * level_px);
         if (unet_attends (u, ds) || (l + 1 == u->n_levels && u->n_attention_resolutions > 0)) {
             int heads = u->num_heads > 0 ? u->num_heads
                                          : MAX (1, c / MAX (1, u->num_head_channels));
@@ -205,7 +209,7 @@ unet_stage (const PlanInput *in, int win)
 {
     double cells = win ? (double) MIN (win, in->lw) * MIN (win, in->lh)
                        : (double) in->lw * in->lh;
-    return unet_bytes (&in->config->unet, cells, in->batch);
+    return unet_bytes (&in->config->unet, cells, in->batch, in->bf16);
 }
 
 static int
@@ -220,7 +224,7 @@ decode_stage (const PlanInput *in, int win)
     int f = ae_factor (in);
     double cells = win ? (double) MIN (win, in->lw) * MIN (win, in->lh)
                        : (double) in->lw * in->lh;
-    return autoencoder_bytes (&in->config->first_stage, cells * f * f);
+    return autoencoder_bytes (&in->config->first_stage, cells * f * f, in->bf16);
 }
 
 static double

@@ -42,6 +42,7 @@ typedef struct {
     LdmTask               task;
     int                   pw, ph, lw, lh, ow, oh, batch, unet_align;
     gboolean              encodes; /* the run encodes an image (inpainting, a start from one) */
+    gboolean              bf16;    /* layers run in bfloat16: each holds a bf16 copy of its input */
 } PlanInput;
 
 /* The largest windows (up to the stage's cap: a U-Net's attention grows with the square of

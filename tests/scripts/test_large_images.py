@@ -34,6 +34,18 @@ def run_measured(*args, timeout=900):
                 usage.ru_maxrss / 1024)
 
 
+# bfloat16 where the CPU has it (as core's dnn_bf16_supported)
+BF16 = any(f in open("/proc/cpuinfo").read().split() for f in ("avx512_bf16", "amx_bf16"))
+
+
+def budget_held(mb, rss, what):
+    """The run's own peak RSS within its --memory-limit (not under a sanitizer, whose shadow
+    memory the planner does not count)."""
+    if not sanitized(os.environ.get("LDM_BUILD_DIR", "")):
+        check(f"{what}: the peak RSS within the {mb} MB budget", rss <= mb, f"{rss:.0f} MB")
+        print(f"{what}: budget {mb} MB, peak RSS {rss:.0f} MB")
+
+
 def refusal(tmp):
     big = os.path.join(tmp, "big.png")
     row = bytes((x * 7) % 256 for x in range(4000 * 3))
@@ -67,16 +79,27 @@ def seams(tmp):
     out, whole = os.path.join(tmp, "up.png"), os.path.join(tmp, "whole.png")
     plan, refused = None, 0
     for mb in range(40, 2000, 10):
-        r = subprocess.run([LDM, "upscale", "--model", SR_MODEL, "--image", crop, "--output",
-                            out, "--steps", "5", "--seed", "1", "--memory-limit", f"{mb}M"],
-                           capture_output=True, text=True, timeout=1800)
-        if r.returncode == 1 and "memory limit" in r.stderr:
+        code, err, rss = run_measured("upscale", "--model", SR_MODEL, "--image", crop,
+                                      "--output", out, "--steps", "5", "--seed", "1",
+                                      "--memory-limit", f"{mb}M", timeout=1800)
+        if code == 1 and "memory limit" in err:
             refused += 1
             continue
         check("a smaller budget was refused first", refused > 0)
         check(f"upscale under the smallest budget that runs it ({mb} MB): exit 0",
-              r.returncode == 0, r.stderr)
-        line = [l for l in r.stderr.splitlines() if l.startswith("ldm: windows")]
+              code == 0, err)
+        budget_held(mb, rss, "the default precision")
+        # the planner counts what each precision holds (bf16: a copy of each layer's input)
+        for precision in ("fp32", "bf16") if BF16 else ("fp32",):
+            code, err_p, rss = run_measured("upscale", "--model", SR_MODEL, "--image", crop,
+                                            "--output", os.path.join(tmp, "p.png"), "--steps",
+                                            "1", "--seed", "1", "--memory-limit", f"{mb}M",
+                                            "--precision", precision, timeout=1800)
+            check(f"--precision {precision} within {mb} MB: exit 0 or a memory-limit refusal",
+                  code == 0 or (code == 1 and "memory limit" in err_p), err_p)
+            if code == 0:
+                budget_held(mb, rss, f"--precision {precision}")
+        line = [l for l in err.splitlines() if l.startswith("ldm: windows")]
         if line:
             # "ldm: windows (latent cells; 0 = whole): U-Net U (overlap O), encoder E,
             #  decoder D (overlap P)"
